@@ -1,0 +1,58 @@
+import { build } from 'esbuild';
+import { copyFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+/** Repository root: every path the build touches is resolved from here, never from the caller's cwd. */
+export const REPO_ROOT = resolve(__dirname, '..');
+
+/** Where the demo page and its script live; they ship next to server.js as `public/`. */
+export const PUBLIC_DIR = join(REPO_ROOT, 'service', 'public');
+
+export interface BundleResult {
+  /** Absolute path of the bundled entry point. */
+  readonly serverJs: string;
+  /** Names of the files copied into `<outDir>/public`, sorted. */
+  readonly publicFiles: readonly string[];
+}
+
+/**
+ * Bundles service/main.ts into `<outDir>/server.js` and copies the demo page into `<outDir>/public`.
+ * The output depends only on the source: paths in it are relative to the repository root.
+ */
+export async function bundleService(outDir: string): Promise<BundleResult> {
+  rmSync(outDir, { recursive: true, force: true });
+  mkdirSync(outDir, { recursive: true });
+  const serverJs = join(outDir, 'server.js');
+  await build({
+    absWorkingDir: REPO_ROOT,
+    entryPoints: ['service/main.ts'],
+    outfile: serverJs,
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    minify: true,
+    legalComments: 'none',
+    // ws falls back to its JS implementations when these optional native addons are absent.
+    external: ['bufferutil', 'utf-8-validate'],
+    logLevel: 'silent',
+  });
+  const publicFiles = copyPublic(join(outDir, 'public'));
+  return { serverJs, publicFiles };
+}
+
+function copyPublic(dest: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(PUBLIC_DIR, { withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => e.name)
+      .sort();
+  } catch {
+    return [];
+  }
+  if (names.length === 0) return [];
+  mkdirSync(dest, { recursive: true });
+  for (const name of names) copyFileSync(join(PUBLIC_DIR, name), join(dest, name));
+  return names;
+}

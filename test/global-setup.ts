@@ -1,0 +1,10 @@
+import { join } from 'node:path';
+import { bundleService, REPO_ROOT } from '../app/bundle';
+
+/** Folder holding the bundled relay that process-level tests start with `node server.js`. */
+export const TEST_BUILD_DIR = join(REPO_ROOT, '.build', 'test-relay');
+
+// One bundle per test run: every relay process in the suite runs exactly the code that ships.
+export default async function globalSetup(): Promise<void> {
+  await bundleService(TEST_BUILD_DIR);
+}
