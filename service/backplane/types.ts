@@ -12,8 +12,8 @@ export type BackplaneState = 'connecting' | 'ready' | 'down' | 'closed';
 /** Room name, or null for the broadcast channel (every client on every instance). */
 export type Target = string | null;
 
-/** Called for every frame published by another instance; `frame` is the client-ready JSON text. */
-export type FrameHandler = (target: Target, frame: string) => void;
+/** Called for every frame published by another instance; `frame` is the client-ready JSON text as UTF-8 bytes. */
+export type FrameHandler = (target: Target, frame: Buffer) => void;
 
 export interface BackplaneStatus {
   readonly kind: 'memory' | 'redis' | 'cluster';
@@ -26,8 +26,8 @@ export interface Backplane {
   readonly kind: BackplaneStatus['kind'];
   /** Connects and subscribes to the broadcast channel. Resolves once ready, or rejects with a clear error. */
   start(): Promise<void>;
-  /** Publishes a frame to other instances. Rejects with BackplaneUnavailableError while down. */
-  publish(target: Target, frame: string): Promise<void>;
+  /** Publishes a frame (client-ready JSON bytes) to other instances. Rejects with BackplaneUnavailableError while down. */
+  publish(target: Target, frame: Buffer): Promise<void>;
   /** Subscribes to a room's channel; called by the hub on the room's first local member. */
   subscribe(room: string): Promise<void>;
   /** Unsubscribes from a room's channel; called by the hub after the room's last local member left. */
@@ -64,12 +64,13 @@ export function broadcastChannel(prefix: string): string {
  * Wire format on a channel: `<instanceId> <frame>`. Instance ids contain no spaces, so the first
  * space splits tag from frame; an instance drops what it tagged itself (it already delivered locally).
  */
-export function encodeEnvelope(instanceId: string, frame: string): string {
-  return `${instanceId} ${frame}`;
+export function encodeEnvelope(instanceId: string, frame: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${instanceId} `), frame]);
 }
 
-export function decodeEnvelope(raw: string): { instanceId: string; frame: string } | null {
-  const space = raw.indexOf(' ');
+/** Splits an envelope without copying the frame bytes; null when the envelope is malformed. */
+export function decodeEnvelope(raw: Buffer): { instanceId: string; frame: Buffer } | null {
+  const space = raw.indexOf(0x20);
   if (space <= 0) return null;
-  return { instanceId: raw.slice(0, space), frame: raw.slice(space + 1) };
+  return { instanceId: raw.toString('latin1', 0, space), frame: raw.subarray(space + 1) };
 }
