@@ -1,0 +1,225 @@
+/**
+ * Each policy rule fires on a deliberately broken stack, and stays quiet on a compliant one.
+ * The stacks are built with the real provider classes and synthesized, so the checks read real cdk.tf.json.
+ */
+import { App, TerraformStack, Testing } from 'cdktf';
+import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
+import { S3Bucket } from '@cdktf/provider-aws/lib/s3-bucket';
+import { S3BucketPublicAccessBlock } from '@cdktf/provider-aws/lib/s3-bucket-public-access-block';
+import { S3BucketServerSideEncryptionConfigurationA } from '@cdktf/provider-aws/lib/s3-bucket-server-side-encryption-configuration';
+import { S3BucketPolicy } from '@cdktf/provider-aws/lib/s3-bucket-policy';
+import { DataAwsIamPolicyDocument } from '@cdktf/provider-aws/lib/data-aws-iam-policy-document';
+import { SecurityGroup } from '@cdktf/provider-aws/lib/security-group';
+import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-security-group-ingress-rule';
+import { ElasticacheReplicationGroup } from '@cdktf/provider-aws/lib/elasticache-replication-group';
+import { IamRole } from '@cdktf/provider-aws/lib/iam-role';
+import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
+import { IamRolePolicyAttachment } from '@cdktf/provider-aws/lib/iam-role-policy-attachment';
+import { ElasticBeanstalkEnvironment } from '@cdktf/provider-aws/lib/elastic-beanstalk-environment';
+import { DataAwsElasticBeanstalkSolutionStack } from '@cdktf/provider-aws/lib/data-aws-elastic-beanstalk-solution-stack';
+import { checkTerraformPolicy, PolicyRule } from '../../app/policy';
+
+type Breakage =
+  | 'no-public-access-block'
+  | 'public-access-partly-open'
+  | 'no-encryption'
+  | 'no-tls-policy'
+  | 'redis-open-to-world'
+  | 'instances-open-on-3389'
+  | 'lb-open-on-8080'
+  | 'no-transit-encryption'
+  | 'no-at-rest-encryption'
+  | 'no-auth-token'
+  | 'wildcard-action'
+  | 'full-access-policy'
+  | 'imdsv1'
+  | 'plain-token-env'
+  | 'password-in-url'
+  | 'hardcoded-stack';
+
+/** A small stack that follows every rule unless told to break one. */
+function synthStack(breakage?: Breakage): unknown {
+  const app = Testing.app();
+  const stack = new TerraformStack(app as App, 'policy-fixture');
+  new AwsProvider(stack, 'aws', { region: 'eu-west-1' });
+  const is = (b: Breakage): boolean => breakage === b;
+
+  const bucket = new S3Bucket(stack, 'bucket', { bucket: 'fixture-artifacts' });
+  if (!is('no-public-access-block')) {
+    new S3BucketPublicAccessBlock(stack, 'bucket-pab', {
+      bucket: bucket.id,
+      blockPublicAcls: true,
+      blockPublicPolicy: !is('public-access-partly-open'),
+      ignorePublicAcls: true,
+      restrictPublicBuckets: true,
+    });
+  }
+  if (!is('no-encryption')) {
+    new S3BucketServerSideEncryptionConfigurationA(stack, 'bucket-sse', {
+      bucket: bucket.id,
+      rule: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms' } }],
+    });
+  }
+  const tlsDoc = new DataAwsIamPolicyDocument(stack, 'tls-only', {
+    statement: [
+      {
+        sid: is('no-tls-policy') ? 'AllowRead' : 'DenyInsecureTransport',
+        effect: is('no-tls-policy') ? 'Allow' : 'Deny',
+        actions: ['s3:GetObject'],
+        resources: [`${bucket.arn}/*`],
+        principals: [{ type: 'AWS', identifiers: ['arn:aws:iam::123456789012:root'] }],
+        condition: is('no-tls-policy') ? [] : [{ test: 'Bool', variable: 'aws:SecureTransport', values: ['false'] }],
+      },
+    ],
+  });
+  new S3BucketPolicy(stack, 'bucket-policy', { bucket: bucket.id, policy: tlsDoc.json });
+
+  const lbSg = new SecurityGroup(stack, 'lb-sg', { name: 'lb', vpcId: 'vpc-1' });
+  const appSg = new SecurityGroup(stack, 'app-sg', { name: 'app', vpcId: 'vpc-1' });
+  const redisSg = new SecurityGroup(stack, 'redis-sg', { name: 'redis', vpcId: 'vpc-1' });
+  for (const port of [80, 443]) {
+    new VpcSecurityGroupIngressRule(stack, `lb-${port}`, {
+      securityGroupId: lbSg.id,
+      cidrIpv4: '0.0.0.0/0',
+      ipProtocol: 'tcp',
+      fromPort: port,
+      toPort: port,
+    });
+  }
+  new VpcSecurityGroupIngressRule(stack, 'app-from-lb', {
+    securityGroupId: appSg.id,
+    referencedSecurityGroupId: lbSg.id,
+    ipProtocol: 'tcp',
+    fromPort: 8080,
+    toPort: 8080,
+  });
+  if (is('lb-open-on-8080')) {
+    new VpcSecurityGroupIngressRule(stack, 'lb-8080', {
+      securityGroupId: lbSg.id,
+      cidrIpv4: '0.0.0.0/0',
+      ipProtocol: 'tcp',
+      fromPort: 8080,
+      toPort: 8080,
+    });
+  }
+  if (is('instances-open-on-3389')) {
+    new VpcSecurityGroupIngressRule(stack, 'app-rdp', {
+      securityGroupId: appSg.id,
+      cidrIpv6: '::/0',
+      ipProtocol: 'tcp',
+      fromPort: 3389,
+      toPort: 3389,
+    });
+  }
+  new VpcSecurityGroupIngressRule(stack, 'redis-from-app', {
+    securityGroupId: redisSg.id,
+    ...(is('redis-open-to-world') ? { cidrIpv4: '0.0.0.0/0', ipProtocol: '-1' } : { referencedSecurityGroupId: appSg.id, ipProtocol: 'tcp', fromPort: 6379, toPort: 6379 }),
+  });
+
+  new ElasticacheReplicationGroup(stack, 'redis', {
+    replicationGroupId: 'fixture',
+    description: 'fixture',
+    nodeType: 'cache.t4g.micro',
+    transitEncryptionEnabled: !is('no-transit-encryption'),
+    atRestEncryptionEnabled: is('no-at-rest-encryption') ? 'false' : 'true',
+    ...(is('no-auth-token') ? {} : { authToken: '${random_password.auth.result}' }),
+    securityGroupIds: [redisSg.id],
+  });
+
+  const role = new IamRole(stack, 'instance-role', {
+    name: 'fixture-instance',
+    assumeRolePolicy: JSON.stringify({
+      Version: '2012-10-17',
+      Statement: [{ Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' }],
+    }),
+  });
+  new IamRolePolicy(stack, 'read-secret', {
+    role: role.name,
+    policy: JSON.stringify({
+      Version: '2012-10-17',
+      Statement: [
+        {
+          Effect: 'Allow',
+          Action: is('wildcard-action') ? ['secretsmanager:*'] : ['secretsmanager:GetSecretValue'],
+          Resource: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:fixture',
+        },
+      ],
+    }),
+  });
+  new IamRolePolicyAttachment(stack, 'web-tier', {
+    role: role.name,
+    policyArn: is('full-access-policy')
+      ? 'arn:aws:iam::aws:policy/CloudWatchFullAccess'
+      : 'arn:aws:iam::aws:policy/AWSElasticBeanstalkWebTier',
+  });
+
+  const solution = new DataAwsElasticBeanstalkSolutionStack(stack, 'solution', {
+    mostRecent: true,
+    nameRegex: '^64bit Amazon Linux 2023 (.*) running Node.js 22$',
+  });
+  const env = (namespace: string, name: string, value: string) => ({ namespace, name, value });
+  new ElasticBeanstalkEnvironment(stack, 'env', {
+    name: 'fixture',
+    application: 'fixture',
+    solutionStackName: is('hardcoded-stack') ? '64bit Amazon Linux 2 v5.8.0 running Node.js 18' : solution.name,
+    setting: [
+      env('aws:elbv2:loadbalancer', 'SecurityGroups', lbSg.id),
+      env('aws:autoscaling:launchconfiguration', 'DisableIMDSv1', is('imdsv1') ? 'false' : 'true'),
+      env('aws:elasticbeanstalk:application:environment', 'REDIS_URL', is('password-in-url') ? 'rediss://default:hunter2@redis.example:6379' : 'rediss://redis.example:6379'),
+      env('aws:elasticbeanstalk:application:environment', 'PORT', '8080'),
+      is('plain-token-env')
+        ? env('aws:elasticbeanstalk:application:environment', 'REDIS_AUTH_TOKEN', '${random_password.auth.result}')
+        : env('aws:elasticbeanstalk:application:environmentsecrets', 'REDIS_AUTH_TOKEN', 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:fixture'),
+    ],
+  });
+  return JSON.parse(Testing.synth(stack));
+}
+
+function rulesFired(breakage?: Breakage): PolicyRule[] {
+  return [...new Set(checkTerraformPolicy(synthStack(breakage)).map((v) => v.rule))].sort();
+}
+
+describe('infrastructure policy rules', () => {
+  it('reports nothing for a stack that follows every rule', () => {
+    // GIVEN a compliant stack WHEN checked THEN no violation
+    expect(checkTerraformPolicy(synthStack())).toEqual([]);
+  });
+
+  const cases: [Breakage, PolicyRule][] = [
+    ['no-public-access-block', 's3-public-access-block'],
+    ['public-access-partly-open', 's3-public-access-block'],
+    ['no-encryption', 's3-encryption'],
+    ['no-tls-policy', 's3-tls-only'],
+    ['redis-open-to-world', 'open-ingress'],
+    ['instances-open-on-3389', 'open-ingress'],
+    ['lb-open-on-8080', 'open-ingress'],
+    ['no-transit-encryption', 'redis-transit-encryption'],
+    ['no-at-rest-encryption', 'redis-at-rest-encryption'],
+    ['no-auth-token', 'redis-auth'],
+    ['wildcard-action', 'iam-wildcard-action'],
+    ['full-access-policy', 'iam-full-access'],
+    ['imdsv1', 'imdsv1'],
+    ['plain-token-env', 'plain-secret'],
+    ['password-in-url', 'plain-secret'],
+    ['hardcoded-stack', 'hardcoded-solution-stack'],
+  ];
+
+  it.each(cases)('fails when the stack has %s (rule %s fires, and only it)', (breakage, rule) => {
+    expect(rulesFired(breakage)).toEqual([rule]);
+  });
+
+  it('names the resource and says what to do', () => {
+    const [violation] = checkTerraformPolicy(synthStack('hardcoded-stack'));
+    expect(violation.address).toMatch(/^aws_elastic_beanstalk_environment\./);
+    expect(violation.message).toBe(
+      'solution_stack_name is hard-coded ("64bit Amazon Linux 2 v5.8.0 running Node.js 18"); look it up with the aws_elastic_beanstalk_solution_stack data source',
+    );
+  });
+
+  it('treats a policy it cannot read as unsafe', () => {
+    const doc = {
+      resource: { aws_iam_policy: { p: { policy: '${jsonencode(local.whatever)}' } } },
+    };
+    expect(checkTerraformPolicy(doc).map((v) => v.rule)).toEqual(['iam-wildcard-action']);
+  });
+});
