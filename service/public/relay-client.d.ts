@@ -1,0 +1,150 @@
+/** Types for relay-client.js (the relay's browser/Node client). */
+
+/** Position of the newest message seen in a room; sent back as `since` when rejoining after a reconnect. */
+export interface RelayPosition {
+  readonly seq: number;
+  readonly epoch: string | number;
+}
+
+/** The relay's first frame on every connection, plus the URL it arrived on. */
+export interface RelayWelcome {
+  readonly connectionId: string;
+  readonly instanceId: string;
+  readonly protocol: number;
+  readonly url: string;
+}
+
+/** A published message delivered by the relay. `seq`/`epoch` are present only when message recovery is on. */
+export interface RelayMessage {
+  readonly type: 'message';
+  /** Absent for broadcasts (publish without a room). */
+  readonly room?: string;
+  readonly data: unknown;
+  /** connectionId of the publisher. */
+  readonly from: string;
+  readonly seq?: number;
+  readonly epoch?: string | number;
+}
+
+/** The relay's answer to join / leave / publish. */
+export interface RelayAck {
+  readonly type: 'ack';
+  readonly id: string;
+  /** On a rejoin with `since`: whether the relay could replay everything missed. */
+  readonly recovered?: boolean;
+  /** On a rejoin with `since`: how many messages were replayed. */
+  readonly replayed?: number;
+}
+
+/**
+ * Every error the client rejects with or emits. `code` is the relay's error code (bad_json, bad_frame, unknown_type,
+ * invalid_room, too_large, rate_limited, too_many_rooms, unauthorized, backplane_unavailable) or one of the client's own:
+ * invalid_option, invalid_argument, not_connected, disconnected, closed, timeout, connect_timeout, connect_failed,
+ * socket_error, listener_error, unknown_error.
+ */
+export interface RelayError extends Error {
+  readonly code: string;
+  readonly cause?: unknown;
+}
+
+export type RelayState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export interface RelayCloseEvent {
+  readonly code: number | undefined;
+  readonly reason: string;
+  readonly url: string | undefined;
+  /** false only after close(). */
+  readonly willReconnect: boolean;
+}
+
+export interface RelayReconnectingEvent {
+  /** 1 for the first retry after a loss; reset once a connection opens. */
+  readonly attempt: number;
+  readonly delayMs: number;
+  /** The URL the next attempt will use. */
+  readonly url: string;
+}
+
+export interface RelayClientEvents {
+  /** The welcome arrived and every room was rejoined. */
+  open: RelayWelcome;
+  message: RelayMessage;
+  close: RelayCloseEvent;
+  reconnecting: RelayReconnectingEvent;
+  error: RelayError;
+  state: RelayState;
+}
+
+/** Minimal WebSocket constructor shape: the browser's global or the `ws` package. */
+export interface WebSocketConstructorLike {
+  new (url: string): WebSocketLike;
+}
+
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+}
+
+export interface RelayBackoffOptions {
+  /**
+   * Delay ceiling before the first retry, doubled per attempt; the actual delay is a random value between half the ceiling and the ceiling.
+   * @default 250
+   */
+  readonly initialMs?: number;
+  /**
+   * Largest delay ceiling between retries.
+   * @default 10000
+   */
+  readonly maxMs?: number;
+}
+
+export interface RelayClientOptions {
+  /** Relay WebSocket URLs (ws:// or wss://), tried in order; each failure moves on to the next. */
+  readonly urls: readonly string[];
+  /**
+   * WebSocket implementation; required in Node (`require('ws')`).
+   * @default globalThis.WebSocket
+   */
+  readonly WebSocket?: WebSocketConstructorLike | (new (url: string) => unknown);
+  /** Reconnect backoff. */
+  readonly backoff?: RelayBackoffOptions;
+  /**
+   * How long join / leave / publish / ping wait for the relay's answer before rejecting with code "timeout".
+   * @default 10000
+   */
+  readonly requestTimeoutMs?: number;
+  /**
+   * How long a new connection may take to deliver the welcome frame before it counts as failed.
+   * @default 10000
+   */
+  readonly connectTimeoutMs?: number;
+}
+
+export declare class RelayClient {
+  constructor(options: RelayClientOptions);
+  /** The URLs in the order they are tried. */
+  readonly urls: readonly string[];
+  readonly state: RelayState;
+  /** URL of the current (or last) connection. */
+  readonly url: string | undefined;
+  /** Welcome of the current (or last) connection. */
+  readonly welcome: RelayWelcome | undefined;
+  on<E extends keyof RelayClientEvents>(event: E, listener: (payload: RelayClientEvents[E]) => void): this;
+  off<E extends keyof RelayClientEvents>(event: E, listener: (payload: RelayClientEvents[E]) => void): this;
+  /** Starts connecting; resolves once open (rooms rejoined). Rejects only if close() comes first. */
+  connect(): Promise<RelayWelcome>;
+  join(room: string): Promise<RelayAck>;
+  leave(room: string): Promise<RelayAck>;
+  /** `room` null broadcasts to every client on every instance. */
+  publish(room: string | null, data: unknown): Promise<RelayAck>;
+  /** Resolves with the round-trip time in milliseconds. */
+  ping(): Promise<number>;
+  /** Closes for good: no reconnect; pending requests reject with code "closed". */
+  close(): void;
+  /** Rooms that are rejoined after a reconnect. */
+  rooms(): string[];
+}

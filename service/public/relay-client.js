@@ -1,0 +1,499 @@
+/*
+ * relay-client.js: the relay's WebSocket client for browsers and Node, with no dependencies and no build step.
+ *
+ * Browser: <script src="/relay-client.js"></script> defines the global `RelayClient`.
+ * Node:    const { RelayClient } = require('./relay-client.js'); new RelayClient({ urls, WebSocket: require('ws') }).
+ *
+ * Requests (join, leave, publish, ping) return promises settled by the relay's ack / pong / error frame.
+ * After a disconnect the client reconnects with exponential backoff and jitter, rotating through `urls`,
+ * and rejoins its rooms, asking for the messages it missed (`since`) when the relay numbers them.
+ */
+(function (root, factory) {
+  'use strict';
+  if (typeof module === 'object' && module && typeof module.exports === 'object') {
+    module.exports = factory();
+  } else {
+    root.RelayClient = factory().RelayClient;
+  }
+})(typeof self !== 'undefined' ? self : this, function () {
+  'use strict';
+
+  var DEFAULTS = {
+    backoff: { initialMs: 250, maxMs: 10000 },
+    requestTimeoutMs: 10000,
+    connectTimeoutMs: 10000,
+  };
+  var OPEN = 1; // WebSocket.OPEN, identical in browsers and ws
+  var EVENTS = ['open', 'message', 'close', 'reconnecting', 'error', 'state'];
+
+  /**
+   * @param {{ urls: string[], WebSocket?: Function, backoff?: { initialMs?: number, maxMs?: number },
+   *           requestTimeoutMs?: number, connectTimeoutMs?: number }} options
+   */
+  function RelayClient(options) {
+    if (!(this instanceof RelayClient)) throw relayError('invalid_option', 'RelayClient must be called with `new`.');
+    var opts = options || {};
+    var problems = [];
+
+    if (!Array.isArray(opts.urls) || opts.urls.length === 0) {
+      problems.push('options.urls must be a non-empty array of ws:// or wss:// URLs, got ' + describe(opts.urls));
+    } else {
+      opts.urls.forEach(function (url, i) {
+        if (typeof url !== 'string' || !/^wss?:\/\/[^\s]+$/.test(url)) {
+          problems.push('options.urls[' + i + '] must be a ws:// or wss:// URL, got ' + describe(url));
+        }
+      });
+    }
+
+    var Impl = opts.WebSocket !== undefined ? opts.WebSocket : typeof WebSocket !== 'undefined' ? WebSocket : undefined;
+    if (typeof Impl !== 'function') {
+      problems.push(
+        'options.WebSocket must be a WebSocket constructor (in Node pass require("ws")); none was given and there is no global WebSocket'
+      );
+    }
+
+    var backoff = opts.backoff || {};
+    var initialMs = backoff.initialMs !== undefined ? backoff.initialMs : DEFAULTS.backoff.initialMs;
+    var maxMs = backoff.maxMs !== undefined ? backoff.maxMs : DEFAULTS.backoff.maxMs;
+    if (!isPositiveNumber(initialMs)) problems.push('options.backoff.initialMs must be a number > 0, got ' + describe(initialMs));
+    if (!isPositiveNumber(maxMs)) problems.push('options.backoff.maxMs must be a number > 0, got ' + describe(maxMs));
+    if (isPositiveNumber(initialMs) && isPositiveNumber(maxMs) && maxMs < initialMs) {
+      problems.push('options.backoff.maxMs (' + maxMs + ') must be >= options.backoff.initialMs (' + initialMs + ')');
+    }
+
+    var requestTimeoutMs = opts.requestTimeoutMs !== undefined ? opts.requestTimeoutMs : DEFAULTS.requestTimeoutMs;
+    var connectTimeoutMs = opts.connectTimeoutMs !== undefined ? opts.connectTimeoutMs : DEFAULTS.connectTimeoutMs;
+    if (!isPositiveNumber(requestTimeoutMs)) {
+      problems.push('options.requestTimeoutMs must be a number > 0, got ' + describe(requestTimeoutMs));
+    }
+    if (!isPositiveNumber(connectTimeoutMs)) {
+      problems.push('options.connectTimeoutMs must be a number > 0, got ' + describe(connectTimeoutMs));
+    }
+
+    if (problems.length > 0) throw relayError('invalid_option', 'Invalid RelayClient options: ' + problems.join('; ') + '.');
+
+    this.urls = opts.urls.slice();
+    this._WebSocket = Impl;
+    this._backoff = { initialMs: initialMs, maxMs: maxMs };
+    this._requestTimeoutMs = requestTimeoutMs;
+    this._connectTimeoutMs = connectTimeoutMs;
+
+    this.state = 'idle';
+    this.url = undefined;
+    this.welcome = undefined;
+    this._urlIndex = 0;
+    this._attempt = 0;
+    this._socket = null;
+    this._socketReady = false; // welcome received on the current socket: requests may be sent
+    this._connectTimer = null;
+    this._reconnectTimer = null;
+    this._nextId = 1;
+    this._pending = new Map(); // id -> { resolve, reject, timer, expect }
+    this._rooms = new Set(); // rooms to rejoin after a reconnect
+    this._lastSeen = new Map(); // room -> { seq, epoch } of the newest message seen
+    this._listeners = {};
+    this._openWaiters = [];
+    var self = this;
+    EVENTS.forEach(function (name) {
+      self._listeners[name] = [];
+    });
+  }
+
+  /** Subscribes to an event: open, message, close, reconnecting, error, state. */
+  RelayClient.prototype.on = function (event, fn) {
+    checkEvent(event);
+    if (typeof fn !== 'function') throw relayError('invalid_argument', 'on("' + event + '", fn): fn must be a function.');
+    this._listeners[event].push(fn);
+    return this;
+  };
+
+  /** Removes a listener added with on(). */
+  RelayClient.prototype.off = function (event, fn) {
+    checkEvent(event);
+    this._listeners[event] = this._listeners[event].filter(function (l) {
+      return l !== fn;
+    });
+    return this;
+  };
+
+  /**
+   * Starts connecting (and keeps reconnecting until close()). Resolves with the welcome frame once the
+   * connection is open and the rooms are rejoined; rejects only when close() is called first.
+   */
+  RelayClient.prototype.connect = function () {
+    var self = this;
+    if (this.state === 'closed') return Promise.reject(relayError('closed', 'connect(): this client was closed; create a new RelayClient.'));
+    var ready = new Promise(function (resolve, reject) {
+      if (self.state === 'open') resolve(self.welcome);
+      else self._openWaiters.push({ resolve: resolve, reject: reject });
+    });
+    if (this.state === 'idle') {
+      this._setState('connecting');
+      this._open();
+    }
+    return ready;
+  };
+
+  /** Joins a room; resolves with the ack. The room is rejoined automatically after every reconnect. */
+  RelayClient.prototype.join = function (room) {
+    var self = this;
+    checkRoomArg('join', room);
+    return this._request({ type: 'join', room: room }, 'ack').then(function (ack) {
+      self._rooms.add(room);
+      return ack;
+    });
+  };
+
+  /** Leaves a room; it is no longer rejoined after a reconnect. */
+  RelayClient.prototype.leave = function (room) {
+    checkRoomArg('leave', room);
+    this._rooms.delete(room);
+    this._lastSeen.delete(room);
+    return this._request({ type: 'leave', room: room }, 'ack');
+  };
+
+  /** Publishes `data` to a room, or to every client of every instance when room is null. */
+  RelayClient.prototype.publish = function (room, data) {
+    if (room !== null) checkRoomArg('publish', room);
+    if (data === undefined) {
+      return Promise.reject(relayError('invalid_argument', 'publish(room, data): data is undefined; pass any JSON value.'));
+    }
+    var frame = { type: 'publish', data: data };
+    if (room !== null) frame.room = room;
+    return this._request(frame, 'ack');
+  };
+
+  /** Round trip to the relay; resolves with the elapsed milliseconds. */
+  RelayClient.prototype.ping = function () {
+    var started = Date.now();
+    return this._request({ type: 'ping' }, 'pong').then(function () {
+      return Date.now() - started;
+    });
+  };
+
+  /** Closes the connection for good: no reconnect, pending requests rejected with code "closed". */
+  RelayClient.prototype.close = function () {
+    if (this.state === 'closed') return;
+    clearTimer(this, '_reconnectTimer');
+    clearTimer(this, '_connectTimer');
+    var socket = this._socket;
+    this._detach();
+    this._rejectPending('closed', 'The client was closed before the relay answered.');
+    var waiters = this._openWaiters;
+    this._openWaiters = [];
+    waiters.forEach(function (w) {
+      w.reject(relayError('closed', 'The client was closed before the connection opened.'));
+    });
+    this._setState('closed');
+    if (socket) {
+      try {
+        socket.close(1000, 'client closed');
+      } catch (err) {
+        // Closing a socket that is still connecting throws in some implementations; it is discarded anyway.
+      }
+    }
+    this._emit('close', { code: 1000, reason: 'client closed', url: this.url, willReconnect: false });
+  };
+
+  /** Rooms currently joined (rejoined after a reconnect). */
+  RelayClient.prototype.rooms = function () {
+    return Array.from(this._rooms);
+  };
+
+  // ---- internals ----
+
+  RelayClient.prototype._open = function () {
+    var self = this;
+    var url = this.urls[this._urlIndex % this.urls.length];
+    this.url = url;
+    var socket;
+    try {
+      socket = new this._WebSocket(url);
+    } catch (err) {
+      this._emit('error', wrapError('connect_failed', 'Could not open ' + url + ': ' + messageOf(err), err));
+      this._scheduleReconnect();
+      return;
+    }
+    this._socket = socket;
+    this._socketReady = false;
+
+    // A connection that never says welcome (black-holed host, wrong endpoint) counts as a failure.
+    this._connectTimer = setTimeout(function () {
+      self._connectTimer = null;
+      if (self._socket !== socket || self._socketReady) return;
+      self._emit('error', relayError('connect_timeout', 'No welcome from ' + url + ' within ' + self._connectTimeoutMs + ' ms.'));
+      self._lost(socket, 4000, 'connect timeout');
+    }, this._connectTimeoutMs);
+    unref(this._connectTimer);
+
+    socket.onmessage = function (event) {
+      if (self._socket !== socket) return;
+      self._onFrame(event.data);
+    };
+    socket.onerror = function (event) {
+      if (self._socket !== socket) return;
+      var detail = event && event.message ? event.message : 'WebSocket error';
+      self._emit('error', relayError('socket_error', 'Connection to ' + url + ' failed: ' + detail + '.'));
+    };
+    socket.onclose = function (event) {
+      if (self._socket !== socket) return;
+      self._lost(socket, event && event.code, event && event.reason);
+    };
+  };
+
+  RelayClient.prototype._onFrame = function (raw) {
+    var frame;
+    try {
+      frame = JSON.parse(typeof raw === 'string' ? raw : String(raw));
+    } catch (err) {
+      this._emit('error', relayError('bad_frame', 'The relay sent a frame that is not JSON: ' + truncate(String(raw)) + '.'));
+      return;
+    }
+    if (!frame || typeof frame !== 'object' || typeof frame.type !== 'string') {
+      this._emit('error', relayError('bad_frame', 'The relay sent a frame without a type: ' + truncate(String(raw)) + '.'));
+      return;
+    }
+    switch (frame.type) {
+      case 'welcome':
+        this._onWelcome(frame);
+        return;
+      case 'message':
+        this._onMessage(frame);
+        return;
+      case 'ack':
+      case 'pong':
+        this._settle(frame, null);
+        return;
+      case 'error': {
+        var err = relayError(typeof frame.code === 'string' ? frame.code : 'unknown_error', String(frame.message || 'The relay reported an error.'));
+        if (frame.id !== undefined && this._pending.has(String(frame.id))) this._settle(frame, err);
+        else this._emit('error', err);
+        return;
+      }
+      default:
+        // Newer relays may add frame types; ignoring them keeps old pages working.
+        return;
+    }
+  };
+
+  RelayClient.prototype._onWelcome = function (frame) {
+    var self = this;
+    clearTimer(this, '_connectTimer');
+    this._socketReady = true;
+    this.welcome = {
+      connectionId: frame.connectionId,
+      instanceId: frame.instanceId,
+      protocol: frame.protocol,
+      url: this.url,
+    };
+    var socket = this._socket;
+    var rejoins = Array.from(this._rooms).map(function (room) {
+      var frameOut = { type: 'join', room: room };
+      var seen = self._lastSeen.get(room);
+      if (seen) frameOut.since = { seq: seen.seq, epoch: seen.epoch };
+      return self._request(frameOut, 'ack').then(null, function (err) {
+        // The room stays in the set: the next reconnect tries again.
+        if (self._socket === socket) {
+          self._emit('error', wrapError(err.code || 'rejoin_failed', 'Rejoining room "' + room + '" failed: ' + err.message, err));
+        }
+      });
+    });
+    Promise.all(rejoins).then(function () {
+      if (self._socket !== socket || self.state === 'closed') return;
+      self._attempt = 0;
+      self._setState('open');
+      var waiters = self._openWaiters;
+      self._openWaiters = [];
+      waiters.forEach(function (w) {
+        w.resolve(self.welcome);
+      });
+      self._emit('open', self.welcome);
+    });
+  };
+
+  RelayClient.prototype._onMessage = function (frame) {
+    if (typeof frame.room === 'string' && typeof frame.seq === 'number' && frame.epoch !== undefined) {
+      var seen = this._lastSeen.get(frame.room);
+      // A replay can overlap what already arrived; within one epoch seq only grows, so older ones are duplicates.
+      if (seen && seen.epoch === frame.epoch && frame.seq <= seen.seq) return;
+      this._lastSeen.set(frame.room, { seq: frame.seq, epoch: frame.epoch });
+    }
+    this._emit('message', frame);
+  };
+
+  RelayClient.prototype._request = function (frame, expect) {
+    var self = this;
+    if (this.state === 'closed') {
+      return Promise.reject(relayError('closed', frame.type + ': this client was closed; create a new RelayClient.'));
+    }
+    var socket = this._socket;
+    if (!socket || !this._socketReady || socket.readyState !== OPEN) {
+      return Promise.reject(
+        relayError('not_connected', frame.type + ': not connected to the relay (state "' + this.state + '"); wait for the "open" event.')
+      );
+    }
+    var id = String(this._nextId++);
+    frame.id = id;
+    return new Promise(function (resolve, reject) {
+      var timer = setTimeout(function () {
+        self._pending.delete(id);
+        reject(relayError('timeout', frame.type + ' (id ' + id + '): no answer from ' + self.url + ' within ' + self._requestTimeoutMs + ' ms.'));
+      }, self._requestTimeoutMs);
+      unref(timer);
+      self._pending.set(id, { resolve: resolve, reject: reject, timer: timer, expect: expect });
+      try {
+        socket.send(JSON.stringify(frame));
+      } catch (err) {
+        clearTimeout(timer);
+        self._pending.delete(id);
+        reject(wrapError('disconnected', frame.type + ': sending failed: ' + messageOf(err), err));
+      }
+    });
+  };
+
+  RelayClient.prototype._settle = function (frame, err) {
+    var id = frame.id === undefined ? undefined : String(frame.id);
+    var entry = id === undefined ? undefined : this._pending.get(id);
+    if (!entry) return;
+    this._pending.delete(id);
+    clearTimeout(entry.timer);
+    if (err) entry.reject(err);
+    else if (frame.type !== entry.expect) {
+      entry.reject(relayError('bad_frame', 'Expected ' + entry.expect + ' for request ' + id + ', got ' + frame.type + '.'));
+    } else entry.resolve(frame);
+  };
+
+  RelayClient.prototype._lost = function (socket, code, reason) {
+    if (this._socket !== socket) return;
+    clearTimer(this, '_connectTimer');
+    this._detach();
+    try {
+      socket.close();
+    } catch (err) {
+      // Already closing or never opened.
+    }
+    this._rejectPending('disconnected', 'The connection to ' + this.url + ' closed before the relay answered.');
+    this._emit('close', { code: code, reason: reason || '', url: this.url, willReconnect: true });
+    this._scheduleReconnect();
+  };
+
+  RelayClient.prototype._scheduleReconnect = function () {
+    var self = this;
+    if (this.state === 'closed') return;
+    this._attempt += 1;
+    this._urlIndex = (this._urlIndex + 1) % this.urls.length; // rotate: the next URL may be the one that is alive
+    var ceiling = Math.min(this._backoff.maxMs, this._backoff.initialMs * Math.pow(2, this._attempt - 1));
+    // Jitter spreads reconnects of many clients that lost the same instance at the same moment.
+    var delayMs = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+    this._setState('reconnecting');
+    this._emit('reconnecting', { attempt: this._attempt, delayMs: delayMs, url: this.urls[this._urlIndex] });
+    this._reconnectTimer = setTimeout(function () {
+      self._reconnectTimer = null;
+      if (self.state === 'closed') return;
+      self._open();
+    }, delayMs);
+  };
+
+  RelayClient.prototype._detach = function () {
+    var socket = this._socket;
+    this._socket = null;
+    this._socketReady = false;
+    if (socket) {
+      socket.onmessage = null;
+      socket.onclose = null;
+      // Keep a no-op error handler: ws emits 'error' on sockets closed while connecting.
+      socket.onerror = function () {};
+    }
+  };
+
+  RelayClient.prototype._rejectPending = function (code, message) {
+    var pending = this._pending;
+    this._pending = new Map();
+    pending.forEach(function (entry) {
+      clearTimeout(entry.timer);
+      entry.reject(relayError(code, message));
+    });
+  };
+
+  RelayClient.prototype._setState = function (state) {
+    if (this.state === state) return;
+    this.state = state;
+    this._emit('state', state);
+  };
+
+  RelayClient.prototype._emit = function (event, payload) {
+    var listeners = this._listeners[event].slice();
+    for (var i = 0; i < listeners.length; i++) {
+      try {
+        listeners[i].call(this, payload);
+      } catch (err) {
+        // A throwing listener must not break the connection logic; surface it where it can be seen.
+        if (event !== 'error') this._emit('error', wrapError('listener_error', 'A "' + event + '" listener threw: ' + messageOf(err), err));
+        else if (typeof console !== 'undefined') console.error(err);
+      }
+    }
+  };
+
+  // ---- helpers ----
+
+  function relayError(code, message) {
+    var err = new Error(message);
+    err.code = code;
+    return err;
+  }
+
+  function wrapError(code, message, cause) {
+    var err = relayError(code, message);
+    err.cause = cause;
+    return err;
+  }
+
+  function checkEvent(event) {
+    if (EVENTS.indexOf(event) === -1) {
+      throw relayError('invalid_argument', 'Unknown event ' + describe(event) + '; allowed: ' + EVENTS.join(', ') + '.');
+    }
+  }
+
+  function checkRoomArg(method, room) {
+    // Room syntax is the relay's to judge (it answers invalid_room); only the type is checked here.
+    if (typeof room !== 'string') {
+      throw relayError('invalid_argument', method + '(room): room must be a string, got ' + describe(room) + '.');
+    }
+  }
+
+  function clearTimer(client, field) {
+    if (client[field] !== null) {
+      clearTimeout(client[field]);
+      client[field] = null;
+    }
+  }
+
+  function unref(timer) {
+    // Node only: pending timers must not keep a process alive on their own.
+    if (timer && typeof timer.unref === 'function') timer.unref();
+  }
+
+  function isPositiveNumber(n) {
+    return typeof n === 'number' && isFinite(n) && n > 0;
+  }
+
+  function describe(value) {
+    if (value === undefined) return 'undefined';
+    if (typeof value === 'function') return 'a function';
+    try {
+      return truncate(JSON.stringify(value));
+    } catch (err) {
+      return String(value);
+    }
+  }
+
+  function truncate(text) {
+    return text.length > 120 ? text.slice(0, 117) + '...' : text;
+  }
+
+  function messageOf(err) {
+    return err && err.message ? err.message : String(err);
+  }
+
+  return { RelayClient: RelayClient };
+});
