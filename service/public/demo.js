@@ -21,6 +21,9 @@
     return;
   }
 
+  // Reachable from the devtools console (and the end-to-end test) as window.relayClient.
+  window.relayClient = client;
+
   function setStatus(state, text) {
     statusEl.dataset.state = state;
     statusEl.textContent = text;
