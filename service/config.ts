@@ -1,0 +1,270 @@
+import { accessSync, constants, statSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+
+/** The relay's settings, read once from the environment at start-up. */
+export interface ServiceConfig {
+  /** TCP port; 0 picks a free one. @default 8080 */
+  readonly port: number;
+  /** Interface to bind. @default '0.0.0.0' */
+  readonly host: string;
+  readonly nodeEnv: string;
+  /** pino level. @default 'info' */
+  readonly logLevel: LogLevel;
+  /** Redis URL; unset means a single instance with the in-memory backplane. */
+  readonly redisUrl?: string;
+  /** @default 'standalone' */
+  readonly redisMode: 'standalone' | 'cluster';
+  /** AUTH token used when the URL carries no password. */
+  readonly redisAuthToken?: string;
+  /** CA bundle (PEM) for `rediss://`. */
+  readonly redisTlsCaFile?: string;
+  /** Prefix of every Redis channel. @default 'relay' */
+  readonly channelPrefix: string;
+  /** Tags this instance's publishes. @default '<hostname>-<pid>-<4 hex>' */
+  readonly instanceId: string;
+  /** Largest inbound frame and largest outgoing message frame, in bytes. @default 65536 */
+  readonly maxPayloadBytes: number;
+  /** Token bucket refill, frames per second. @default 100 */
+  readonly rateLimit: number;
+  /** Token bucket size. @default 200 */
+  readonly rateBurst: number;
+  /** Rate-limited frames tolerated within 10 s before the socket is closed with 1008. @default 200 */
+  readonly rateLimitMaxRejects: number;
+  /** Rooms one connection may join. @default 100 */
+  readonly maxRooms: number;
+  /** Bytes queued on one socket before it is closed as a slow consumer (1013). @default 1048576 */
+  readonly sendBufferBytes: number;
+  /** ws ping period; a socket that did not pong since the previous ping is terminated. @default 25000 */
+  readonly pingIntervalMs: number;
+  /** Exact origins allowed to connect; null allows every origin. @default null */
+  readonly allowedOrigins: readonly string[] | null;
+  /** HS256 secret; when set, `?token=` is required on /ws. */
+  readonly tokenSecret?: string;
+  /** Window over which clients are closed on SIGTERM. @default 5000 */
+  readonly drainWindowMs: number;
+  /** Hard deadline for shutdown; must exceed the drain window. @default 15000 */
+  readonly shutdownTimeoutMs: number;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** One invalid variable: its name, the value received and what is allowed. */
+export interface ConfigProblem {
+  readonly variable: string;
+  readonly value: string | undefined;
+  readonly allowed: string;
+}
+
+/** Every problem found in the environment, in one error. */
+export class ConfigError extends Error {
+  readonly code = 'invalid_config';
+  constructor(readonly problems: readonly ConfigProblem[]) {
+    super(
+      `invalid relay configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}); fix these environment variables:\n` +
+        problems
+          .map((p) => `  - ${p.variable}=${p.value === undefined ? '(unset)' : JSON.stringify(p.value)}: ${p.allowed}`)
+          .join('\n'),
+    );
+    this.name = 'ConfigError';
+  }
+}
+
+const PREFIX_RE = /^[A-Za-z0-9:_.-]{1,64}$/;
+const INSTANCE_ID_RE = /^[A-Za-z0-9:_.-]{1,128}$/;
+
+/** An optional integer variable; the issue message is the allowed range, so every report says what fits. */
+function int(def: number, min: number, max: number) {
+  const allowed = `expected an integer from ${min} to ${max} (default ${def})`;
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined) return def;
+      const n = /^\d+$/.test(v) ? Number(v) : Number.NaN;
+      if (!Number.isSafeInteger(n) || n < min || n > max) {
+        ctx.addIssue({ code: 'custom', message: allowed });
+        return z.NEVER;
+      }
+      return n;
+    });
+}
+
+function oneOf<T extends string>(values: readonly T[], def: T) {
+  const allowed = `expected one of ${values.join(', ')} (default ${def})`;
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined) return def;
+      if (!(values as readonly string[]).includes(v)) {
+        ctx.addIssue({ code: 'custom', message: allowed });
+        return z.NEVER;
+      }
+      return v as T;
+    });
+}
+
+function matching(re: RegExp, allowed: string) {
+  return z
+    .string()
+    .optional()
+    .refine((v) => v === undefined || re.test(v), { message: allowed });
+}
+
+const schema = z.object({
+  PORT: int(8080, 0, 65535),
+  HOST: z.string().optional().default('0.0.0.0'),
+  NODE_ENV: z.string().optional().default('production'),
+  LOG_LEVEL: oneOf(LOG_LEVELS, 'info'),
+  REDIS_URL: z
+    .string()
+    .optional()
+    .refine((v) => v === undefined || isRedisUrl(v), {
+      message: 'expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379 (unset = in-memory backplane)',
+    }),
+  REDIS_MODE: oneOf(['standalone', 'cluster'] as const, 'standalone'),
+  REDIS_AUTH_TOKEN: z.string().optional(),
+  REDIS_TLS_CA_FILE: z
+    .string()
+    .optional()
+    .refine((v) => v === undefined || isReadableFile(v), { message: 'expected the path of an existing, readable PEM file' }),
+  RELAY_CHANNEL_PREFIX: matching(PREFIX_RE, 'expected 1-64 characters of A-Z a-z 0-9 : _ . - (default relay)').transform(
+    (v) => v ?? 'relay',
+  ),
+  RELAY_INSTANCE_ID: matching(
+    INSTANCE_ID_RE,
+    'expected 1-128 characters of A-Z a-z 0-9 : _ . - and no spaces (default <hostname>-<pid>-<random>)',
+  ),
+  RELAY_MAX_PAYLOAD_BYTES: int(65536, 256, 16 * 1024 * 1024),
+  RELAY_RATE_LIMIT: int(100, 1, 1_000_000),
+  RELAY_RATE_BURST: int(200, 1, 1_000_000),
+  RELAY_RATE_LIMIT_MAX_REJECTS: int(200, 1, 1_000_000),
+  RELAY_MAX_ROOMS: int(100, 1, 100_000),
+  RELAY_SEND_BUFFER_BYTES: int(1_048_576, 1024, 1024 * 1024 * 1024),
+  RELAY_PING_INTERVAL_MS: int(25_000, 50, 3_600_000),
+  RELAY_ALLOWED_ORIGINS: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined) return null;
+      const list = v
+        .split(',')
+        .map((o) => o.trim())
+        .filter((o) => o.length > 0);
+      const bad = list.filter((o) => !isExactOrigin(o));
+      if (list.length === 0 || bad.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected a comma-separated list of exact origins such as https://app.example.com (scheme://host[:port], no path)${
+            bad.length > 0 ? `; not an origin: ${bad.join(', ')}` : ''
+          }; unset allows every origin`,
+        });
+        return z.NEVER;
+      }
+      return list;
+    }),
+  RELAY_TOKEN_SECRET: z
+    .string()
+    .optional()
+    .refine((v) => v === undefined || v.length >= 16, {
+      message: 'expected a secret of at least 16 characters (unset = no token required)',
+    }),
+  RELAY_DRAIN_WINDOW_MS: int(5000, 0, 600_000),
+  RELAY_SHUTDOWN_TIMEOUT_MS: int(15_000, 1, 3_600_000),
+});
+
+/**
+ * Reads and validates the relay's environment. Empty strings count as unset.
+ * @throws ConfigError listing every invalid variable at once.
+ */
+export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string | undefined>): ServiceConfig {
+  const input: Record<string, string> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const v = env[key];
+    if (v !== undefined && v.trim() !== '') input[key] = v.trim();
+  }
+  const parsed = schema.safeParse(input);
+  const problems: ConfigProblem[] = [];
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const variable = String(issue.path[0]);
+      problems.push({ variable, value: input[variable], allowed: issue.message });
+    }
+  }
+  const v = parsed.success ? parsed.data : undefined;
+  // Cross-variable rules are checked whenever both sides are valid on their own, so one run reports everything.
+  const drainParsed = schema.shape.RELAY_DRAIN_WINDOW_MS.safeParse(input.RELAY_DRAIN_WINDOW_MS);
+  const deadlineParsed = schema.shape.RELAY_SHUTDOWN_TIMEOUT_MS.safeParse(input.RELAY_SHUTDOWN_TIMEOUT_MS);
+  const drain = drainParsed.success ? drainParsed.data : undefined;
+  const deadline = deadlineParsed.success ? deadlineParsed.data : undefined;
+  if (drain !== undefined && deadline !== undefined && deadline <= drain) {
+    problems.push({
+      variable: 'RELAY_SHUTDOWN_TIMEOUT_MS',
+      value: input.RELAY_SHUTDOWN_TIMEOUT_MS,
+      allowed: `expected more than RELAY_DRAIN_WINDOW_MS (${drain} ms) so clients can be drained before the deadline`,
+    });
+  }
+  if (input.REDIS_MODE === 'cluster' && input.REDIS_URL === undefined) {
+    problems.push({ variable: 'REDIS_URL', value: undefined, allowed: 'required when REDIS_MODE=cluster' });
+  }
+  if (problems.length > 0 || !v) throw new ConfigError(problems);
+
+  return {
+    port: v.PORT,
+    host: v.HOST,
+    nodeEnv: v.NODE_ENV,
+    logLevel: v.LOG_LEVEL,
+    redisUrl: v.REDIS_URL,
+    redisMode: v.REDIS_MODE,
+    redisAuthToken: v.REDIS_AUTH_TOKEN,
+    redisTlsCaFile: v.REDIS_TLS_CA_FILE,
+    channelPrefix: v.RELAY_CHANNEL_PREFIX,
+    instanceId: v.RELAY_INSTANCE_ID ?? defaultInstanceId(),
+    maxPayloadBytes: v.RELAY_MAX_PAYLOAD_BYTES,
+    rateLimit: v.RELAY_RATE_LIMIT,
+    rateBurst: v.RELAY_RATE_BURST,
+    rateLimitMaxRejects: v.RELAY_RATE_LIMIT_MAX_REJECTS,
+    maxRooms: v.RELAY_MAX_ROOMS,
+    sendBufferBytes: v.RELAY_SEND_BUFFER_BYTES,
+    pingIntervalMs: v.RELAY_PING_INTERVAL_MS,
+    allowedOrigins: v.RELAY_ALLOWED_ORIGINS,
+    tokenSecret: v.RELAY_TOKEN_SECRET,
+    drainWindowMs: v.RELAY_DRAIN_WINDOW_MS,
+    shutdownTimeoutMs: v.RELAY_SHUTDOWN_TIMEOUT_MS,
+  };
+}
+
+function defaultInstanceId(): string {
+  // Host names may hold characters the envelope format forbids; keep only the allowed ones.
+  const host = hostname().replace(/[^A-Za-z0-9:_.-]/g, '') || 'relay';
+  return `${host}-${process.pid}-${randomBytes(2).toString('hex')}`;
+}
+
+function isRedisUrl(v: string): boolean {
+  try {
+    const u = new URL(v);
+    return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname.length > 0;
+  } catch {
+    return false;
+  }
+}
+
+function isExactOrigin(v: string): boolean {
+  try {
+    return new URL(v).origin === v;
+  } catch {
+    return false;
+  }
+}
+
+function isReadableFile(path: string): boolean {
+  try {
+    accessSync(path, constants.R_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}

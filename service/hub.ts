@@ -1,0 +1,376 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import WebSocket from 'ws';
+import type { Backplane, Target } from './backplane/types';
+import type { ServiceConfig } from './config';
+import type { RelayMetrics } from './metrics';
+import {
+  encodeAck,
+  encodeError,
+  encodeMessage,
+  encodePong,
+  encodeWelcome,
+  parseClientFrame,
+  type ClientFrame,
+  type ProtocolError,
+} from './protocol';
+
+/** Rejected frames are counted over this window to tell a burst from sustained abuse. */
+const REJECT_WINDOW_MS = 10_000;
+/** How long a socket we closed may take to finish the close handshake before it is terminated. */
+const DEFAULT_CLOSE_GRACE_MS = 2_000;
+
+/** One client socket and its per-connection state. */
+export interface Connection {
+  readonly id: string;
+  readonly ws: WebSocket;
+  readonly log: Logger;
+  readonly rooms: Set<string>;
+  /** Resolves when the socket has closed and left every room. */
+  readonly closed: Promise<void>;
+}
+
+interface ConnectionState extends Connection {
+  tokens: number;
+  lastRefill: number;
+  rejects: number;
+  rejectWindowStart: number;
+  /** Whether a pong arrived since the last ping. */
+  alive: boolean;
+  /** Set once we decided to close it: nothing more is sent. */
+  closing: boolean;
+  /** Frames of one connection are handled in arrival order (joins await the subscription). */
+  queue: Promise<void>;
+  markClosed: () => void;
+}
+
+export interface HubOptions {
+  readonly config: ServiceConfig;
+  readonly backplane: Backplane;
+  readonly metrics: RelayMetrics;
+  readonly logger: Logger;
+  /** Grace before a socket we closed (slow consumer, rate abuse, drain) is terminated. @default 2000 */
+  readonly closeGraceMs?: number;
+}
+
+/** Local connections and rooms; fans messages out to sockets with a send-buffer cap. */
+export class Hub {
+  private readonly conns = new Set<ConnectionState>();
+  private readonly rooms = new Map<string, Set<ConnectionState>>();
+  /** Latest subscribe call per room, so later joiners are acked only once the channel is subscribed. */
+  private readonly subscriptions = new Map<string, Promise<void>>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private pingTimer: NodeJS.Timeout | undefined;
+  private readonly closeGraceMs: number;
+
+  constructor(private readonly opts: HubOptions) {
+    this.closeGraceMs = opts.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS;
+    opts.backplane.onFrame((target, frame) => this.deliverLocal(target, frame));
+  }
+
+  get connectionCount(): number {
+    return this.conns.size;
+  }
+
+  get roomCount(): number {
+    return this.rooms.size;
+  }
+
+  /** Starts the heartbeat: one timer for every socket rather than one per socket. */
+  start(): void {
+    if (this.pingTimer) return;
+    this.pingTimer = setInterval(() => this.heartbeat(), this.opts.config.pingIntervalMs);
+    this.pingTimer.unref();
+  }
+
+  /** Takes ownership of an upgraded socket and greets it. */
+  add(ws: WebSocket, meta: { remoteAddress?: string } = {}): Connection {
+    const id = randomBytes(9).toString('base64url');
+    let markClosed = (): void => {};
+    const closed = new Promise<void>((resolve) => {
+      markClosed = resolve;
+    });
+    const { config } = this.opts;
+    const conn: ConnectionState = {
+      id,
+      ws,
+      log: this.opts.logger.child({ connectionId: id }),
+      rooms: new Set(),
+      closed,
+      tokens: config.rateBurst,
+      lastRefill: Date.now(),
+      rejects: 0,
+      rejectWindowStart: 0,
+      alive: true,
+      closing: false,
+      queue: Promise.resolve(),
+      markClosed,
+    };
+    this.conns.add(conn);
+    conn.log.info({ remoteAddress: meta.remoteAddress }, 'connection opened');
+    ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary));
+    ws.on('pong', () => {
+      conn.alive = true;
+    });
+    // ws reports protocol violations here (e.g. a frame over maxPayload, closed with 1009); it closes the socket itself.
+    ws.on('error', (err) => conn.log.info({ err }, 'socket error'));
+    ws.on('close', (code, reason) => this.remove(conn, code, reason.toString()));
+    this.send(conn, encodeWelcome(id, config.instanceId));
+    return conn;
+  }
+
+  /** Delivers a message frame to the local members of a room (or every local socket for a broadcast); returns the count. */
+  deliverLocal(target: Target, frame: Buffer): number {
+    const recipients = target === null ? this.conns : this.rooms.get(target);
+    if (!recipients) return 0;
+    let delivered = 0;
+    for (const conn of recipients) if (this.send(conn, frame)) delivered++;
+    if (delivered > 0) this.opts.metrics.messagesOut.inc(delivered);
+    return delivered;
+  }
+
+  /**
+   * Closes every socket with 1001, in batches spread over `windowMs` so reconnecting clients do not stampede the
+   * remaining instances; resolves when all of them have closed.
+   */
+  drain(windowMs: number): Promise<void> {
+    const snapshot = [...this.conns];
+    if (snapshot.length === 0) return Promise.resolve();
+    const batches = Math.max(1, Math.min(snapshot.length, Math.floor(windowMs / 100)));
+    const perBatch = Math.ceil(snapshot.length / batches);
+    const spacing = batches > 1 ? windowMs / batches : 0;
+    for (let b = 0; b < batches; b++) {
+      const batch = snapshot.slice(b * perBatch, (b + 1) * perBatch);
+      if (batch.length === 0) break;
+      const closeBatch = (): void => {
+        for (const conn of batch) this.closeConnection(conn, 1001, 'server shutting down');
+      };
+      if (b === 0) closeBatch();
+      else this.later(b * spacing, closeBatch);
+    }
+    return Promise.all(snapshot.map((c) => c.closed)).then(() => undefined);
+  }
+
+  /** Stops the heartbeat and pending timers and terminates every socket. */
+  stop(): void {
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.pingTimer = undefined;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    for (const conn of this.conns) {
+      conn.closing = true;
+      conn.ws.terminate();
+    }
+  }
+
+  private onMessage(conn: ConnectionState, data: WebSocket.RawData, isBinary: boolean): void {
+    if (conn.closing) return;
+    if (!this.takeToken(conn)) return;
+    if (isBinary) {
+      this.sendError(conn, { code: 'bad_frame', message: 'binary frames are not accepted; send JSON as text frames' });
+      return;
+    }
+    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    const parsed = parseClientFrame(text);
+    if (!parsed.ok) {
+      this.sendError(conn, parsed);
+      return;
+    }
+    const frame = parsed.frame;
+    conn.queue = conn.queue
+      .then(() => this.handle(conn, frame))
+      .catch((err: unknown) => conn.log.error({ err }, 'frame handling failed'));
+  }
+
+  /** Token bucket: every inbound frame costs one token; sustained abuse closes the socket with 1008. */
+  private takeToken(conn: ConnectionState): boolean {
+    const { rateLimit, rateBurst, rateLimitMaxRejects } = this.opts.config;
+    const now = Date.now();
+    conn.tokens = Math.min(rateBurst, conn.tokens + ((now - conn.lastRefill) / 1000) * rateLimit);
+    conn.lastRefill = now;
+    if (conn.tokens >= 1) {
+      conn.tokens -= 1;
+      return true;
+    }
+    if (now - conn.rejectWindowStart > REJECT_WINDOW_MS) {
+      conn.rejectWindowStart = now;
+      conn.rejects = 0;
+    }
+    conn.rejects++;
+    if (conn.rejects > rateLimitMaxRejects) {
+      conn.log.warn({ rejects: conn.rejects }, 'closing connection for sustained rate-limit abuse');
+      this.closeConnection(conn, 1008, 'rate limit exceeded');
+      return false;
+    }
+    this.sendError(conn, {
+      code: 'rate_limited',
+      message: `too many frames: at most ${rateLimit} per second (bursts of ${rateBurst}); slow down, the frame was dropped`,
+    });
+    return false;
+  }
+
+  private async handle(conn: ConnectionState, frame: ClientFrame): Promise<void> {
+    if (conn.closing) return;
+    switch (frame.type) {
+      case 'ping':
+        this.send(conn, encodePong(frame.id));
+        return;
+      case 'join':
+        return this.join(conn, frame.room, frame.id, frame.since !== undefined);
+      case 'leave':
+        this.leave(conn, frame.room);
+        this.send(conn, encodeAck(frame.id));
+        return;
+      case 'publish':
+        this.publish(conn, frame.room ?? null, frame.data, frame.id);
+        return;
+    }
+  }
+
+  private async join(conn: ConnectionState, room: string, id: string | undefined, withSince: boolean): Promise<void> {
+    // Recovery is not implemented yet: a client asking to resume learns that it did not.
+    const ackExtra = withSince ? { recovered: false } : {};
+    if (!conn.rooms.has(room)) {
+      const { maxRooms } = this.opts.config;
+      if (conn.rooms.size >= maxRooms) {
+        this.sendError(conn, {
+          id,
+          code: 'too_many_rooms',
+          message: `this connection is already in ${conn.rooms.size} rooms (RELAY_MAX_ROOMS=${maxRooms}); leave one before joining ${JSON.stringify(room)}`,
+        });
+        return;
+      }
+      conn.rooms.add(room);
+      let members = this.rooms.get(room);
+      if (!members) {
+        members = new Set();
+        this.rooms.set(room, members);
+        this.subscriptions.set(room, this.subscribe(room));
+      }
+      members.add(conn);
+    }
+    await this.subscriptions.get(room);
+    this.send(conn, encodeAck(id, ackExtra));
+  }
+
+  private leave(conn: ConnectionState, room: string): void {
+    if (!conn.rooms.delete(room)) return;
+    const members = this.rooms.get(room);
+    if (!members) return;
+    members.delete(conn);
+    if (members.size > 0) return;
+    this.rooms.delete(room);
+    this.subscriptions.delete(room);
+    this.opts.backplane.unsubscribe(room).catch((err: unknown) => this.opts.logger.warn({ err, room }, 'backplane unsubscribe failed'));
+  }
+
+  private subscribe(room: string): Promise<void> {
+    // A failed subscribe must not fail the join: local members still get local messages, and the backplane
+    // resubscribes its rooms when it reconnects.
+    return this.opts.backplane.subscribe(room).catch((err: unknown) => {
+      this.opts.logger.warn({ err, room }, 'backplane subscribe failed');
+    });
+  }
+
+  private publish(conn: ConnectionState, room: string | null, data: unknown, id: string | undefined): void {
+    const { backplane, metrics, config } = this.opts;
+    const status = backplane.status();
+    if (status.state !== 'ready') {
+      this.sendError(conn, {
+        id,
+        code: 'backplane_unavailable',
+        message: `the ${status.kind} backplane is ${status.state}; the message was not delivered, retry shortly`,
+      });
+      return;
+    }
+    const frame = encodeMessage(room, data, conn.id);
+    if (frame.length > config.maxPayloadBytes) {
+      this.sendError(conn, {
+        id,
+        code: 'too_large',
+        message: `the message frame would be ${frame.length} bytes, over RELAY_MAX_PAYLOAD_BYTES=${config.maxPayloadBytes}; send less data`,
+      });
+      return;
+    }
+    metrics.messagesIn.inc();
+    this.deliverLocal(room, frame);
+    // Not awaited: the backplane keeps command order, so later frames need not wait for this round trip.
+    backplane.publish(room, frame).then(
+      () => this.send(conn, encodeAck(id)),
+      (err: unknown) => {
+        metrics.publishErrors.inc();
+        conn.log.warn({ err }, 'backplane publish failed');
+        this.sendError(conn, {
+          id,
+          code: 'backplane_unavailable',
+          message: `the message reached this instance only: ${err instanceof Error ? err.message : String(err)}; retry shortly`,
+        });
+      },
+    );
+  }
+
+  /** Sends text or bytes unless the socket's send buffer would exceed the cap, in which case it is closed as a slow consumer. */
+  private send(conn: ConnectionState, data: string | Buffer): boolean {
+    if (conn.closing || conn.ws.readyState !== WebSocket.OPEN) return false;
+    const len = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+    if (conn.ws.bufferedAmount + len > this.opts.config.sendBufferBytes) {
+      this.opts.metrics.slowConsumers.inc();
+      conn.log.warn({ bufferedAmount: conn.ws.bufferedAmount }, 'closing slow consumer');
+      this.closeConnection(conn, 1013, 'slow consumer');
+      return false;
+    }
+    conn.ws.send(data, { binary: false });
+    return true;
+  }
+
+  private sendError(conn: ConnectionState, err: ProtocolError): void {
+    this.opts.metrics.countError(err.code);
+    this.send(conn, encodeError(err));
+  }
+
+  /** Starts the close handshake and terminates the socket if it does not finish within the grace period. */
+  private closeConnection(conn: ConnectionState, code: number, reason: string): void {
+    if (conn.closing) return;
+    conn.closing = true;
+    conn.ws.close(code, reason);
+    const timer = this.later(this.closeGraceMs, () => conn.ws.terminate());
+    void conn.closed.then(() => {
+      clearTimeout(timer);
+      this.timers.delete(timer);
+    });
+  }
+
+  private heartbeat(): void {
+    for (const conn of this.conns) {
+      if (!conn.alive) {
+        conn.log.info('terminating connection: no pong since the last ping');
+        conn.closing = true;
+        conn.ws.terminate();
+        continue;
+      }
+      conn.alive = false;
+      try {
+        conn.ws.ping();
+      } catch (err) {
+        conn.log.debug({ err }, 'ping failed');
+      }
+    }
+  }
+
+  private remove(conn: ConnectionState, code: number, reason: string): void {
+    if (!this.conns.delete(conn)) return;
+    conn.closing = true;
+    for (const room of [...conn.rooms]) this.leave(conn, room);
+    conn.log.info({ code, reason }, 'connection closed');
+    conn.markClosed();
+  }
+
+  private later(ms: number, fn: () => void): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      fn();
+    }, ms);
+    this.timers.add(timer);
+    return timer;
+  }
+}

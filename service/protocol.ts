@@ -1,0 +1,172 @@
+/**
+ * The relay's wire protocol: client frame parsing and validation, and the server frames.
+ * Every frame is JSON text; see DESIGN.md for the exchange.
+ */
+
+export const PROTOCOL_VERSION = 1;
+
+/** Stable error codes carried by `error` frames. */
+export type ErrorCode =
+  | 'bad_json'
+  | 'bad_frame'
+  | 'unknown_type'
+  | 'invalid_room'
+  | 'too_large'
+  | 'rate_limited'
+  | 'too_many_rooms'
+  | 'unauthorized'
+  | 'backplane_unavailable';
+
+export const ERROR_CODES: readonly ErrorCode[] = [
+  'bad_json',
+  'bad_frame',
+  'unknown_type',
+  'invalid_room',
+  'too_large',
+  'rate_limited',
+  'too_many_rooms',
+  'unauthorized',
+  'backplane_unavailable',
+];
+
+export const ROOM_RE = /^[A-Za-z0-9:_.-]{1,128}$/;
+const MAX_ID_LENGTH = 64;
+const CLIENT_TYPES = ['join', 'leave', 'publish', 'ping'] as const;
+
+/** Position in a room's history a client wants to resume from (message recovery is not implemented yet). */
+export interface Since {
+  readonly seq: string;
+  readonly epoch: string;
+}
+
+export type ClientFrame =
+  | { readonly type: 'join'; readonly room: string; readonly id?: string; readonly since?: Since }
+  | { readonly type: 'leave'; readonly room: string; readonly id?: string }
+  | { readonly type: 'publish'; readonly room?: string; readonly data: unknown; readonly id?: string }
+  | { readonly type: 'ping'; readonly id?: string };
+
+/** A refusal to send back to the client. */
+export interface ProtocolError {
+  readonly code: ErrorCode;
+  readonly message: string;
+  readonly id?: string;
+}
+
+export type ParseResult = { readonly ok: true; readonly frame: ClientFrame } | ({ readonly ok: false } & ProtocolError);
+
+/** Parses and validates one text frame from a client. */
+export function parseClientFrame(text: string): ParseResult {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return fail('bad_json', `frame is not valid JSON; send one JSON object per text frame, e.g. {"type":"ping"}`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    return fail('bad_frame', `frame must be a JSON object with a "type" field; received ${describe(value)}`);
+  }
+  const obj = value as Record<string, unknown>;
+  const rawId = obj.id;
+  if (rawId !== undefined && (typeof rawId !== 'string' || rawId.length > MAX_ID_LENGTH)) {
+    return fail('bad_frame', `"id" must be a string of at most ${MAX_ID_LENGTH} characters; received ${describe(rawId)}`);
+  }
+  const id = rawId;
+  if (typeof obj.type !== 'string') {
+    return fail('bad_frame', `"type" must be a string (one of ${CLIENT_TYPES.join(', ')}); received ${describe(obj.type)}`, id);
+  }
+  switch (obj.type) {
+    case 'ping':
+      return ok({ type: 'ping', id });
+    case 'join':
+    case 'leave': {
+      const room = checkRoom(obj.room, obj.type, id);
+      if (typeof room !== 'string') return room;
+      if (obj.type === 'leave') return ok({ type: 'leave', room, id });
+      if (obj.since === undefined) return ok({ type: 'join', room, id });
+      const since = obj.since as Record<string, unknown> | null;
+      if (
+        since === null ||
+        typeof since !== 'object' ||
+        Array.isArray(since) ||
+        typeof since.seq !== 'string' ||
+        typeof since.epoch !== 'string'
+      ) {
+        return fail('bad_frame', `"since" must be an object {"seq": string, "epoch": string}; received ${describe(obj.since)}`, id);
+      }
+      return ok({ type: 'join', room, id, since: { seq: since.seq, epoch: since.epoch } });
+    }
+    case 'publish': {
+      if (!('data' in obj)) {
+        return fail('bad_frame', 'publish needs a "data" field (any JSON value); omit "room" to broadcast to every client', id);
+      }
+      if (obj.room === undefined) return ok({ type: 'publish', data: obj.data, id });
+      const room = checkRoom(obj.room, 'publish', id);
+      if (typeof room !== 'string') return room;
+      return ok({ type: 'publish', room, data: obj.data, id });
+    }
+    default:
+      return fail('unknown_type', `unknown frame type ${JSON.stringify(obj.type)}; expected one of ${CLIENT_TYPES.join(', ')}`, id);
+  }
+}
+
+/**
+ * Serialises the outgoing `message` frame once; the same bytes go to every local socket and to the backplane.
+ * `room` null means a broadcast, which carries no room field.
+ */
+export function encodeMessage(room: string | null, data: unknown, from: string): Buffer {
+  const text =
+    room === null
+      ? `{"type":"message","data":${JSON.stringify(data)},"from":${JSON.stringify(from)}}`
+      : `{"type":"message","room":${JSON.stringify(room)},"data":${JSON.stringify(data)},"from":${JSON.stringify(from)}}`;
+  return Buffer.from(text, 'utf8');
+}
+
+export function encodeWelcome(connectionId: string, instanceId: string): string {
+  return JSON.stringify({ type: 'welcome', connectionId, instanceId, protocol: PROTOCOL_VERSION });
+}
+
+export function encodeAck(id: string | undefined, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify(id === undefined ? { type: 'ack', ...extra } : { type: 'ack', id, ...extra });
+}
+
+export function encodePong(id: string | undefined): string {
+  return JSON.stringify(id === undefined ? { type: 'pong' } : { type: 'pong', id });
+}
+
+export function encodeError(err: ProtocolError): string {
+  return JSON.stringify(
+    err.id === undefined
+      ? { type: 'error', code: err.code, message: err.message }
+      : { type: 'error', id: err.id, code: err.code, message: err.message },
+  );
+}
+
+function checkRoom(room: unknown, type: string, id: string | undefined): string | ({ ok: false } & ProtocolError) {
+  if (typeof room !== 'string') {
+    return fail('bad_frame', `${type} needs a "room" string; received ${describe(room)}`, id);
+  }
+  if (!ROOM_RE.test(room)) {
+    return fail(
+      'invalid_room',
+      `room ${JSON.stringify(room.length > 140 ? `${room.slice(0, 140)}…` : room)} is invalid; use 1-128 characters of A-Z a-z 0-9 : _ . -`,
+      id,
+    );
+  }
+  return room;
+}
+
+function ok(frame: ClientFrame): ParseResult {
+  return { ok: true, frame };
+}
+
+function fail(code: ErrorCode, message: string, id?: string): { ok: false } & ProtocolError {
+  return id === undefined ? { ok: false, code, message } : { ok: false, code, message, id };
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 70 ? `${v.slice(0, 70)}…` : v)}`;
+  return `a ${typeof v}`;
+}
