@@ -111,7 +111,7 @@ export function parseLedger(text: string, file: string): Ledger {
   }
   const result = ledgerSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
-    const problems = result.error.issues.map((issue) => `${formatPath(issue.path) || '(root)'}: ${issue.message}`);
+    const problems = result.error.issues.map((issue) => `${formatPath(issue.path) || '(root)'}: ${describeIssue(issue)}`);
     throw new LedgerError('ledger_invalid', shown, problems, restoreAdvice(shown));
   }
   const ledger = result.data;
@@ -198,6 +198,12 @@ function semanticProblems(ledger: z.output<typeof ledgerSchema>, fileEnv: string
     problems.push(`active: ${show(ledger.active)} is not one of the releases (${[...seen.keys()].join(', ')})`);
   }
   return problems;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code !== 'unrecognized_keys') return issue.message;
+  const allowed = Object.keys(issue.path.length === 0 ? ledgerSchema.shape : releaseSchema.shape);
+  return `unknown field${issue.keys.length === 1 ? '' : 's'} ${issue.keys.map((k) => show(k)).join(', ')}; allowed fields: ${allowed.join(', ')}`;
 }
 
 function restoreAdvice(shown: string): string {

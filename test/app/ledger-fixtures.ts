@@ -1,0 +1,58 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { LedgerRelease } from '../../app/ledger';
+
+/** A temp workspace with a ledger folder, an artifacts folder and a config file; `cleanup` removes it all. */
+export interface Workspace {
+  readonly root: string;
+  readonly ledgerDir: string;
+  readonly artifactsDir: string;
+  readonly configFile: string;
+  cleanup(): void;
+}
+
+export function makeWorkspace(retain: { dev?: number; staging?: number; prod?: number } = {}): Workspace {
+  const root = mkdtempSync(join(tmpdir(), 'relay-ledger-'));
+  const ledgerDir = join(root, 'releases');
+  const artifactsDir = join(root, 'artifacts');
+  mkdirSync(ledgerDir);
+  mkdirSync(artifactsDir);
+  const configFile = join(root, 'relay.config.json');
+  const env = (name: string, retainReleases: number) => ({ name, region: 'eu-west-1', retainReleases });
+  writeFileSync(
+    configFile,
+    JSON.stringify({ app: 'relay', environments: [env('dev', retain.dev ?? 3), env('staging', retain.staging ?? 5), env('prod', retain.prod ?? 5)] }),
+  );
+  return { root, ledgerDir, artifactsDir, configFile, cleanup: () => rmSync(root, { recursive: true, force: true }) };
+}
+
+/**
+ * A release whose "zip" is `fixture <n>` bytes: the label, sha256 and md5 are consistent, so the ledger validates
+ * and promote's byte check passes. `writeZip: false` leaves the zip absent (built on another machine).
+ */
+export function fixtureRelease(artifactsDir: string, n: number, opts: { writeZip?: boolean; deployed?: boolean } = {}): LedgerRelease {
+  const bytes = Buffer.from(`fixture ${n}`);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const md5 = createHash('md5').update(bytes).digest('hex');
+  const label = `relay-0.0.${n}-${sha256.slice(0, 12)}`;
+  if (opts.writeZip ?? true) writeFileSync(join(artifactsDir, `${label}.zip`), bytes);
+  const created = new Date(Date.UTC(2026, 0, n, 12, 0, 0)).toISOString();
+  return { label, sha256, md5, created, commit: 'a'.repeat(40), ...(opts.deployed ? { deployed: true } : {}) };
+}
+
+export function writeRawLedger(ledgerDir: string, env: string, value: unknown): string {
+  const file = join(ledgerDir, `${env}.json`);
+  writeFileSync(file, typeof value === 'string' ? value : `${JSON.stringify(value, null, 2)}\n`);
+  return file;
+}
+
+export function readBytes(file: string): Buffer {
+  return readFileSync(file);
+}
+
+/** Names in a folder other than the ledgers themselves: temp files an interrupted write would leave. */
+export function strayFiles(dir: string): string[] {
+  return readdirSync(dir).filter((n) => !/^[a-z][a-z0-9-]*\.json$/.test(n));
+}
