@@ -47,6 +47,7 @@ const vpcSchema = z.strictObject({
   instanceSubnets: subnetList,
   loadBalancerSubnets: subnetList.optional(),
   redisSubnets: subnetList.optional(),
+  associatePublicIpAddress: z.boolean({ error: 'true or false' }).default(false),
 });
 
 const instancesSchema = z

@@ -1,0 +1,107 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ZipFile } from 'yazl';
+import { bundleService, REPO_ROOT } from './bundle';
+
+/** Where `buildArtifact` writes zips unless told otherwise. */
+export const DEFAULT_ARTIFACT_DIR = join(REPO_ROOT, 'dist', 'artifacts');
+
+/** One built application bundle, named by its content. */
+export interface Artifact {
+  /** Version label, `relay-<package version>-<first 12 hex of sha256>`. */
+  readonly label: string;
+  /** package.json version of the repository. */
+  readonly version: string;
+  /** Hex SHA-256 of the zip bytes. */
+  readonly sha256: string;
+  /** Hex MD5 of the zip bytes (the S3 object's etag). */
+  readonly md5: string;
+  /** Absolute path of the zip. */
+  readonly zipPath: string;
+  readonly sizeBytes: number;
+}
+
+export interface BuildArtifactOptions {
+  /**
+   * Folder the zip is written to.
+   * @default `<repo>/dist/artifacts`
+   */
+  readonly outDir?: string;
+}
+
+// Built from local components because yazl writes DOS (local) time: the stored bytes are then the same in every timezone.
+const FIXED_MTIME = new Date(2020, 0, 1, 0, 0, 0);
+const FILE_MODE = 0o100644;
+
+/** S3 key of a release's zip in the artifact bucket. */
+export function artifactS3Key(label: string): string {
+  return `versions/${label}.zip`;
+}
+
+/** Bundles the relay and writes a byte-reproducible Beanstalk source bundle named by its SHA-256. */
+export async function buildArtifact(opts: BuildArtifactOptions = {}): Promise<Artifact> {
+  const outDir = opts.outDir ?? DEFAULT_ARTIFACT_DIR;
+  const pkg = readRepoPackage();
+  const work = mkdtempSync(join(tmpdir(), 'relay-artifact-'));
+  try {
+    const bundle = await bundleService(join(work, 'bundle'));
+    const entries = new Map<string, Buffer>();
+    entries.set('server.js', readFileSync(bundle.serverJs));
+    entries.set('package.json', Buffer.from(deployedPackageJson(pkg.name, pkg.version)));
+    entries.set('Procfile', Buffer.from('web: node server.js\n'));
+    for (const name of bundle.publicFiles) entries.set(`public/${name}`, readFileSync(join(work, 'bundle', 'public', name)));
+
+    const zip = await zipEntries(entries);
+    const sha256 = createHash('sha256').update(zip).digest('hex');
+    const md5 = createHash('md5').update(zip).digest('hex');
+    const label = `relay-${pkg.version}-${sha256.slice(0, 12)}`;
+    mkdirSync(outDir, { recursive: true });
+    const zipPath = join(outDir, `${label}.zip`);
+    // Write then rename so a concurrent reader never sees half a zip.
+    const partial = join(outDir, `.${label}.${process.pid}.partial`);
+    writeFileSync(partial, zip);
+    renameSync(partial, zipPath);
+    return { label, version: pkg.version, sha256, md5, zipPath, sizeBytes: zip.length };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** The package.json Beanstalk sees: no dependencies, so the platform runs no npm install. */
+function deployedPackageJson(name: string, version: string): string {
+  const manifest = {
+    name,
+    version,
+    private: true,
+    engines: { node: '>=20' },
+    main: 'server.js',
+    scripts: { start: 'node server.js' },
+  };
+  return `${JSON.stringify(manifest, null, 2)}\n`;
+}
+
+function readRepoPackage(): { name: string; version: string } {
+  const raw: unknown = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8'));
+  if (typeof raw !== 'object' || raw === null) throw new Error('package.json is not an object');
+  const { name, version } = raw as Record<string, unknown>;
+  if (typeof name !== 'string' || typeof version !== 'string') {
+    throw new Error(`package.json needs string "name" and "version" to label the artifact (got ${JSON.stringify({ name, version })})`);
+  }
+  return { name, version };
+}
+
+function zipEntries(entries: ReadonlyMap<string, Buffer>): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const zip = new ZipFile();
+    const chunks: Buffer[] = [];
+    zip.outputStream.on('data', (c: Buffer) => chunks.push(c));
+    zip.outputStream.on('error', reject);
+    zip.outputStream.on('end', () => resolve(Buffer.concat(chunks)));
+    for (const name of [...entries.keys()].sort()) {
+      zip.addBuffer(entries.get(name) as Buffer, name, { mtime: FIXED_MTIME, mode: FILE_MODE, compress: true, forceDosTimestamp: true });
+    }
+    zip.end();
+  });
+}

@@ -1,0 +1,47 @@
+import { App } from 'cdktf';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { RelayStack } from '../stacks/relay-stack';
+import { releaseSourcePath } from '../stacks/artifact-store';
+import { buildArtifact } from './artifact';
+import { REPO_ROOT } from './bundle';
+import { ConfigError, loadConfig } from './config';
+import { resolveReleases } from './releases';
+
+const OUT_DIR = 'cdktf.out';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const artifact = await buildArtifact();
+  // Relative outdir: cdktf records it in manifest.json, and no absolute path may appear there.
+  process.chdir(REPO_ROOT);
+  const app = new App({ outdir: OUT_DIR });
+  const written: { stack: string; active: string; zips: { label: string; zipPath: string }[] }[] = [];
+  for (const env of config.environments) {
+    const releases = resolveReleases(env.name, artifact, join(REPO_ROOT, 'releases'));
+    for (const warning of releases.warnings) process.stderr.write(`warning: ${warning}\n`);
+    const id = `relay-${env.name}`;
+    new RelayStack(app, id, { config, env, releases });
+    const zips = releases.releases.flatMap((r) => (r.zipPath && existsSync(r.zipPath) ? [{ label: r.label, zipPath: r.zipPath }] : []));
+    written.push({ stack: id, active: releases.active.label, zips });
+  }
+  app.synth();
+  for (const { stack, active, zips } of written) {
+    const dir = join(REPO_ROOT, OUT_DIR, 'stacks', stack);
+    for (const zip of zips) {
+      const dest = join(dir, releaseSourcePath(zip.label));
+      mkdirSync(join(dest, '..'), { recursive: true });
+      copyFileSync(zip.zipPath, dest);
+    }
+    process.stdout.write(`wrote ${OUT_DIR}/stacks/${stack}/cdk.tf.json (active ${active})\n`);
+  }
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+  } else {
+    process.stderr.write(`synth failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  }
+  process.exitCode = 1;
+});

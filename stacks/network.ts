@@ -1,0 +1,149 @@
+import { Fn } from 'cdktf';
+import { Construct } from 'constructs';
+import { DataAwsSubnets } from '@cdktf/provider-aws/lib/data-aws-subnets';
+import { DataAwsVpc } from '@cdktf/provider-aws/lib/data-aws-vpc';
+import { SecurityGroup } from '@cdktf/provider-aws/lib/security-group';
+import { VpcSecurityGroupEgressRule } from '@cdktf/provider-aws/lib/vpc-security-group-egress-rule';
+import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-security-group-ingress-rule';
+
+/** Port the relay listens on behind the load balancer (Beanstalk's default process, no nginx hop). */
+export const APP_PORT = 8080;
+/** Port of every ElastiCache node. */
+export const REDIS_PORT = 6379;
+
+export interface NetworkProps {
+  /** Prefix of every name, `<app>-<env>`. */
+  readonly namePrefix: string;
+  /**
+   * Existing VPC and subnets.
+   * @default the account's default VPC and its default subnets, found with data sources
+   */
+  readonly vpc?: {
+    readonly vpcId: string;
+    readonly instanceSubnets: readonly string[];
+    readonly loadBalancerSubnets?: readonly string[];
+    readonly redisSubnets?: readonly string[];
+  };
+  /**
+   * Whether the load balancer faces the internet.
+   * @default 'public'
+   */
+  readonly loadBalancerScheme?: 'public' | 'internal';
+  /**
+   * Who may reach the load balancer on 80 (and 443 with HTTPS).
+   * @default ['0.0.0.0/0'] when public, the VPC's CIDR block when internal
+   */
+  readonly allowedCidrs?: readonly string[];
+  /**
+   * Open 443 on the load balancer (an HTTPS listener is configured).
+   * @default false
+   */
+  readonly https?: boolean;
+}
+
+/** VPC lookup and the security groups chained load balancer → instances → Redis. */
+export class Network extends Construct {
+  readonly vpcId: string;
+  /** Comma-separated subnet ids, as Beanstalk option settings take them. */
+  readonly instanceSubnets: string;
+  readonly loadBalancerSubnets: string;
+  /** Subnet ids for the ElastiCache subnet group. */
+  readonly redisSubnetIds: string[];
+  /** True when the instances sit in the default VPC's public subnets and need a public address to reach AWS APIs. */
+  readonly usesDefaultVpc: boolean;
+  readonly loadBalancerSecurityGroup: SecurityGroup;
+  readonly instanceSecurityGroup: SecurityGroup;
+  readonly redisSecurityGroup: SecurityGroup;
+
+  constructor(scope: Construct, id: string, props: NetworkProps) {
+    super(scope, id);
+    const scheme = props.loadBalancerScheme ?? 'public';
+    const vpc = new DataAwsVpc(this, 'vpc', props.vpc ? { id: props.vpc.vpcId } : { default: true });
+    this.vpcId = vpc.id;
+    this.usesDefaultVpc = props.vpc === undefined;
+
+    if (props.vpc) {
+      const instance = [...props.vpc.instanceSubnets];
+      this.instanceSubnets = instance.join(',');
+      this.loadBalancerSubnets = [...(props.vpc.loadBalancerSubnets ?? instance)].join(',');
+      this.redisSubnetIds = [...(props.vpc.redisSubnets ?? instance)];
+    } else {
+      const subnets = new DataAwsSubnets(this, 'default-subnets', {
+        filter: [
+          { name: 'vpc-id', values: [vpc.id] },
+          { name: 'default-for-az', values: ['true'] },
+        ],
+      });
+      this.instanceSubnets = Fn.join(',', subnets.ids);
+      this.loadBalancerSubnets = this.instanceSubnets;
+      this.redisSubnetIds = subnets.ids;
+    }
+
+    this.loadBalancerSecurityGroup = securityGroup(this, 'load-balancer-sg', `${props.namePrefix}-alb`, 'Relay load balancer: HTTP/HTTPS in, relay port out to the instances', vpc.id);
+    this.instanceSecurityGroup = securityGroup(this, 'instance-sg', `${props.namePrefix}-instances`, 'Relay instances: relay port from the load balancer only', vpc.id);
+    this.redisSecurityGroup = securityGroup(this, 'redis-sg', `${props.namePrefix}-redis`, 'Relay Redis backplane: 6379 from the relay instances only', vpc.id);
+
+    const cidrs = props.allowedCidrs ? [...props.allowedCidrs] : scheme === 'public' ? ['0.0.0.0/0'] : [vpc.cidrBlock];
+    const ports = props.https ? [80, 443] : [80];
+    cidrs.forEach((cidr, i) => {
+      for (const port of ports) {
+        new VpcSecurityGroupIngressRule(this, `load-balancer-in-${port}-${i}`, {
+          securityGroupId: this.loadBalancerSecurityGroup.id,
+          description: `HTTP${port === 443 ? 'S' : ''} from allowed clients`,
+          ipProtocol: 'tcp',
+          fromPort: port,
+          toPort: port,
+          cidrIpv4: cidr,
+        });
+      }
+    });
+    new VpcSecurityGroupEgressRule(this, 'load-balancer-out-instances', {
+      securityGroupId: this.loadBalancerSecurityGroup.id,
+      description: 'Relay port on the instances',
+      ipProtocol: 'tcp',
+      fromPort: APP_PORT,
+      toPort: APP_PORT,
+      referencedSecurityGroupId: this.instanceSecurityGroup.id,
+    });
+
+    new VpcSecurityGroupIngressRule(this, 'instance-in-load-balancer', {
+      securityGroupId: this.instanceSecurityGroup.id,
+      description: 'Relay port from the load balancer',
+      ipProtocol: 'tcp',
+      fromPort: APP_PORT,
+      toPort: APP_PORT,
+      referencedSecurityGroupId: this.loadBalancerSecurityGroup.id,
+    });
+    // Instances reach AWS APIs (Beanstalk, CloudWatch Logs, Secrets Manager, package repos) over HTTPS only.
+    new VpcSecurityGroupEgressRule(this, 'instance-out-https', {
+      securityGroupId: this.instanceSecurityGroup.id,
+      description: 'HTTPS to AWS APIs and package repositories',
+      ipProtocol: 'tcp',
+      fromPort: 443,
+      toPort: 443,
+      cidrIpv4: '0.0.0.0/0',
+    });
+    new VpcSecurityGroupEgressRule(this, 'instance-out-redis', {
+      securityGroupId: this.instanceSecurityGroup.id,
+      description: 'Redis backplane',
+      ipProtocol: 'tcp',
+      fromPort: REDIS_PORT,
+      toPort: REDIS_PORT,
+      referencedSecurityGroupId: this.redisSecurityGroup.id,
+    });
+
+    new VpcSecurityGroupIngressRule(this, 'redis-in-instances', {
+      securityGroupId: this.redisSecurityGroup.id,
+      description: 'Redis from the relay instances',
+      ipProtocol: 'tcp',
+      fromPort: REDIS_PORT,
+      toPort: REDIS_PORT,
+      referencedSecurityGroupId: this.instanceSecurityGroup.id,
+    });
+  }
+}
+
+// Rules live in separate resources; the group itself declares none (terraform drops AWS's default allow-all egress).
+function securityGroup(scope: Construct, id: string, name: string, description: string, vpcId: string): SecurityGroup {
+  return new SecurityGroup(scope, id, { name, description, vpcId, tags: { Name: name } });
+}
