@@ -1,20 +1,35 @@
+import { createClient, type RedisClientType } from 'redis';
 import type { Logger } from 'pino';
 import {
   BackplaneUnavailableError,
+  broadcastChannel,
+  decodeEnvelope,
+  encodeEnvelope,
+  roomChannel,
   type Backplane,
-  type BackplaneState,
   type BackplaneStatus,
   type FrameHandler,
   type Target,
 } from './types';
+import {
+  COMMAND_TIMEOUT_MS,
+  PUBLISH_TIMEOUT_MS,
+  StateReporter,
+  describeError,
+  redactUrl,
+  resolveConnectionSettings,
+  socketOptions,
+  withTimeout,
+  type RedisConnectionSettings,
+} from './redis-common';
 
 /** Options shared by the standalone and cluster Redis backplanes. */
 export interface RedisBackplaneOptions {
-  /** `redis://` or `rediss://` URL (TLS for rediss); may carry a password. */
+  /** `redis://` or `rediss://` URL (TLS for rediss); may carry a password. Cluster: one seed node or the configuration endpoint. */
   url: string;
-  /** AUTH token, used only when the URL carries no password. */
+  /** AUTH token, used only when the URL carries no password. @default none */
   authToken?: string;
-  /** PEM file with the CA that signed the server certificate (rediss only). */
+  /** PEM file with the CA that signed the server certificate (rediss only). @default the system CAs */
   tlsCaFile?: string;
   /** Prefix of every channel; isolates apps sharing one Redis. */
   channelPrefix: string;
@@ -23,25 +38,355 @@ export interface RedisBackplaneOptions {
   logger: Logger;
 }
 
-/** Skeleton; the real implementation follows. */
+/** How often the publisher connection asks ROLE, to notice a primary demoted without a dropped connection. */
+export const ROLE_CHECK_INTERVAL_MS = 1000;
+/** After this long down on a node reached by following a failover, go back to the configured endpoint. */
+const REDIRECT_GIVE_UP_MS = 5000;
+/** Connections to try in one failover episode before waiting for the next ROLE tick. */
+const MAX_FAILOVER_HOPS = 4;
+
+type Client = RedisClientType<{}, {}, {}, 3, {}>;
+interface Address {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * Backplane over a standalone Redis or a replication group with cluster mode disabled (ElastiCache primary
+ * endpoint). Publishes on one connection and subscribes on another, so a slow subscriber never delays publishes.
+ *
+ * Start-up: `start()` resolves on the first `ready` and never rejects because Redis is unreachable; it keeps
+ * retrying in the background (watch `onStateChange`). So the relay may call `start()` without awaiting it and
+ * serve /healthz (503) until Redis appears. Configuration errors (URL, CA file) throw from the constructor.
+ * `start()` rejects only if `close()` runs before the first `ready`.
+ *
+ * Subscriptions: `subscribe`/`unsubscribe` record the room and apply it when connected; while Redis is down they
+ * resolve at once and the subscription is made on reconnect. They never reject while down.
+ */
 export class RedisBackplane implements Backplane {
   readonly kind = 'redis' as const;
-  private state: BackplaneState = 'connecting';
-  constructor(private readonly opts: RedisBackplaneOptions) {}
-  async start(): Promise<void> {
-    throw new BackplaneUnavailableError('redis backplane not implemented yet');
+  readonly #opts: RedisBackplaneOptions;
+  readonly #settings: RedisConnectionSettings;
+  readonly #configured: Address;
+  readonly #reporter: StateReporter;
+  readonly #logger: Logger;
+  readonly #broadcast: string;
+  /** channel → target for every channel we want subscribed, broadcast included; the source of truth after reconnects. */
+  readonly #channels = new Map<string, Target>();
+  #handler: FrameHandler | undefined;
+
+  #pub: Client | undefined;
+  #sub: Client | undefined;
+  /** Bumped whenever the connection pair is replaced, so events from a discarded pair are ignored. */
+  #generation = 0;
+  #target: Address;
+  #subSynced = false;
+  #roleOk = false;
+  /** Generation whose ROLE check is in flight, so one check runs per connection pair. */
+  #roleCheckFor = -1;
+  #roleUnsupported = false;
+  #failoverHops = 0;
+  #downSince = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #started: Promise<void> | undefined;
+  #resolveStarted: (() => void) | undefined;
+  #rejectStarted: ((err: Error) => void) | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(opts: RedisBackplaneOptions) {
+    this.#opts = opts;
+    this.#settings = resolveConnectionSettings(opts.url, opts.authToken, opts.tlsCaFile);
+    this.#configured = { host: this.#settings.endpoint.host, port: this.#settings.endpoint.port };
+    this.#target = this.#configured;
+    this.#logger = opts.logger.child({ component: 'backplane', url: redactUrl(opts.url) });
+    this.#reporter = new StateReporter('redis', this.#logger);
+    this.#broadcast = broadcastChannel(opts.channelPrefix);
+    this.#channels.set(this.#broadcast, null);
   }
-  async publish(_target: Target, _frame: Buffer): Promise<void> {
-    throw new BackplaneUnavailableError();
+
+  start(): Promise<void> {
+    if (this.#started !== undefined) return this.#started;
+    if (this.#closing !== undefined) return Promise.reject(new BackplaneUnavailableError('the redis backplane is closed'));
+    this.#started = new Promise<void>((resolve, reject) => {
+      this.#resolveStarted = resolve;
+      this.#rejectStarted = reject;
+    });
+    this.#connect(this.#configured);
+    this.#timer = setInterval(() => this.#tick(), ROLE_CHECK_INTERVAL_MS);
+    this.#timer.unref();
+    return this.#started;
   }
-  async subscribe(_room: string): Promise<void> {}
-  async unsubscribe(_room: string): Promise<void> {}
-  onFrame(_handler: FrameHandler): void {}
-  onStateChange(_listener: (status: BackplaneStatus) => void): void {}
+
+  async publish(target: Target, frame: Buffer): Promise<void> {
+    const pub = this.#pub;
+    if (this.#reporter.state !== 'ready' || pub === undefined) {
+      throw new BackplaneUnavailableError();
+    }
+    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
+    try {
+      await pub.withCommandOptions({ timeout: PUBLISH_TIMEOUT_MS }).publish(channel, encodeEnvelope(this.#opts.instanceId, frame));
+    } catch (err) {
+      throw new BackplaneUnavailableError(`publishing to redis failed (${describeError(err)}); retry shortly`);
+    }
+  }
+
+  async subscribe(room: string): Promise<void> {
+    const channel = roomChannel(this.#opts.channelPrefix, room);
+    if (this.#channels.has(channel)) return;
+    this.#channels.set(channel, room);
+    const sub = this.#sub;
+    if (sub === undefined || !sub.isReady) return;
+    try {
+      await withTimeout(sub.subscribe(channel, this.#onMessage, true), COMMAND_TIMEOUT_MS, () => new Error('SUBSCRIBE timed out'));
+    } catch (err) {
+      // The room stays recorded; the next reconnect subscribes it.
+      this.#logger.debug({ room, error: describeError(err) }, 'subscribe deferred until redis reconnects');
+    }
+  }
+
+  async unsubscribe(room: string): Promise<void> {
+    const channel = roomChannel(this.#opts.channelPrefix, room);
+    if (!this.#channels.delete(channel)) return;
+    const sub = this.#sub;
+    if (sub === undefined || !sub.isReady) return;
+    try {
+      await withTimeout(sub.unsubscribe(channel, this.#onMessage, true), COMMAND_TIMEOUT_MS, () => new Error('UNSUBSCRIBE timed out'));
+    } catch (err) {
+      // A stale subscription is harmless: messages on unknown channels are dropped, and the next sync removes it.
+      this.#logger.debug({ room, error: describeError(err) }, 'unsubscribe deferred until redis reconnects');
+    }
+  }
+
+  onFrame(handler: FrameHandler): void {
+    this.#handler = handler;
+  }
+
+  onStateChange(listener: (status: BackplaneStatus) => void): void {
+    this.#reporter.onChange(listener);
+  }
+
   status(): BackplaneStatus {
-    return { kind: this.kind, state: this.state };
+    return this.#reporter.status();
   }
-  async close(): Promise<void> {
-    this.state = 'closed';
+
+  close(): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#generation++;
+    this.#reporter.set('closed');
+    this.#rejectStarted?.(new BackplaneUnavailableError('the redis backplane was closed before it became ready'));
+    this.#started?.catch(() => undefined);
+    const clients = [this.#pub, this.#sub];
+    this.#pub = undefined;
+    this.#sub = undefined;
+    this.#closing = Promise.all(clients.map((client) => closeClient(client))).then(() => undefined);
+    return this.#closing;
+  }
+
+  // Arrow function: one stable identity, so node-redis treats repeated subscribes as no-ops.
+  readonly #onMessage = (message: Buffer, channel: Buffer): void => {
+    const target = this.#channels.get(channel.toString());
+    if (target === undefined || this.#handler === undefined) return;
+    const envelope = decodeEnvelope(message);
+    if (envelope === null || envelope.instanceId === this.#opts.instanceId) return;
+    try {
+      this.#handler(target, envelope.frame);
+    } catch (err) {
+      this.#logger.error({ err }, 'frame handler threw');
+    }
+  };
+
+  /** Replaces the connection pair with a new one to `target`; node-redis retries each connection until it succeeds. */
+  #connect(target: Address): void {
+    const old = [this.#pub, this.#sub];
+    const generation = ++this.#generation;
+    this.#target = target;
+    this.#subSynced = false;
+    this.#roleOk = false;
+    for (const client of old) client?.destroy();
+
+    const options = {
+      socket: socketOptions(this.#settings, target.host, target.port),
+      username: this.#settings.endpoint.username,
+      password: this.#settings.endpoint.password,
+      // Commands must fail fast while offline instead of queueing behind a dead connection.
+      disableOfflineQueue: true,
+    };
+    const pub = createClient(options);
+    const sub = createClient(options);
+    this.#pub = pub;
+    this.#sub = sub;
+    const current = () => generation === this.#generation;
+
+    for (const client of [pub, sub]) {
+      client.on('error', (err: unknown) => {
+        if (!current()) return;
+        this.#reporter.noteError(err);
+        this.#recompute();
+      });
+      client.on('reconnecting', () => {
+        if (!current()) return;
+        if (client === sub) this.#subSynced = false;
+        if (client === pub) this.#roleOk = false;
+        this.#recompute();
+      });
+      client.on('end', () => {
+        if (current()) this.#recompute();
+      });
+      // Errors are reported through 'error'; connect() only rejects when the client is destroyed.
+      client.connect().catch(() => undefined);
+    }
+    pub.on('ready', () => {
+      if (current()) void this.#checkRole(generation);
+    });
+    sub.on('ready', () => {
+      if (current()) void this.#syncSubscriptions(generation);
+    });
+    this.#recompute();
+  }
+
+  /** Makes the subscriber's channels match `#channels`; node-redis resubscribes on its own, this covers what it missed. */
+  async #syncSubscriptions(generation: number): Promise<void> {
+    const sub = this.#sub;
+    if (sub === undefined) return;
+    try {
+      const wanted = [...this.#channels.keys()];
+      await withTimeout(sub.subscribe(wanted, this.#onMessage, true), COMMAND_TIMEOUT_MS, () => new Error('SUBSCRIBE timed out'));
+      const stale = [...sub.getPubSubListeners('CHANNELS').keys()].filter((channel) => !this.#channels.has(channel));
+      if (stale.length > 0) {
+        await withTimeout(sub.unsubscribe(stale, this.#onMessage, true), COMMAND_TIMEOUT_MS, () => new Error('UNSUBSCRIBE timed out'));
+      }
+      if (generation !== this.#generation || !sub.isReady) return;
+      this.#subSynced = true;
+      this.#recompute();
+    } catch (err) {
+      if (generation !== this.#generation) return;
+      this.#reporter.noteError(err);
+      // Retried by the next 'ready' or the periodic tick.
+    }
+  }
+
+  /** ROLE on the publisher: only a primary may take our publishes, or instances on the old primary never hear them. */
+  async #checkRole(generation: number): Promise<void> {
+    const pub = this.#pub;
+    if (pub === undefined || this.#roleCheckFor === generation) return;
+    if (this.#roleUnsupported) {
+      this.#roleOk = true;
+      this.#recompute();
+      return;
+    }
+    this.#roleCheckFor = generation;
+    try {
+      const reply = await pub.withCommandOptions({ timeout: COMMAND_TIMEOUT_MS }).sendCommand(['ROLE']);
+      if (generation !== this.#generation) return;
+      const role = parseRole(reply);
+      if (role.role === 'master') {
+        this.#failoverHops = 0;
+        this.#roleOk = true;
+        this.#recompute();
+        return;
+      }
+      this.#roleOk = false;
+      this.#reporter.noteError(
+        new Error(`redis node ${this.#target.host}:${this.#target.port} is a ${role.role}, not the primary (failover); reconnecting`),
+      );
+      this.#recompute();
+      this.#followFailover(role.master);
+    } catch (err) {
+      if (generation !== this.#generation) return;
+      if (/unknown command/i.test(describeError(err))) {
+        // Some managed Redis flavours hide ROLE; without it we cannot detect demotion, so trust the endpoint.
+        this.#roleUnsupported = true;
+        this.#logger.warn({ error: describeError(err) }, 'ROLE is not available; failover detection disabled');
+        this.#roleOk = true;
+        this.#recompute();
+        return;
+      }
+      this.#reporter.noteError(err);
+    } finally {
+      if (this.#roleCheckFor === generation) this.#roleCheckFor = -1;
+    }
+  }
+
+  /**
+   * First reconnect to the configured endpoint (a DNS primary endpoint moves to the new primary), then, if that
+   * node is still a replica, to the primary it names.
+   */
+  #followFailover(reportedMaster: Address | undefined): void {
+    this.#failoverHops++;
+    if (this.#failoverHops > MAX_FAILOVER_HOPS) {
+      this.#failoverHops = 0;
+      return; // the next tick starts a fresh episode from the configured endpoint
+    }
+    const atConfigured = sameAddress(this.#target, this.#configured);
+    const next = this.#failoverHops === 1 || reportedMaster === undefined || !atConfigured ? this.#configured : reportedMaster;
+    this.#logger.warn({ from: this.#target, to: next }, 'redis node is not the primary; reconnecting');
+    this.#connect(next);
+  }
+
+  #tick(): void {
+    if (this.#closing !== undefined) return;
+    const state = this.#reporter.state;
+    if (state === 'ready') {
+      void this.#checkRole(this.#generation);
+      return;
+    }
+    const pub = this.#pub;
+    if (pub?.isReady === true && !this.#roleOk) void this.#checkRole(this.#generation);
+    if (this.#sub?.isReady === true && !this.#subSynced) void this.#syncSubscriptions(this.#generation);
+    if (
+      state === 'down' &&
+      !sameAddress(this.#target, this.#configured) &&
+      this.#downSince > 0 &&
+      Date.now() - this.#downSince > REDIRECT_GIVE_UP_MS
+    ) {
+      // The node we followed is gone; the configured endpoint is the only stable name we have.
+      this.#failoverHops = 0;
+      this.#connect(this.#configured);
+    }
+  }
+
+  #recompute(): void {
+    if (this.#closing !== undefined) return;
+    const ready = this.#pub?.isReady === true && this.#sub?.isReady === true && this.#subSynced && this.#roleOk;
+    if (ready) {
+      this.#downSince = 0;
+      this.#reporter.set('ready');
+      this.#resolveStarted?.();
+      this.#resolveStarted = undefined;
+      this.#rejectStarted = undefined;
+      return;
+    }
+    if (this.#downSince === 0) this.#downSince = Date.now();
+    if (this.#reporter.state === 'ready') this.#reporter.set('down');
+  }
+}
+
+function sameAddress(a: Address, b: Address): boolean {
+  return a.host === b.host && a.port === b.port;
+}
+
+/** ROLE replies: ['master', offset, replicas] or ['slave', host, port, state, offset]. */
+function parseRole(reply: unknown): { role: string; master?: Address } {
+  if (!Array.isArray(reply) || reply.length === 0) return { role: 'unknown' };
+  const role = String(reply[0]);
+  if (role === 'slave' && reply.length >= 3) {
+    return { role: 'replica', master: { host: String(reply[1]), port: Number(reply[2]) } };
+  }
+  return { role };
+}
+
+/** Graceful QUIT with a bound; a dead connection is destroyed instead. Never throws. */
+async function closeClient(client: Client | undefined): Promise<void> {
+  if (client === undefined) return;
+  try {
+    if (client.isReady) {
+      await withTimeout(client.close(), COMMAND_TIMEOUT_MS, () => new Error('close timed out'));
+    } else {
+      client.destroy();
+    }
+  } catch {
+    client.destroy();
   }
 }

@@ -1,0 +1,307 @@
+import pino from 'pino';
+import { RedisBackplane, type RedisBackplaneOptions } from '../../service/backplane/redis';
+import { BackplaneUnavailableError, type Backplane, type BackplaneState, type Target } from '../../service/backplane/types';
+import { freePort, requireRedisServer, startRedis, stopAllRedis, waitUntil, type RedisServer } from '../helpers/redis-server';
+
+const logger = pino({ level: 'silent' });
+const opened: Backplane[] = [];
+
+function backplane(url: string, instanceId: string, extra: Partial<RedisBackplaneOptions> = {}): RedisBackplane {
+  const bp = new RedisBackplane({ url, instanceId, channelPrefix: 'test', logger, ...extra });
+  opened.push(bp);
+  return bp;
+}
+
+/** Records every frame a backplane hands to the hub, and every state it reports. */
+function observe(bp: Backplane) {
+  const frames: Array<{ target: Target; text: string }> = [];
+  const states: BackplaneState[] = [];
+  bp.onFrame((target, frame) => frames.push({ target, text: frame.toString() }));
+  bp.onStateChange((status) => states.push(status.state));
+  return {
+    frames,
+    states,
+    texts: () => frames.map((f) => f.text),
+    waitFrames: (n: number, ms = 10_000) => waitUntil(() => frames.length >= n, ms, `${n} frames (got ${frames.length})`),
+  };
+}
+
+function waitState(bp: Backplane, state: BackplaneState, ms = 10_000): Promise<void> {
+  return waitUntil(() => bp.status().state === state, ms, `backplane state ${state} (is ${bp.status().state})`);
+}
+
+/** Publishes until one gets through: after a reconnect, ready may precede the other side's resubscribe by a moment. */
+async function publishUntilSeen(from: Backplane, target: Target, seen: () => boolean, ms = 10_000): Promise<void> {
+  let n = 0;
+  await waitUntil(async () => {
+    await from.publish(target, Buffer.from(`probe-${n++}`)).catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    return seen();
+  }, ms, 'a probe frame to arrive');
+}
+
+beforeAll(() => requireRedisServer());
+
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((bp) => bp.close()));
+});
+
+afterAll(async () => {
+  await stopAllRedis();
+});
+
+describe('RedisBackplane against one redis-server', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis.stop();
+  });
+
+  it('delivers room and broadcast frames to other instances and drops its own', async () => {
+    const a = backplane(redis.url, 'a');
+    const b = backplane(redis.url, 'b');
+    const seenA = observe(a);
+    const seenB = observe(b);
+    await Promise.all([a.start(), b.start()]);
+    expect(a.status()).toEqual({ kind: 'redis', state: 'ready' });
+    await a.subscribe('lobby');
+    await b.subscribe('lobby');
+
+    await a.publish('lobby', Buffer.from('{"room":"lobby","n":1}'));
+    await a.publish(null, Buffer.from('{"n":2}'));
+    await seenB.waitFrames(2);
+    expect(seenB.frames).toEqual([
+      { target: 'lobby', text: '{"room":"lobby","n":1}' },
+      { target: null, text: '{"n":2}' },
+    ]);
+
+    await b.publish('lobby', Buffer.from('from-b'));
+    await seenA.waitFrames(1);
+    // b's own publish came back from Redis too, and was dropped: b still holds only a's two frames.
+    expect(seenA.texts()).toEqual(['from-b']);
+    expect(seenB.frames).toHaveLength(2);
+  });
+
+  it('keeps per-publisher order and hands the frame bytes over unchanged', async () => {
+    const a = backplane(redis.url, 'a');
+    const b = backplane(redis.url, 'b');
+    const seenB = observe(b);
+    await Promise.all([a.start(), b.start()]);
+    await b.subscribe('order');
+    const bytes = Buffer.from('{"data":"héllo ✓ \\u0000"}');
+    await a.publish('order', bytes);
+    for (let i = 0; i < 500; i++) void a.publish('order', Buffer.from(String(i)));
+    await seenB.waitFrames(501);
+    expect(Buffer.from(seenB.frames[0].text)).toEqual(bytes);
+    expect(seenB.texts().slice(1)).toEqual(Array.from({ length: 500 }, (_, i) => String(i)));
+  });
+
+  it('isolates two apps that share one Redis through the channel prefix', async () => {
+    const app1a = backplane(redis.url, 'a', { channelPrefix: 'app1' });
+    const app1b = backplane(redis.url, 'b', { channelPrefix: 'app1' });
+    const app2 = backplane(redis.url, 'c', { channelPrefix: 'app2' });
+    const seen1 = observe(app1b);
+    const seen2 = observe(app2);
+    await Promise.all([app1a.start(), app1b.start(), app2.start()]);
+    await app1b.subscribe('lobby');
+    await app2.subscribe('lobby');
+    await app1a.publish('lobby', Buffer.from('app1-room'));
+    await app1a.publish(null, Buffer.from('app1-all'));
+    await seen1.waitFrames(2);
+    // A round trip through app2's own channel proves app2's subscriber has processed everything before it.
+    const app2b = backplane(redis.url, 'd', { channelPrefix: 'app2' });
+    await app2b.start();
+    await app2b.publish(null, Buffer.from('app2-marker'));
+    await seen2.waitFrames(1);
+    expect(seen2.texts()).toEqual(['app2-marker']);
+  });
+
+  it('subscribes a room channel on demand and unsubscribes it', async () => {
+    const a = backplane(redis.url, 'a', { channelPrefix: 'ondemand' });
+    await a.start();
+    const channels = async () => (await redis.cli('PUBSUB', 'CHANNELS', 'ondemand:*')).split('\n').filter(Boolean).sort();
+    expect(await channels()).toEqual(['ondemand:broadcast']);
+    await a.subscribe('r1');
+    await a.subscribe('r1');
+    expect(await channels()).toEqual(['ondemand:broadcast', 'ondemand:room:{r1}']);
+    await a.unsubscribe('r1');
+    expect(await channels()).toEqual(['ondemand:broadcast']);
+    await a.unsubscribe('never-joined');
+  });
+
+  it('fails when the URL or the CA file is unusable, naming the variable', () => {
+    expect(() => backplane('http://127.0.0.1:6379', 'a')).toThrow(
+      'REDIS_URL must start with redis:// or rediss:// (got "http://127.0.0.1:6379")',
+    );
+    expect(() => backplane('not a url', 'a')).toThrow(/^REDIS_URL is not a valid URL \(got "not a url"\)/);
+    expect(() => backplane('rediss://127.0.0.1:1', 'a', { tlsCaFile: '/nonexistent/ca.pem' })).toThrow(
+      /^REDIS_TLS_CA_FILE "\/nonexistent\/ca.pem" cannot be read \(ENOENT/,
+    );
+    expect(() => backplane('redis://127.0.0.1:1', 'a', { tlsCaFile: '/x.pem' })).toThrow(/use rediss:\/\/ for TLS/);
+    try {
+      backplane('ftp://user:secret@host', 'a');
+      throw new Error('expected a RedisConfigError');
+    } catch (err) {
+      expect((err as { code?: string }).code).toBe('invalid_redis_config');
+      expect((err as Error).message).not.toContain('secret');
+    }
+  });
+
+  it('closes idempotently and rejects a start that never became ready', async () => {
+    const port = await freePort();
+    const a = backplane(`redis://127.0.0.1:${port}`, 'a');
+    const started = a.start();
+    await Promise.all([a.close(), a.close()]);
+    await expect(started).rejects.toThrow('the redis backplane was closed before it became ready');
+    expect(a.status().state).toBe('closed');
+    await expect(a.publish(null, Buffer.from('x'))).rejects.toBeInstanceOf(BackplaneUnavailableError);
+  });
+});
+
+describe('RedisBackplane when Redis goes away', () => {
+  it('keeps retrying when Redis is absent at boot and becomes ready when it appears', async () => {
+    const port = await freePort();
+    const a = backplane(`redis://127.0.0.1:${port}`, 'a');
+    const seen = observe(a);
+    let started = false;
+    void a.start().then(() => {
+      started = true;
+    });
+    await waitUntil(() => a.status().lastError !== undefined, 10_000, 'a connection error to be recorded');
+    expect(a.status()).toMatchObject({ kind: 'redis', state: 'connecting', lastError: expect.stringMatching(/ECONNREFUSED/) });
+    await expect(a.publish(null, Buffer.from('x'))).rejects.toThrow('the message backplane is unavailable; retry shortly');
+    const redis = await startRedis({ port });
+    try {
+      await waitState(a, 'ready');
+      await waitUntil(() => started, 5_000, 'start() to resolve');
+      expect(seen.states).toEqual(['ready']);
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  it('goes down on kill -9, resubscribes after a restart on the same port and delivers again', async () => {
+    const redis = await startRedis();
+    try {
+      const a = backplane(redis.url, 'a', { channelPrefix: 'restart' });
+      const b = backplane(redis.url, 'b', { channelPrefix: 'restart' });
+      const seenA = observe(a);
+      const seenB = observe(b);
+      await Promise.all([a.start(), b.start()]);
+      await b.subscribe('room1');
+      await a.publish('room1', Buffer.from('before'));
+      await seenB.waitFrames(1);
+
+      await redis.kill('SIGKILL');
+      await waitState(a, 'down');
+      await waitState(b, 'down');
+      expect(a.status().lastError).toEqual(expect.any(String));
+      const started = Date.now();
+      await expect(a.publish('room1', Buffer.from('while-down'))).rejects.toBeInstanceOf(BackplaneUnavailableError);
+      expect(Date.now() - started).toBeLessThan(500);
+      // A room joined while Redis is down is subscribed once it is back.
+      await b.subscribe('room2');
+
+      await redis.restart();
+      await waitState(a, 'ready', 15_000);
+      await waitState(b, 'ready', 15_000);
+      const channels = (await redis.cli('PUBSUB', 'CHANNELS', 'restart:*')).split('\n').filter(Boolean).sort();
+      expect(channels).toEqual(['restart:broadcast', 'restart:room:{room1}', 'restart:room:{room2}']);
+      await a.publish('room1', Buffer.from('after-1'));
+      await a.publish('room2', Buffer.from('after-2'));
+      await a.publish(null, Buffer.from('after-all'));
+      await seenB.waitFrames(4);
+      expect(seenB.texts()).toEqual(['before', 'after-1', 'after-2', 'after-all']);
+      expect(seenA.states).toEqual(['ready', 'down', 'ready']);
+      expect(seenB.states).toEqual(['ready', 'down', 'ready']);
+    } finally {
+      await redis.stop();
+    }
+  });
+});
+
+describe('RedisBackplane failover (cluster mode disabled)', () => {
+  it('follows the primary when its node is demoted to a replica without a dropped connection', async () => {
+    const nodeA = await startRedis();
+    const nodeB = await startRedis();
+    try {
+      await nodeB.cli('REPLICAOF', nodeA.host, String(nodeA.port));
+      const onA = backplane(nodeA.url, 'on-a', { channelPrefix: 'fo' });
+      const onA2 = backplane(nodeA.url, 'on-a2', { channelPrefix: 'fo' });
+      const seen = observe(onA);
+      const seen2 = observe(onA2);
+      await Promise.all([onA.start(), onA2.start()]);
+      await onA.subscribe('r');
+      await onA2.subscribe('r');
+      await onA2.publish('r', Buffer.from('before'));
+      await seen.waitFrames(1);
+
+      // Promote B, demote A: the backplanes' connections to A stay open.
+      await nodeB.cli('REPLICAOF', 'NO', 'ONE');
+      await nodeA.cli('REPLICAOF', nodeB.host, String(nodeB.port));
+      const demotedAt = Date.now();
+      await waitUntil(() => seen.states.includes('down'), 5_000, 'the demotion to be noticed');
+      await waitState(onA, 'ready', 5_000);
+      await waitState(onA2, 'ready', 5_000);
+      expect(Date.now() - demotedAt).toBeLessThan(5_000);
+
+      // Both now publish and subscribe on B.
+      const onB = (await nodeB.cli('PUBSUB', 'CHANNELS', 'fo:*')).split('\n').filter(Boolean).sort();
+      expect(onB).toEqual(['fo:broadcast', 'fo:room:{r}']);
+      expect(await nodeB.cli('PUBSUB', 'NUMSUB', 'fo:room:{r}')).toBe('fo:room:{r}\n2\n');
+      await onA2.publish('r', Buffer.from('after'));
+      await seen.waitFrames(2);
+      await onA.publish(null, Buffer.from('after-all'));
+      await seen2.waitFrames(1);
+      expect(seen.texts()).toEqual(['before', 'after']);
+      expect(seen2.texts()).toEqual(['after-all']);
+    } finally {
+      await Promise.all([nodeA.stop(), nodeB.stop()]);
+    }
+  });
+});
+
+describe('RedisBackplane over TLS with AUTH', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await startRedis({ tls: true, password: 's3cret/pw' });
+  });
+  afterAll(async () => {
+    await redis.stop();
+  });
+
+  it('connects with rediss://, a CA file and the password in the URL', async () => {
+    expect(redis.url).toBe(`rediss://:s3cret%2Fpw@127.0.0.1:${redis.port}`);
+    const a = backplane(redis.url, 'a', { tlsCaFile: redis.caFile });
+    const bare = `rediss://127.0.0.1:${redis.port}`;
+    const b = backplane(bare, 'b', { tlsCaFile: redis.caFile, authToken: 's3cret/pw' });
+    const seenB = observe(b);
+    await Promise.all([a.start(), b.start()]);
+    await b.subscribe('secure');
+    await a.publish('secure', Buffer.from('over-tls'));
+    await seenB.waitFrames(1);
+    expect(seenB.texts()).toEqual(['over-tls']);
+  });
+
+  it('reports a wrong password as an error state and keeps running', async () => {
+    const bare = `rediss://127.0.0.1:${redis.port}`;
+    const a = backplane(bare, 'a', { tlsCaFile: redis.caFile, authToken: 'wrong' });
+    void a.start().catch(() => undefined);
+    await waitUntil(() => a.status().lastError !== undefined, 10_000, 'the AUTH failure to be recorded');
+    expect(a.status()).toEqual({ kind: 'redis', state: 'connecting', lastError: expect.stringMatching(/WRONGPASS/) });
+    // The URL's password wins over the token.
+    const b = backplane(`rediss://:wrong@127.0.0.1:${redis.port}`, 'b', { tlsCaFile: redis.caFile, authToken: 's3cret/pw' });
+    void b.start().catch(() => undefined);
+    await waitUntil(() => b.status().lastError !== undefined, 10_000, 'the AUTH failure to be recorded');
+    expect(b.status().lastError).toMatch(/WRONGPASS/);
+  });
+
+  it('refuses a server certificate not signed by the configured CA', async () => {
+    const a = backplane(redis.url, 'a');
+    void a.start().catch(() => undefined);
+    await waitUntil(() => a.status().lastError !== undefined, 10_000, 'the TLS failure to be recorded');
+    expect(a.status()).toEqual({ kind: 'redis', state: 'connecting', lastError: expect.stringMatching(/self.signed|unable to verify|local issuer/i) });
+  });
+});
