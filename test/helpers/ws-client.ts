@@ -29,10 +29,16 @@ export class TestClient {
     readonly welcome: Frame,
   ) {}
 
-  /** Opens a connection and resolves after the welcome frame. */
-  static connect(url: string, opts: { origin?: string; headers?: Record<string, string> } = {}): Promise<TestClient> {
+  /**
+   * Opens a connection and resolves after the welcome frame.
+   * `autoPong: false` makes a client that ignores pings (to test heartbeat termination).
+   */
+  static connect(
+    url: string,
+    opts: { origin?: string; headers?: Record<string, string>; autoPong?: boolean } = {},
+  ): Promise<TestClient> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { origin: opts.origin, headers: opts.headers });
+      const ws = new WebSocket(url, { origin: opts.origin, headers: opts.headers, autoPong: opts.autoPong ?? true });
       let client: TestClient | null = null;
       const early: Frame[] = [];
       const timer = setTimeout(() => {
