@@ -1,0 +1,269 @@
+import { loadServiceConfig } from '../../service/config';
+import { createRelay, type Relay } from '../../service/server';
+import { TestClient, type Frame } from '../helpers/ws-client';
+
+/** An in-process relay on the memory backplane; every test closes what it opened in afterEach. */
+const relays: Relay[] = [];
+const clients: TestClient[] = [];
+
+async function startRelay(env: Record<string, string> = {}, closeGraceMs?: number): Promise<{ relay: Relay; url: string }> {
+  const config = loadServiceConfig({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', RELAY_INSTANCE_ID: 'hub-test', ...env });
+  const relay = createRelay(config, { closeGraceMs });
+  relays.push(relay);
+  const { port } = await relay.start();
+  return { relay, url: `ws://127.0.0.1:${port}/ws` };
+}
+
+async function connect(url: string, opts?: Parameters<typeof TestClient.connect>[1]): Promise<TestClient> {
+  const c = await TestClient.connect(url, opts);
+  clients.push(c);
+  return c;
+}
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+  await Promise.all(relays.splice(0).map((r) => r.close()));
+});
+
+const isError = (code: string) => (f: Frame) => f.type === 'error' && f.code === code;
+
+describe('hub: frames and acks', () => {
+  it('greets with a welcome frame', async () => {
+    const { url } = await startRelay();
+    const c = await connect(url);
+    expect(c.welcome).toEqual({ type: 'welcome', connectionId: expect.stringMatching(/^[A-Za-z0-9_-]{12}$/), instanceId: 'hub-test', protocol: 1 });
+  });
+
+  it('answers ping with pong and acks join/leave, echoing the id only when given', async () => {
+    const { url } = await startRelay();
+    const c = await connect(url);
+    expect(await c.request({ type: 'ping', id: 'p1' })).toEqual({ type: 'pong', id: 'p1' });
+    expect(await c.request({ type: 'join', room: 'lobby', id: 'j1' })).toEqual({ type: 'ack', id: 'j1' });
+    expect(await c.request({ type: 'join', room: 'lobby', id: 'j2' })).toEqual({ type: 'ack', id: 'j2' });
+    expect(await c.request({ type: 'leave', room: 'lobby', id: 'l1' })).toEqual({ type: 'ack', id: 'l1' });
+    expect(await c.request({ type: 'leave', room: 'never-joined', id: 'l2' })).toEqual({ type: 'ack', id: 'l2' });
+    c.send({ type: 'ping' });
+    c.send({ type: 'join', room: 'x' });
+    const pong = await c.waitFor((f) => f.type === 'pong' && !('id' in f));
+    const ack = await c.waitFor((f) => f.type === 'ack' && !('id' in f));
+    expect(pong).toEqual({ type: 'pong' });
+    expect(ack).toEqual({ type: 'ack' });
+  });
+
+  it('acks a join with since as not recovered, and refuses a malformed since', async () => {
+    const { url } = await startRelay();
+    const c = await connect(url);
+    expect(await c.request({ type: 'join', room: 'r', id: 's1', since: { seq: '10', epoch: 'abc' } })).toEqual({
+      type: 'ack',
+      id: 's1',
+      recovered: false,
+    });
+    expect(await c.request({ type: 'join', room: 'r', id: 's2', since: 'yesterday' })).toEqual({
+      type: 'error',
+      id: 's2',
+      code: 'bad_frame',
+      message: '"since" must be an object {"seq": string, "epoch": string}; received the string "yesterday"',
+    });
+  });
+});
+
+describe('hub: rooms and broadcast', () => {
+  it('delivers a room message to every member, sender included, and not to non-members', async () => {
+    const { url } = await startRelay();
+    const [a, b, outsider] = await Promise.all([connect(url), connect(url), connect(url)]);
+    await a.request({ type: 'join', room: 'lobby', id: '1' });
+    await b.request({ type: 'join', room: 'lobby', id: '1' });
+    expect(await a.request({ type: 'publish', room: 'lobby', data: { text: 'hi' }, id: '2' })).toEqual({ type: 'ack', id: '2' });
+    // The broadcast follows the room message from the same publisher, so once it arrives anything earlier would have too.
+    await a.request({ type: 'publish', data: 'all', id: '3' });
+    const expected = { type: 'message', room: 'lobby', data: { text: 'hi' }, from: a.welcome.connectionId };
+    const broadcast = { type: 'message', data: 'all', from: a.welcome.connectionId };
+    expect(await a.waitForMessages(2)).toEqual([expected, broadcast]);
+    expect(await b.waitForMessages(2)).toEqual([expected, broadcast]);
+    expect(await outsider.waitForMessages(1)).toEqual([broadcast]);
+  });
+
+  it('stops delivery after leave', async () => {
+    const { url } = await startRelay();
+    const [a, b] = await Promise.all([connect(url), connect(url)]);
+    await a.request({ type: 'join', room: 'r', id: '1' });
+    await b.request({ type: 'join', room: 'r', id: '1' });
+    await a.request({ type: 'publish', room: 'r', data: 1, id: '2' });
+    await b.waitForMessages(1);
+    await b.request({ type: 'leave', room: 'r', id: '3' });
+    await a.request({ type: 'publish', room: 'r', data: 2, id: '4' });
+    await a.request({ type: 'publish', data: 'end', id: '5' });
+    const got = await b.waitForMessages(2);
+    expect(got.map((m) => m.data)).toEqual([1, 'end']);
+    expect((await a.waitForMessages(3)).map((m) => m.data)).toEqual([1, 2, 'end']);
+  });
+
+  it('keeps per-publisher order and forgets a room after its last member disconnects', async () => {
+    const { relay, url } = await startRelay();
+    const [a, b] = await Promise.all([connect(url), connect(url)]);
+    await b.request({ type: 'join', room: 'ordered', id: '1' });
+    for (let i = 0; i < 150; i++) a.send({ type: 'publish', room: 'ordered', data: i });
+    const got = await b.waitForMessages(150);
+    expect(got.map((m) => m.data)).toEqual(Array.from({ length: 150 }, (_, i) => i));
+    expect(relay.hub.roomCount).toBe(1);
+    await b.close();
+    await waitUntil(() => relay.hub.roomCount === 0 && relay.hub.connectionCount === 1);
+  });
+});
+
+describe('hub: errors', () => {
+  it.each([
+    ['not json', 'bad_json', 'frame is not valid JSON; send one JSON object per text frame, e.g. {"type":"ping"}'],
+    ['"a string"', 'bad_frame', 'frame must be a JSON object with a "type" field; received the string "a string"'],
+    ['{"type":"publish","room":"r","id":"x"}', 'bad_frame', 'publish needs a "data" field (any JSON value); omit "room" to broadcast to every client'],
+    ['{"type":"ping","id":12}', 'bad_frame', '"id" must be a string of at most 64 characters; received a number'],
+    ['{"type":"dance","id":"x"}', 'unknown_type', 'unknown frame type "dance"; expected one of join, leave, publish, ping'],
+    ['{"type":"join","room":"bad room!","id":"x"}', 'invalid_room', 'room "bad room!" is invalid; use 1-128 characters of A-Z a-z 0-9 : _ . -'],
+  ])('answers %s with %s', async (text, code, message) => {
+    const { url } = await startRelay();
+    const c = await connect(url);
+    c.sendRaw(text);
+    const err = await c.waitFor((f) => f.type === 'error');
+    expect(err).toMatchObject({ type: 'error', code, message });
+    expect(c.ws.readyState).toBe(c.ws.OPEN);
+  });
+
+  it('refuses binary frames with bad_frame', async () => {
+    const { url } = await startRelay();
+    const c = await connect(url);
+    c.sendRaw(Buffer.from('{"type":"ping"}'), { binary: true });
+    expect(await c.waitFor(isError('bad_frame'))).toEqual({
+      type: 'error',
+      code: 'bad_frame',
+      message: 'binary frames are not accepted; send JSON as text frames',
+    });
+  });
+
+  it('refuses a publish whose message frame would exceed the max payload with too_large', async () => {
+    const { url } = await startRelay({ RELAY_MAX_PAYLOAD_BYTES: '1024' });
+    const c = await connect(url);
+    await c.request({ type: 'join', room: 'r', id: '1' });
+    // The inbound frame fits under the limit; the outgoing message frame (with "from") does not.
+    const base = JSON.stringify({ type: 'publish', room: 'r', data: '', id: 'big' }).length;
+    const data = 'x'.repeat(1024 - 2 - base);
+    expect(JSON.stringify({ type: 'publish', room: 'r', data, id: 'big' }).length).toBeLessThanOrEqual(1024);
+    const err = await c.request({ type: 'publish', room: 'r', data, id: 'big' });
+    expect(err).toEqual({
+      type: 'error',
+      id: 'big',
+      code: 'too_large',
+      message: expect.stringMatching(/^the message frame would be \d+ bytes, over RELAY_MAX_PAYLOAD_BYTES=1024; send less data$/),
+    });
+    expect(c.messages()).toEqual([]);
+  });
+
+  it('closes with 1009 when a frame exceeds the max payload', async () => {
+    const { url } = await startRelay({ RELAY_MAX_PAYLOAD_BYTES: '1024' });
+    const c = await connect(url);
+    c.send({ type: 'publish', data: 'x'.repeat(2000) });
+    expect((await c.waitClose()).code).toBe(1009);
+  });
+
+  it('refuses joins beyond the room limit with too_many_rooms', async () => {
+    const { url } = await startRelay({ RELAY_MAX_ROOMS: '2' });
+    const c = await connect(url);
+    await c.request({ type: 'join', room: 'r1', id: '1' });
+    await c.request({ type: 'join', room: 'r2', id: '2' });
+    expect(await c.request({ type: 'join', room: 'r3', id: '3' })).toEqual({
+      type: 'error',
+      id: '3',
+      code: 'too_many_rooms',
+      message: 'this connection is already in 2 rooms (RELAY_MAX_ROOMS=2); leave one before joining "r3"',
+    });
+    expect(await c.request({ type: 'join', room: 'r1', id: '4' })).toEqual({ type: 'ack', id: '4' });
+    await c.request({ type: 'leave', room: 'r2', id: '5' });
+    expect(await c.request({ type: 'join', room: 'r3', id: '6' })).toEqual({ type: 'ack', id: '6' });
+  });
+
+  it('rate-limits frames beyond the burst with rate_limited', async () => {
+    const { url } = await startRelay({ RELAY_RATE_LIMIT: '1', RELAY_RATE_BURST: '3' });
+    const c = await connect(url);
+    for (let i = 0; i < 8; i++) c.send({ type: 'ping', id: `p${i}` });
+    await waitUntil(() => c.frames.length >= 8);
+    const errors = c.frames.filter(isError('rate_limited'));
+    const pongs = c.frames.filter((f) => f.type === 'pong');
+    // The bucket may refill by a token or two on a slow machine; the burst itself is exact.
+    expect(pongs.length).toBeGreaterThanOrEqual(3);
+    expect(pongs.length).toBeLessThanOrEqual(5);
+    expect(errors.length).toBe(8 - pongs.length);
+    expect(errors[0]).toEqual({
+      type: 'error',
+      code: 'rate_limited',
+      message: 'too many frames: at most 1 per second (bursts of 3); slow down, the frame was dropped',
+    });
+  });
+
+  it('closes with 1008 on sustained rate abuse', async () => {
+    const { url } = await startRelay({ RELAY_RATE_LIMIT: '1', RELAY_RATE_BURST: '1', RELAY_RATE_LIMIT_MAX_REJECTS: '3' });
+    const c = await connect(url);
+    for (let i = 0; i < 20; i++) c.send({ type: 'ping', id: `p${i}` });
+    expect(await c.waitClose()).toEqual({ code: 1008, reason: 'rate limit exceeded' });
+    expect(c.frames.filter(isError('rate_limited')).length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('answers publishes with backplane_unavailable while the backplane is not ready', async () => {
+    const { relay, url } = await startRelay();
+    const c = await connect(url);
+    await c.request({ type: 'join', room: 'r', id: '1' });
+    await relay.backplane.close();
+    expect(await c.request({ type: 'publish', room: 'r', data: 1, id: '2' })).toEqual({
+      type: 'error',
+      id: '2',
+      code: 'backplane_unavailable',
+      message: 'the memory backplane is closed; the message was not delivered, retry shortly',
+    });
+    await c.request({ type: 'ping', id: '3' });
+    expect(c.messages()).toEqual([]);
+  });
+});
+
+describe('hub: slow consumers and heartbeat', () => {
+  it('closes a consumer whose send buffer exceeds the cap with 1013 and counts it', async () => {
+    const { relay, url } = await startRelay(
+      { RELAY_SEND_BUFFER_BYTES: '65536', RELAY_RATE_LIMIT: '1000000', RELAY_RATE_BURST: '1000000' },
+      // Generous grace: the paused client must still be able to read the close frame once resumed.
+      30_000,
+    );
+    const [publisher, slow] = await Promise.all([connect(url), connect(url)]);
+    await slow.request({ type: 'join', room: 'flood', id: '1' });
+    slow.ws.pause();
+    const slowCount = async (): Promise<number> => (await relay.metrics.slowConsumers.get()).values[0]?.value ?? 0;
+    const chunk = 'x'.repeat(30_000);
+    // Bounded: ~60 MB at most, far beyond what loopback socket buffers absorb.
+    for (let i = 0; i < 2000 && (await slowCount()) === 0; i++) {
+      await publisher.request({ type: 'publish', room: 'flood', data: chunk, id: `m${i}` }, 20_000);
+    }
+    expect(await slowCount()).toBe(1);
+    slow.ws.resume();
+    expect(await slow.waitClose(30_000)).toEqual({ code: 1013, reason: 'slow consumer' });
+    const metrics = await relay.metrics.registry.metrics();
+    expect(metrics).toContain('relay_slow_consumers_total 1');
+  });
+
+  it('terminates a connection that does not answer pings, and keeps one that does', async () => {
+    const { relay, url } = await startRelay({ RELAY_PING_INTERVAL_MS: '100' });
+    const silent = await connect(url, { autoPong: false });
+    const healthy = await connect(url);
+    let pings = 0;
+    healthy.ws.on('ping', () => pings++);
+    expect((await silent.waitClose()).code).toBe(1006);
+    await waitUntil(() => pings >= 3);
+    expect(await healthy.request({ type: 'ping', id: 'still-here' })).toEqual({ type: 'pong', id: 'still-here' });
+    expect(relay.hub.connectionCount).toBe(1);
+  });
+});
+
+/** Polls a condition on the event loop (bounded); used where the observable is state, not an event. */
+async function waitUntil(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let i = 0; i < 100_000 && Date.now() < deadline; i++) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  if (!cond()) throw new Error(`condition not met within ${timeoutMs} ms: ${cond.toString()}`);
+}
