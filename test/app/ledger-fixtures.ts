@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runCli } from '../../app/cli';
 import type { LedgerRelease } from '../../app/ledger';
 
 /** A temp workspace with a ledger folder, an artifacts folder and a config file; `cleanup` removes it all. */
@@ -55,4 +56,43 @@ export function readBytes(file: string): Buffer {
 /** Names in a folder other than the ledgers themselves: temp files an interrupted write would leave. */
 export function strayFiles(dir: string): string[] {
   return readdirSync(dir).filter((n) => !/^[a-z][a-z0-9-]*\.json$/.test(n));
+}
+
+export interface CliResult {
+  readonly code: number;
+  readonly out: string;
+  readonly err: string;
+}
+
+/** Fixed clock for `created` and ages in CLI tests. */
+export const CLI_NOW = new Date(Date.UTC(2026, 0, 10, 12, 0, 0));
+
+/** Runs the CLI in-process against the workspace (config, ledgers and zips all in temp folders). */
+export async function runRelay(ws: Workspace, ...args: string[]): Promise<CliResult> {
+  let out = '';
+  let err = '';
+  const code = await runCli(args, {
+    stdout: (t) => (out += t),
+    stderr: (t) => (err += t),
+    env: { RELAY_CONFIG: ws.configFile, RELAY_LEDGER_DIR: ws.ledgerDir, RELAY_ARTIFACTS_DIR: ws.artifactsDir },
+    now: () => CLI_NOW,
+  });
+  return { code, out, err };
+}
+
+/** Asserts a refused command: exit 1, nothing on stdout, the message, and every ledger byte-identical (or still absent). */
+export async function expectRefused(ws: Workspace, args: string[], message: RegExp | string): Promise<void> {
+  const files = ['dev', 'staging', 'prod'].map((e) => join(ws.ledgerDir, `${e}.json`));
+  const before = files.map((f) => (existsSync(f) ? readFileSync(f) : undefined));
+  const result = await runRelay(ws, ...args);
+  expect(result.code).toBe(1);
+  expect(result.out).toBe('');
+  if (typeof message === 'string') expect(result.err).toBe(`${message}\n`);
+  else expect(result.err).toMatch(message);
+  files.forEach((f, i) => {
+    const was = before[i];
+    if (was === undefined) expect(existsSync(f)).toBe(false);
+    else expect(readFileSync(f).equals(was)).toBe(true);
+  });
+  expect(strayFiles(ws.ledgerDir)).toEqual([]);
 }

@@ -1,0 +1,110 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeLedger, type LedgerRelease } from '../../app/ledger';
+import { expectRefused, fixtureRelease, makeWorkspace, writeRawLedger, type Workspace } from './ledger-fixtures';
+
+// Every refusal: exit 1, the asserted message on stderr, and the ledgers byte-identical (see expectRefused).
+jest.setTimeout(120_000);
+
+let ws: Workspace;
+let a: LedgerRelease;
+let b: LedgerRelease;
+let devFile: string;
+beforeEach(() => {
+  ws = makeWorkspace({ dev: 3, staging: 5, prod: 2 });
+  [a, b] = [1, 2].map((n) => fixtureRelease(ws.artifactsDir, n));
+  devFile = writeLedger(ws.ledgerDir, { version: 1, environment: 'dev', active: b.label, releases: [a, b] });
+  writeLedger(ws.ledgerDir, { version: 1, environment: 'prod', active: a.label, releases: [a] });
+});
+afterEach(() => ws.cleanup());
+
+describe('unknown environment', () => {
+  const known = () => `${ws.configFile} defines dev, staging, prod`;
+  it.each([
+    [['release', 'qa']],
+    [['promote', 'qa', 'prod']],
+    [['promote', 'dev', 'qa']],
+    [['rollback', 'qa']],
+    [['list', 'qa']],
+    [['mark-deployed', 'qa']],
+  ])('refuses %j and lists the configured environments', async (args) => {
+    await expectRefused(ws, args, `unknown environment "qa": ${known()}`);
+  });
+});
+
+describe('unknown label', () => {
+  it.each([[['rollback', 'dev', 'relay-9.9.9-000000000000']], [['mark-deployed', 'dev', 'relay-9.9.9-000000000000']]])(
+    'refuses %j and lists the retained labels',
+    async (args) => {
+      await expectRefused(ws, args, `unknown label "relay-9.9.9-000000000000" for dev: ${devFile} retains ${a.label}, ${b.label}`);
+    },
+  );
+});
+
+describe('nothing to act on', () => {
+  it('refuses a rollback when nothing older is retained', async () => {
+    await expectRefused(
+      ws,
+      ['rollback', 'prod'],
+      `cannot roll back prod: the active release ${a.label} is the oldest retained in ${join(ws.ledgerDir, 'prod.json')}; ` +
+        'name a newer one instead (`npm run relay -- rollback prod <label>`, see `npm run relay -- list prod`)',
+    );
+  });
+
+  it.each([[['rollback', 'staging']], [['promote', 'staging', 'prod']], [['mark-deployed', 'staging']]])(
+    'refuses %j for an environment without a ledger, creating none',
+    async (args) => {
+      await expectRefused(
+        ws,
+        args,
+        `staging has no ledger (${join(ws.ledgerDir, 'staging.json')} does not exist) and tracks the current build; run \`npm run relay -- release staging\` first`,
+      );
+    },
+  );
+
+  it('refuses to promote an environment to itself', async () => {
+    await expectRefused(ws, ['promote', 'dev', 'dev'], 'cannot promote dev to itself; name two different environments');
+  });
+});
+
+describe('corrupt or hand-broken ledger', () => {
+  const commands = [[['release', 'dev']], [['promote', 'dev', 'prod']], [['promote', 'prod', 'dev']], [['rollback', 'dev']], [['list', 'dev']], [['mark-deployed', 'dev']]];
+
+  it.each(commands)('refuses %j on invalid JSON, naming the file and how to restore it', async (args) => {
+    writeRawLedger(ws.ledgerDir, 'dev', '{ "version": 1, "environment": "dev",\n');
+    await expectRefused(
+      ws,
+      args,
+      new RegExp(`^${esc(devFile)}: not valid JSON \\(.+\\)\nFix the file by hand, or restore the committed version with \`git checkout -- ${esc(devFile)}\``),
+    );
+  });
+
+  it.each(commands)('refuses %j on a bad field, naming the file and the field', async (args) => {
+    writeRawLedger(ws.ledgerDir, 'dev', { version: 1, environment: 'dev', active: b.label, releases: [a, { ...b, sha256: 'xyz' }] });
+    await expectRefused(ws, args, new RegExp(`^${esc(devFile)}: releases\\[1\\]\\.sha256: expected 64 lowercase hex characters, got "xyz"\n`));
+  });
+
+  it('refuses an active label that is not retained', async () => {
+    writeRawLedger(ws.ledgerDir, 'dev', { version: 1, environment: 'dev', active: 'relay-9.9.9-000000000000', releases: [a, b] });
+    await expectRefused(ws, ['rollback', 'dev'], new RegExp(`^${esc(devFile)}: active: "relay-9\\.9\\.9-000000000000" is not one of the releases \\(${esc(a.label)}, ${esc(b.label)}\\)\n`));
+  });
+});
+
+describe('bad command line or config', () => {
+  it('refuses a missing argument with usage', async () => {
+    await expectRefused(ws, ['rollback'], /^error: missing required argument 'env'\n/);
+  });
+
+  it('refuses an unknown command', async () => {
+    await expectRefused(ws, ['prune', 'dev'], /^error: unknown command 'prune'\n/);
+  });
+
+  it('refuses a broken config file with its problems', async () => {
+    writeFileSync(ws.configFile, JSON.stringify({ environments: [{ name: 'dev', region: 'mars' }] }));
+    await expectRefused(ws, ['rollback', 'dev'], /^Invalid relay config in .*relay\.config\.json \(1 problem\).*\n {2}- environments\[0\]\.region/s);
+  });
+});
+
+function esc(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
