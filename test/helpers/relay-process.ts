@@ -192,6 +192,7 @@ function getJson(url: string): Promise<{ status: number; body: Record<string, un
     });
     req.on('timeout', () => req.destroy(new Error(`GET ${url}: no response within 5000 ms`)));
     req.on('error', reject);
+    req.end();
   });
 }
 
