@@ -1,33 +1,273 @@
+import { createCluster, type RedisClusterType } from 'redis';
 import type { Logger } from 'pino';
 import {
   BackplaneUnavailableError,
+  broadcastChannel,
+  decodeEnvelope,
+  encodeEnvelope,
+  roomChannel,
   type Backplane,
-  type BackplaneState,
   type BackplaneStatus,
   type FrameHandler,
   type Target,
 } from './types';
+import {
+  COMMAND_TIMEOUT_MS,
+  PUBLISH_TIMEOUT_MS,
+  StateReporter,
+  backoffWithJitter,
+  describeError,
+  redactUrl,
+  resolveConnectionSettings,
+  socketOptions,
+  withTimeout,
+  type RedisConnectionSettings,
+} from './redis-common';
 import type { RedisBackplaneOptions } from './redis';
 
-/** Skeleton; the real implementation follows. */
+type Cluster = RedisClusterType<{}, {}, {}, 3, {}>;
+
+/**
+ * Backplane over Redis Cluster (ElastiCache cluster mode enabled) with sharded pub/sub: SPUBLISH and
+ * SSUBSCRIBE keep each room's traffic on the shard that owns its slot instead of flooding every node, as
+ * classic PUBLISH does in a cluster. The broadcast channel is one sharded channel too (one slot; acceptable).
+ *
+ * Start-up and subscriptions behave as in RedisBackplane: `start()` resolves on the first `ready`, never rejects
+ * because the cluster is unreachable (topology discovery is retried with backoff), and rejects only if `close()`
+ * runs first. `subscribe`/`unsubscribe` never reject while down; what they record is applied when the cluster is back.
+ */
 export class ClusterBackplane implements Backplane {
   readonly kind = 'cluster' as const;
-  private state: BackplaneState = 'connecting';
-  constructor(private readonly opts: RedisBackplaneOptions) {}
-  async start(): Promise<void> {
-    throw new BackplaneUnavailableError('cluster backplane not implemented yet');
+  readonly #opts: RedisBackplaneOptions;
+  readonly #settings: RedisConnectionSettings;
+  readonly #reporter: StateReporter;
+  readonly #logger: Logger;
+  readonly #broadcast: string;
+  readonly #channels = new Map<string, Target>();
+  #handler: FrameHandler | undefined;
+
+  #cluster: Cluster | undefined;
+  #connected = false;
+  /** Node connections (keyed by node-redis's per-client info object) that are currently not ready. */
+  readonly #downNodes = new Set<object>();
+  #synced = false;
+  #syncing = false;
+  #syncRetryTimer: NodeJS.Timeout | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #attempts = 0;
+  #started: Promise<void> | undefined;
+  #resolveStarted: (() => void) | undefined;
+  #rejectStarted: ((err: Error) => void) | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(opts: RedisBackplaneOptions) {
+    this.#opts = opts;
+    this.#settings = resolveConnectionSettings(opts.url, opts.authToken, opts.tlsCaFile);
+    this.#logger = opts.logger.child({ url: redactUrl(opts.url), redisMode: 'cluster' });
+    this.#reporter = new StateReporter('cluster', this.#logger);
+    this.#broadcast = broadcastChannel(opts.channelPrefix);
+    this.#channels.set(this.#broadcast, null);
   }
-  async publish(_target: Target, _frame: Buffer): Promise<void> {
-    throw new BackplaneUnavailableError();
+
+  start(): Promise<void> {
+    if (this.#started !== undefined) return this.#started;
+    if (this.#closing !== undefined) return Promise.reject(new BackplaneUnavailableError('the cluster backplane is closed'));
+    this.#started = new Promise<void>((resolve, reject) => {
+      this.#resolveStarted = resolve;
+      this.#rejectStarted = reject;
+    });
+    void this.#connect();
+    return this.#started;
   }
-  async subscribe(_room: string): Promise<void> {}
-  async unsubscribe(_room: string): Promise<void> {}
-  onFrame(_handler: FrameHandler): void {}
-  onStateChange(_listener: (status: BackplaneStatus) => void): void {}
+
+  async publish(target: Target, frame: Buffer): Promise<void> {
+    const cluster = this.#cluster;
+    if (this.#reporter.state !== 'ready' || cluster === undefined) throw new BackplaneUnavailableError();
+    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
+    try {
+      await cluster.withCommandOptions({ timeout: PUBLISH_TIMEOUT_MS }).sPublish(channel, encodeEnvelope(this.#opts.instanceId, frame));
+    } catch (err) {
+      throw new BackplaneUnavailableError(`publishing to the redis cluster failed (${describeError(err)}); retry shortly`);
+    }
+  }
+
+  async subscribe(room: string): Promise<void> {
+    const channel = roomChannel(this.#opts.channelPrefix, room);
+    if (this.#channels.has(channel)) return;
+    this.#channels.set(channel, room);
+    const cluster = this.#cluster;
+    if (cluster === undefined || this.#reporter.state !== 'ready') return;
+    try {
+      await withTimeout(cluster.sSubscribe(channel, this.#onMessage, true), COMMAND_TIMEOUT_MS, () => new Error('SSUBSCRIBE timed out'));
+    } catch (err) {
+      // Still recorded: the next resync after a reconnect subscribes it.
+      this.#synced = false;
+      this.#logger.debug({ room, error: describeError(err) }, 'ssubscribe deferred until the cluster reconnects');
+    }
+  }
+
+  async unsubscribe(room: string): Promise<void> {
+    const channel = roomChannel(this.#opts.channelPrefix, room);
+    if (!this.#channels.delete(channel)) return;
+    const cluster = this.#cluster;
+    if (cluster === undefined || !this.#connected) return;
+    try {
+      await withTimeout(cluster.sUnsubscribe(channel, this.#onMessage, true), COMMAND_TIMEOUT_MS, () => new Error('SUNSUBSCRIBE timed out'));
+    } catch (err) {
+      // Frames on channels we no longer track are dropped on receipt.
+      this.#logger.debug({ room, error: describeError(err) }, 'sunsubscribe failed');
+    }
+  }
+
+  onFrame(handler: FrameHandler): void {
+    this.#handler = handler;
+  }
+
+  onStateChange(listener: (status: BackplaneStatus) => void): void {
+    this.#reporter.onChange(listener);
+  }
+
   status(): BackplaneStatus {
-    return { kind: this.kind, state: this.state };
+    return this.#reporter.status();
   }
-  async close(): Promise<void> {
-    this.state = 'closed';
+
+  close(): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing;
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    if (this.#syncRetryTimer !== undefined) clearTimeout(this.#syncRetryTimer);
+    this.#syncRetryTimer = undefined;
+    this.#reporter.set('closed');
+    this.#rejectStarted?.(new BackplaneUnavailableError('the cluster backplane was closed before it became ready'));
+    this.#started?.catch(() => undefined);
+    const cluster = this.#cluster;
+    this.#cluster = undefined;
+    this.#closing = closeCluster(cluster, this.#connected);
+    return this.#closing;
+  }
+
+  readonly #onMessage = (message: Buffer, channel: Buffer): void => {
+    const target = this.#channels.get(channel.toString());
+    if (target === undefined || this.#handler === undefined) return;
+    const envelope = decodeEnvelope(message);
+    if (envelope === null || envelope.instanceId === this.#opts.instanceId) return;
+    try {
+      this.#handler(target, envelope.frame);
+    } catch (err) {
+      this.#logger.error({ err }, 'frame handler threw');
+    }
+  };
+
+  /** Discovers the topology; node-redis gives up after one pass over the seed nodes, so we retry with backoff. */
+  async #connect(): Promise<void> {
+    if (this.#closing !== undefined) return;
+    const { endpoint } = this.#settings;
+    const { host: _host, port: _port, ...socketDefaults } = socketOptions(this.#settings, endpoint.host, endpoint.port);
+    const cluster: Cluster = createCluster({
+      rootNodes: [{ socket: { host: endpoint.host, port: endpoint.port } }],
+      // Every node connection (discovered ones included) takes TLS, AUTH and backoff from here.
+      defaults: {
+        socket: socketDefaults,
+        username: endpoint.username,
+        password: endpoint.password,
+        disableOfflineQueue: true,
+      },
+    });
+    this.#cluster = cluster;
+    cluster.on('error', (err: unknown) => {
+      if (this.#cluster === cluster) this.#reporter.noteError(err);
+    });
+    cluster.on('node-error', (err: unknown, node: object) => {
+      if (this.#cluster !== cluster) return;
+      this.#reporter.noteError(err);
+      this.#nodeDown(node);
+    });
+    cluster.on('node-reconnecting', (node: object) => {
+      if (this.#cluster === cluster) this.#nodeDown(node);
+    });
+    cluster.on('node-ready', (node: object) => {
+      if (this.#cluster !== cluster) return;
+      this.#downNodes.delete(node);
+      this.#recompute();
+    });
+    cluster.on('node-disconnect', (node: object) => {
+      if (this.#cluster !== cluster) return;
+      this.#downNodes.delete(node);
+      this.#recompute();
+    });
+    try {
+      await cluster.connect();
+    } catch (err) {
+      if (this.#cluster !== cluster) return;
+      this.#reporter.noteError(err);
+      this.#cluster = undefined;
+      cluster.destroy();
+      if (this.#closing !== undefined) return;
+      this.#retryTimer = setTimeout(() => void this.#connect(), backoffWithJitter(this.#attempts++));
+      return;
+    }
+    if (this.#cluster !== cluster || this.#closing !== undefined) return;
+    this.#attempts = 0;
+    this.#connected = true;
+    this.#recompute();
+  }
+
+  #nodeDown(node: object): void {
+    this.#downNodes.add(node);
+    this.#synced = false;
+    this.#recompute();
+  }
+
+  /** Re-issues SSUBSCRIBE for every recorded channel; node-redis skips the ones it already holds. */
+  async #sync(): Promise<void> {
+    const cluster = this.#cluster;
+    if (cluster === undefined || this.#syncing) return;
+    this.#syncing = true;
+    try {
+      await Promise.all(
+        [...this.#channels.keys()].map((channel) =>
+          withTimeout(cluster.sSubscribe(channel, this.#onMessage, true), COMMAND_TIMEOUT_MS, () => new Error(`SSUBSCRIBE ${channel} timed out`)),
+        ),
+      );
+      if (this.#cluster !== cluster) return;
+      this.#synced = true;
+    } catch (err) {
+      if (this.#cluster !== cluster) return;
+      this.#reporter.noteError(err);
+      // Retry later rather than in a tight loop against a node that keeps refusing.
+      this.#syncRetryTimer = setTimeout(() => {
+        this.#syncRetryTimer = undefined;
+        this.#recompute();
+      }, 1000);
+    } finally {
+      this.#syncing = false;
+    }
+    this.#recompute();
+  }
+
+  #recompute(): void {
+    if (this.#closing !== undefined) return;
+    const healthy = this.#connected && this.#downNodes.size === 0;
+    if (healthy && !this.#synced) {
+      if (!this.#syncing && this.#syncRetryTimer === undefined) void this.#sync();
+    } else if (healthy && this.#synced) {
+      this.#reporter.set('ready');
+      this.#resolveStarted?.();
+      this.#resolveStarted = undefined;
+      this.#rejectStarted = undefined;
+      return;
+    }
+    if (this.#reporter.state === 'ready') this.#reporter.set('down');
+  }
+}
+
+/** Graceful close with a bound; falls back to destroying every connection. Never throws. */
+async function closeCluster(cluster: Cluster | undefined, connected: boolean): Promise<void> {
+  if (cluster === undefined) return;
+  try {
+    if (connected) await withTimeout(cluster.close(), COMMAND_TIMEOUT_MS, () => new Error('close timed out'));
+    else cluster.destroy();
+  } catch {
+    cluster.destroy();
   }
 }

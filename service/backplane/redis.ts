@@ -98,7 +98,7 @@ export class RedisBackplane implements Backplane {
     this.#settings = resolveConnectionSettings(opts.url, opts.authToken, opts.tlsCaFile);
     this.#configured = { host: this.#settings.endpoint.host, port: this.#settings.endpoint.port };
     this.#target = this.#configured;
-    this.#logger = opts.logger.child({ component: 'backplane', url: redactUrl(opts.url) });
+    this.#logger = opts.logger.child({ url: redactUrl(opts.url) });
     this.#reporter = new StateReporter('redis', this.#logger);
     this.#broadcast = broadcastChannel(opts.channelPrefix);
     this.#channels.set(this.#broadcast, null);

@@ -1,0 +1,133 @@
+import pino from 'pino';
+import { ClusterBackplane } from '../../service/backplane/cluster';
+import { BackplaneUnavailableError, roomChannel, type Backplane, type BackplaneState, type Target } from '../../service/backplane/types';
+import { requireRedisServer, startRedisCluster, stopAllRedis, waitUntil, type RedisCluster, type RedisServer } from '../helpers/redis-server';
+
+const logger = pino({ level: 'silent' });
+const PREFIX = 'ctest';
+const opened: Backplane[] = [];
+
+function backplane(url: string, instanceId: string): ClusterBackplane {
+  const bp = new ClusterBackplane({ url, instanceId, channelPrefix: PREFIX, logger });
+  opened.push(bp);
+  return bp;
+}
+
+function observe(bp: Backplane) {
+  const frames: Array<{ target: Target; text: string }> = [];
+  const states: BackplaneState[] = [];
+  bp.onFrame((target, frame) => frames.push({ target, text: frame.toString() }));
+  bp.onStateChange((status) => states.push(status.state));
+  return {
+    frames,
+    states,
+    waitFrames: (n: number, ms = 10_000) => waitUntil(() => frames.length >= n, ms, `${n} frames (got ${frames.length})`),
+  };
+}
+
+/** The node whose `CLUSTER NODES` line marked `myself` lists a slot range containing `slot`. */
+async function ownerOf(cluster: RedisCluster, slot: number): Promise<RedisServer> {
+  for (const node of cluster.nodes) {
+    const myself = (await node.cli('CLUSTER', 'NODES')).split('\n').find((line) => line.includes('myself'));
+    const ranges = (myself ?? '').trim().split(' ').slice(8);
+    for (const range of ranges) {
+      const [from, to = from] = range.split('-').map(Number);
+      if (slot >= from && slot <= to) return node;
+    }
+  }
+  throw new Error(`no node owns slot ${slot}`);
+}
+
+/** One room per master, each hashing to a slot that master owns. */
+async function roomsOnDistinctShards(cluster: RedisCluster): Promise<Array<{ room: string; owner: RedisServer }>> {
+  const picked = new Map<RedisServer, string>();
+  for (let i = 0; i < 200 && picked.size < cluster.nodes.length; i++) {
+    const room = `room-${i}`;
+    const slot = Number((await cluster.nodes[0].cli('CLUSTER', 'KEYSLOT', roomChannel(PREFIX, room))).trim());
+    const owner = await ownerOf(cluster, slot);
+    if (!picked.has(owner)) picked.set(owner, room);
+  }
+  return [...picked].map(([owner, room]) => ({ room, owner }));
+}
+
+const shardChannels = async (node: RedisServer) => (await node.cli('PUBSUB', 'SHARDCHANNELS', `${PREFIX}:*`)).split('\n').filter(Boolean).sort();
+
+let cluster: RedisCluster;
+
+beforeAll(async () => {
+  requireRedisServer();
+  cluster = await startRedisCluster(3);
+}, 60_000);
+
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((bp) => bp.close()));
+});
+
+afterAll(async () => {
+  await stopAllRedis();
+});
+
+describe('ClusterBackplane against a 3-master Redis Cluster', () => {
+  it('delivers with sharded pub/sub on the shard that owns each room', async () => {
+    const rooms = await roomsOnDistinctShards(cluster);
+    expect(rooms).toHaveLength(3);
+    const a = backplane(cluster.url, 'a');
+    const b = backplane(cluster.url, 'b');
+    const seenA = observe(a);
+    const seenB = observe(b);
+    await Promise.all([a.start(), b.start()]);
+    expect(a.status()).toEqual({ kind: 'cluster', state: 'ready' });
+    for (const { room } of rooms) await b.subscribe(room);
+
+    for (const { room, owner } of rooms) {
+      // Only the owning shard holds the channel: sharded pub/sub does not flood the cluster.
+      expect(await shardChannels(owner)).toContain(roomChannel(PREFIX, room));
+      for (const other of cluster.nodes.filter((n) => n !== owner)) {
+        expect(await shardChannels(other)).not.toContain(roomChannel(PREFIX, room));
+      }
+      expect((await owner.cli('PUBSUB', 'CHANNELS', `${PREFIX}:*`)).trim()).toBe('');
+    }
+
+    for (const { room } of rooms) await a.publish(room, Buffer.from(`to-${room}`));
+    await a.publish(null, Buffer.from('to-all'));
+    await seenB.waitFrames(4);
+    expect(seenB.frames).toEqual([
+      ...rooms.map(({ room }) => ({ target: room, text: `to-${room}` })),
+      { target: null, text: 'to-all' },
+    ]);
+    // a heard nothing: its own broadcast came back from Redis and was dropped.
+    await b.publish(null, Buffer.from('from-b'));
+    await seenA.waitFrames(1);
+    expect(seenA.frames).toEqual([{ target: null, text: 'from-b' }]);
+
+    await b.unsubscribe(rooms[0].room);
+    expect(await shardChannels(rooms[0].owner)).not.toContain(roomChannel(PREFIX, rooms[0].room));
+  });
+
+  it('goes down when a shard dies and resubscribes when it comes back', async () => {
+    const rooms = await roomsOnDistinctShards(cluster);
+    const { room, owner } = rooms[1];
+    const a = backplane(cluster.url, 'a');
+    const b = backplane(cluster.url, 'b');
+    const seenB = observe(b);
+    await Promise.all([a.start(), b.start()]);
+    await b.subscribe(room);
+    await a.publish(room, Buffer.from('before'));
+    await seenB.waitFrames(1);
+
+    await owner.kill('SIGKILL');
+    await waitUntil(() => b.status().state === 'down', 10_000, 'b to notice the dead shard');
+    expect(b.status().lastError).toEqual(expect.any(String));
+    await owner.restart();
+    await waitUntil(() => b.status().state === 'ready', 20_000, `b to be ready again (is ${JSON.stringify(b.status())})`);
+    await waitUntil(async () => (await shardChannels(owner)).includes(roomChannel(PREFIX, room)), 10_000, 'the resubscribe');
+    await waitUntil(() => a.status().state === 'ready', 20_000, 'a to be ready again');
+    await waitUntil(async () => {
+      await a.publish(room, Buffer.from('after')).catch((err: unknown) => {
+        if (!(err instanceof BackplaneUnavailableError)) throw err;
+      });
+      return seenB.frames.some((f) => f.text === 'after');
+    }, 10_000, 'delivery to resume');
+    expect(seenB.states.slice(0, 3)).toEqual(['ready', 'down', 'ready']);
+  });
+});
