@@ -1,0 +1,94 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { TEST_BUILD_DIR } from '../global-setup';
+import { startRelay, stopAllRelays } from '../helpers/relay-process';
+import { TestClient, rawUpgrade } from '../helpers/ws-client';
+
+const clients: TestClient[] = [];
+async function connect(url: string): Promise<TestClient> {
+  const c = await TestClient.connect(url);
+  clients.push(c);
+  return c;
+}
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+  await stopAllRelays();
+});
+
+/** Runs the bundled relay to completion with the given environment (for start-up failures). */
+function runToExit(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [join(TEST_BUILD_DIR, 'server.js')], {
+      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    proc.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`relay did not exit within 15 s; stderr: ${stderr}`));
+    }, 15_000);
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}
+
+describe('bundled relay process', () => {
+  it('boots with no Redis on the in-memory backplane, like npm start', async () => {
+    const relay = await startRelay({ REDIS_URL: '' });
+    const listening = await relay.waitLog((l) => l.msg === 'relay listening');
+    expect(listening).toMatchObject({ port: relay.port, backplane: 'memory', instanceId: expect.any(String) });
+    const health = await relay.health();
+    expect(health.status).toBe(200);
+    expect(health.body).toMatchObject({ status: 'ok', backplane: { kind: 'memory', state: 'ready' } });
+    const c = await connect(relay.wsUrl);
+    expect(c.welcome).toEqual({ type: 'welcome', connectionId: expect.any(String), instanceId: listening.instanceId, protocol: 1 });
+    await c.request({ type: 'join', room: 'lobby', id: '1' });
+    await c.request({ type: 'publish', room: 'lobby', data: 'hello', id: '2' });
+    expect(await c.waitForMessages(1)).toEqual([{ type: 'message', room: 'lobby', data: 'hello', from: c.welcome.connectionId }]);
+  });
+
+  it('exits 1 listing every configuration problem', async () => {
+    const { code, stderr } = await runToExit({ PORT: 'x', REDIS_URL: 'http://nope', RELAY_MAX_ROOMS: '0' });
+    expect(code).toBe(1);
+    expect(stderr).toContain('invalid relay configuration (3 problems); fix these environment variables:');
+    expect(stderr).toContain('PORT="x": expected an integer from 0 to 65535 (default 8080)');
+    expect(stderr).toContain('REDIS_URL="http://nope": expected a redis:// or rediss:// URL');
+    expect(stderr).toContain('RELAY_MAX_ROOMS="0": expected an integer from 1 to 100000 (default 100)');
+  });
+
+  it('drains on SIGTERM: 503 while draining, clients closed with 1001, exit 0 before the deadline', async () => {
+    const relay = await startRelay({ RELAY_DRAIN_WINDOW_MS: '3000', RELAY_SHUTDOWN_TIMEOUT_MS: '12000' });
+    const [a, b, c] = await Promise.all([connect(relay.wsUrl), connect(relay.wsUrl), connect(relay.wsUrl)]);
+    const started = Date.now();
+    relay.signal('SIGTERM');
+    // Batches are spread over the window: the first client goes at once, the last about 2 s later.
+    expect(await a.waitClose(10_000)).toEqual({ code: 1001, reason: 'server shutting down' });
+    const health = await relay.health();
+    expect(health.status).toBe(503);
+    expect(health.body.status).toBe('draining');
+    const refused = await rawUpgrade(relay.wsUrl);
+    expect(refused.status).toBe(503);
+    expect(await b.waitClose(10_000)).toEqual({ code: 1001, reason: 'server shutting down' });
+    expect(await c.waitClose(10_000)).toEqual({ code: 1001, reason: 'server shutting down' });
+    expect(await relay.waitExit(15_000)).toEqual({ code: 0, signal: null });
+    expect(Date.now() - started).toBeLessThan(12_000);
+    await relay.waitLog((l) => l.msg === 'shutdown complete');
+  });
+
+  it('exits at once on a second signal', async () => {
+    const relay = await startRelay({ RELAY_DRAIN_WINDOW_MS: '30000', RELAY_SHUTDOWN_TIMEOUT_MS: '60000' });
+    const [a] = await Promise.all([connect(relay.wsUrl), connect(relay.wsUrl)]);
+    relay.signal('SIGTERM');
+    await a.waitClose(10_000);
+    await relay.waitLog((l) => l.msg === 'draining');
+    const second = Date.now();
+    relay.signal('SIGTERM');
+    expect(await relay.waitExit(5_000)).toEqual({ code: 1, signal: null });
+    expect(Date.now() - second).toBeLessThan(5_000);
+    await relay.waitLog((l) => l.msg === 'second signal: exiting at once');
+  });
+});
