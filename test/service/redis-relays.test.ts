@@ -1,0 +1,199 @@
+/** Whole relay processes sharing a real redis-server: what two Beanstalk instances behind one ElastiCache do. */
+import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
+import { TestClient, type Frame } from '../helpers/ws-client';
+import { requireRedisServer, startRedis, stopAllRedis, waitUntil, type RedisServer } from '../helpers/redis-server';
+
+const clients: TestClient[] = [];
+
+async function connect(relay: RelayProcess): Promise<TestClient> {
+  const client = await TestClient.connect(relay.wsUrl);
+  clients.push(client);
+  return client;
+}
+
+async function join(client: TestClient, room: string): Promise<void> {
+  const reply = await client.request({ type: 'join', room, id: `join-${room}` });
+  expect(reply).toEqual({ type: 'ack', id: `join-${room}` });
+}
+
+/** Generous limits: these tests measure relaying, not the rate limiter. */
+function relayEnv(redisUrl: string, prefix: string, extra: Record<string, string> = {}): Record<string, string> {
+  return { REDIS_URL: redisUrl, RELAY_CHANNEL_PREFIX: prefix, RELAY_RATE_LIMIT: '100000', RELAY_RATE_BURST: '100000', ...extra };
+}
+
+async function relayPair(env: Record<string, string>): Promise<[RelayProcess, RelayProcess]> {
+  const relays = await Promise.all([startRelay(env), startRelay(env)]);
+  await Promise.all(relays.map((r) => r.waitHealthy(20_000)));
+  return [relays[0], relays[1]];
+}
+
+const data = (f: Frame) => f.data;
+
+beforeAll(() => requireRedisServer());
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+  await stopAllRelays();
+});
+
+afterAll(async () => {
+  await stopAllRedis();
+});
+
+describe('two relays on one Redis', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis.stop();
+  });
+
+  it('relays room and broadcast messages across instances, in order and exactly once', async () => {
+    const [r1, r2] = await relayPair(relayEnv(redis.url, 'pair'));
+    expect((await r1.health()).body).toMatchObject({ status: 'ok', backplane: { kind: 'redis', state: 'ready' } });
+    const c1 = await connect(r1);
+    const c2 = await connect(r2);
+    const outsider = await connect(r2);
+    expect(c1.welcome.instanceId).not.toBe(c2.welcome.instanceId);
+    await join(c1, 'lobby');
+    await join(c2, 'lobby');
+
+    const total = 1000;
+    for (let i = 0; i < total; i++) c1.send({ type: 'publish', room: 'lobby', data: i });
+    c2.send({ type: 'publish', room: 'lobby', data: 'from-c2' });
+    const got = await c2.waitForMessages(total + 1, 30_000);
+    const fromC1 = got.filter((m) => m.from === c1.welcome.connectionId);
+    expect(fromC1.map(data)).toEqual(Array.from({ length: total }, (_, i) => i));
+    expect(fromC1.every((m) => m.room === 'lobby')).toBe(true);
+    await c1.waitForMessages(total + 1, 30_000);
+    expect(c1.messages().filter((m) => m.data === 'from-c2')).toEqual([
+      { type: 'message', room: 'lobby', data: 'from-c2', from: c2.welcome.connectionId },
+    ]);
+
+    c1.send({ type: 'publish', data: 'everyone' });
+    const everyone = { type: 'message', data: 'everyone', from: c1.welcome.connectionId };
+    await outsider.waitFor((f) => f.data === 'everyone');
+    await c2.waitFor((f) => f.data === 'everyone');
+    // A last marker through the same path proves nothing else (no duplicate) was still on its way.
+    c1.send({ type: 'publish', room: 'lobby', data: 'marker' });
+    await c2.waitFor((f) => f.data === 'marker');
+    expect(c2.messages()).toHaveLength(total + 3);
+    expect(c2.messages().filter((m) => m.data === 'everyone')).toEqual([everyone]);
+    expect(outsider.messages()).toEqual([everyone]);
+    await c1.waitFor((f) => f.data === 'marker');
+    expect(c1.messages()).toHaveLength(total + 3);
+  });
+
+  it('isolates two apps through RELAY_CHANNEL_PREFIX', async () => {
+    const [a1, a2] = await relayPair(relayEnv(redis.url, 'app-one'));
+    const other = await startRelay(relayEnv(redis.url, 'app-two'));
+    await other.waitHealthy(20_000);
+    const sender = await connect(a1);
+    const sameApp = await connect(a2);
+    const otherApp = await connect(other);
+    await join(sameApp, 'shared');
+    await join(otherApp, 'shared');
+    sender.send({ type: 'publish', room: 'shared', data: 'app-one only' });
+    sender.send({ type: 'publish', data: 'app-one broadcast' });
+    await sameApp.waitFor((f) => f.data === 'app-one broadcast');
+    // app-two's own traffic arriving proves its subscriber is live and had the chance to see app-one's frames.
+    const otherSender = await connect(other);
+    otherSender.send({ type: 'publish', room: 'shared', data: 'app-two' });
+    await otherApp.waitFor((f) => f.data === 'app-two');
+    expect(otherApp.messages().map(data)).toEqual(['app-two']);
+    const channels = (await redis.cli('PUBSUB', 'CHANNELS', 'app-*')).split('\n').filter(Boolean).sort();
+    expect(channels).toEqual(['app-one:broadcast', 'app-one:room:{shared}', 'app-two:broadcast', 'app-two:room:{shared}']);
+  });
+
+  it('survives Redis being killed and restarted mid-stream', async () => {
+    const [r1, r2] = await relayPair(relayEnv(redis.url, 'outage'));
+    const c1 = await connect(r1);
+    const c2 = await connect(r2);
+    await join(c1, 'live');
+    await join(c2, 'live');
+
+    let sent = 0;
+    let streaming = true;
+    const stream = (async () => {
+      // Bounded: at most 3000 frames, one every 20 ms, while the test runs.
+      while (streaming && sent < 3000) {
+        c1.send({ type: 'publish', room: 'live', data: sent, id: `p${sent}` });
+        sent++;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    try {
+      await c2.waitForMessages(5);
+      await redis.kill('SIGKILL');
+      await waitUntil(async () => (await r1.health()).status === 503 && (await r2.health()).status === 503, 10_000, 'both relays to report 503');
+      expect((await r2.health()).body).toMatchObject({ status: 'degraded', backplane: { kind: 'redis', state: 'down' } });
+      const refused = await c1.waitFor((f) => f.type === 'error' && f.code === 'backplane_unavailable', 10_000);
+      expect(refused.message).toMatch(/^the redis backplane is down; the message was not delivered, retry shortly$/);
+
+      await redis.restart();
+      await Promise.all([r1.waitHealthy(20_000), r2.waitHealthy(20_000)]);
+      const resumedFrom = sent;
+      await c2.waitFor((f) => f.type === 'message' && typeof f.data === 'number' && f.data > resumedFrom, 15_000);
+    } finally {
+      streaming = false;
+      await stream;
+    }
+    const received = c2.messages().map(data) as number[];
+    expect(new Set(received).size).toBe(received.length);
+    expect([...received].sort((a, b) => a - b)).toEqual(received);
+    expect(r1.proc.exitCode).toBeNull();
+    expect(r2.proc.exitCode).toBeNull();
+    // Clients stayed connected through the outage.
+    expect((await c1.request({ type: 'ping', id: 'still-there' })).type).toBe('pong');
+    expect((await c2.request({ type: 'ping', id: 'still-there' })).type).toBe('pong');
+  });
+});
+
+describe('two relays on a TLS-only Redis with AUTH', () => {
+  it('relays through rediss:// with REDIS_AUTH_TOKEN and REDIS_TLS_CA_FILE and never logs the token', async () => {
+    const password = 'tls-relay-s3cret';
+    const redis = await startRedis({ tls: true, password });
+    try {
+      const env = relayEnv(`rediss://127.0.0.1:${redis.port}`, 'secure', {
+        REDIS_AUTH_TOKEN: password,
+        REDIS_TLS_CA_FILE: redis.caFile ?? '',
+      });
+      const [r1, r2] = await relayPair(env);
+      const c1 = await connect(r1);
+      const c2 = await connect(r2);
+      await join(c2, 'vault');
+      c1.send({ type: 'publish', room: 'vault', data: { secret: false } });
+      const [message] = await c2.waitForMessages(1);
+      expect(message).toEqual({ type: 'message', room: 'vault', data: { secret: false }, from: c1.welcome.connectionId });
+      expect(await redis.cli('PUBSUB', 'NUMSUB', 'secure:room:{vault}')).toBe('secure:room:{vault}\n1\n');
+      expect([...r1.logs, ...r2.logs].join('\n')).not.toContain(password);
+    } finally {
+      await stopAllRelays();
+      await redis.stop();
+    }
+  });
+
+  it('stays up and reports the AUTH failure when the token is wrong', async () => {
+    const redis = await startRedis({ tls: true, password: 'right' });
+    try {
+      const relay = await startRelay(
+        relayEnv(`rediss://127.0.0.1:${redis.port}`, 'wrong', { REDIS_AUTH_TOKEN: 'wrong', REDIS_TLS_CA_FILE: redis.caFile ?? '' }),
+      );
+      await waitUntil(async () => {
+        const { body } = await relay.health();
+        return typeof (body.backplane as { lastError?: unknown }).lastError === 'string';
+      }, 10_000, 'the AUTH failure to show in /healthz');
+      const health = await relay.health();
+      expect(health.status).toBe(503);
+      expect(health.body.backplane).toEqual({ kind: 'redis', state: 'connecting', lastError: expect.stringMatching(/WRONGPASS/) });
+      expect(relay.proc.exitCode).toBeNull();
+      const client = await connect(relay);
+      const reply = await client.request({ type: 'publish', data: 'x', id: 'p1' });
+      expect(reply).toMatchObject({ type: 'error', id: 'p1', code: 'backplane_unavailable' });
+    } finally {
+      await stopAllRelays();
+      await redis.stop();
+    }
+  });
+});
