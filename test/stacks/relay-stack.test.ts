@@ -1,0 +1,139 @@
+import { Testing } from 'cdktf';
+import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
+import { parseConfig, type AppConfig } from '../../app/config';
+import type { ArtifactRef, ResolvedReleases } from '../../app/releases';
+import { RelayStack } from '../../stacks/relay-stack';
+
+Testing.setupJest();
+
+type Body = Record<string, unknown>;
+interface Synth {
+  terraform: { backend: Record<string, Body>; required_providers: Record<string, Body> };
+  resource: Record<string, Record<string, Body>>;
+  output: Record<string, { value: string }>;
+}
+const release = (hex: string): ArtifactRef => ({ label: `relay-0.1.0-${hex.repeat(12)}`, sha256: hex.repeat(64), md5: hex.repeat(32) });
+const A = release('a');
+const B = release('b');
+
+function synth(envOverrides: Record<string, unknown> = {}, releases: ResolvedReleases = { releases: [A], active: A, warnings: [] }): { json: string; s: Synth } {
+  const config: AppConfig = parseConfig({ app: 'relay', environments: [{ name: 'dev', region: 'eu-west-1', ...envOverrides }] });
+  const stack = new RelayStack(Testing.app(), 'relay-dev', { config, env: config.environments[0], releases });
+  const json = Testing.synth(stack);
+  return { json, s: JSON.parse(json) as Synth };
+}
+const one = (s: Synth, type: string): Body => {
+  const all = Object.values(s.resource[type] ?? {});
+  expect(all).toHaveLength(1);
+  return all[0];
+};
+const setting = (s: Synth, namespace: string, name: string): string | undefined =>
+  (one(s, 'aws_elastic_beanstalk_environment').setting as { namespace: string; name: string; value: string }[]).find(
+    (x) => x.namespace === namespace && x.name === name,
+  )?.value;
+
+describe('RelayStack', () => {
+  it('writes the providers fully qualified with version constraints', () => {
+    const { s } = synth();
+    expect(s.terraform.required_providers).toEqual({
+      aws: { source: 'hashicorp/aws', version: '~> 6.25' },
+      random: { source: 'hashicorp/random', version: '~> 3.7' },
+    });
+  });
+
+  it('tags every resource with project, environment and managed-by', () => {
+    const { json } = synth();
+    expect(json).toHaveProviderWithProperties(AwsProvider, {
+      region: 'eu-west-1',
+      default_tags: [{ tags: { project: 'relay', environment: 'dev', 'managed-by': 'cdktf' } }],
+    });
+  });
+
+  it('uses a local backend with a relative path by default', () => {
+    expect(synth().s.terraform.backend).toEqual({ local: { path: 'terraform.relay-dev.tfstate' } });
+  });
+
+  it('uses an S3 backend with native locking when configured', () => {
+    const { s } = synth({ backend: { type: 's3', bucket: 'acme-tfstate', dynamodbTable: 'tf-locks' } });
+    expect(s.terraform.backend).toEqual({
+      s3: {
+        bucket: 'acme-tfstate',
+        key: 'relay/dev/terraform.tfstate',
+        region: 'eu-west-1',
+        encrypt: true,
+        dynamodb_table: 'tf-locks',
+        use_lockfile: true,
+      },
+    });
+  });
+
+  it('builds REDIS_URL from the primary endpoint, or the configuration endpoint for cluster', () => {
+    const replicated = synth({ redis: { topology: 'replicated', replicas: 1 } }).s;
+    expect(setting(replicated, 'aws:elasticbeanstalk:application:environment', 'REDIS_URL')).toMatch(
+      /^rediss:\/\/\$\{aws_elasticache_replication_group\.[^.]+\.primary_endpoint_address\}:6379$/,
+    );
+    expect(setting(replicated, 'aws:elasticbeanstalk:application:environment', 'REDIS_MODE')).toBe('standalone');
+    const cluster = synth({ redis: { topology: 'cluster', shards: 2, replicas: 1 } }).s;
+    expect(setting(cluster, 'aws:elasticbeanstalk:application:environment', 'REDIS_URL')).toMatch(
+      /^rediss:\/\/\$\{aws_elasticache_replication_group\.[^.]+\.configuration_endpoint_address\}:6379$/,
+    );
+    expect(setting(cluster, 'aws:elasticbeanstalk:application:environment', 'REDIS_MODE')).toBe('cluster');
+  });
+
+  it('chains the pieces: the instance policy names the AUTH secret, the environment the IAM and network it needs', () => {
+    const { s } = synth();
+    const secretArn = setting(s, 'aws:elasticbeanstalk:application:environmentsecrets', 'REDIS_AUTH_TOKEN');
+    expect(secretArn).toMatch(/^\$\{aws_secretsmanager_secret\.redis_auth-token-secret_[^.]+\.arn\}$/);
+    const policyDoc = Object.values((JSON.parse(JSON.stringify(s)) as { data: Record<string, Record<string, Body>> }).data.aws_iam_policy_document).find(
+      (d) => JSON.stringify(d).includes('secretsmanager:GetSecretValue'),
+    ) as Body;
+    expect((policyDoc.statement as { resources: string[] }[])[0].resources).toEqual([secretArn]);
+    expect(setting(s, 'aws:autoscaling:launchconfiguration', 'IamInstanceProfile')).toMatch(/aws_iam_instance_profile\./);
+    expect(setting(s, 'aws:elasticbeanstalk:environment', 'ServiceRole')).toMatch(/aws_iam_role\.iam_service-role_/);
+    expect(setting(s, 'aws:ec2:vpc', 'Subnets')).toMatch(/^\$\{join\(",", data\.aws_subnets\./);
+    expect(setting(s, 'aws:ec2:vpc', 'AssociatePublicIpAddress')).toBe('true');
+  });
+
+  it('declares the outputs, with wss:// when a certificate is set', () => {
+    const { s } = synth({ loadBalancer: { certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/0f7c8c1e-7a43-4e0e-9d9b-3f1c3d0a1b2c' } });
+    expect(Object.keys(s.output).sort()).toEqual(['active_version_label', 'artifact_bucket', 'environment_name', 'redis_endpoint', 'url', 'websocket_url']);
+    expect(s.output.websocket_url.value).toMatch(/^wss:\/\/\$\{aws_elastic_beanstalk_environment\.[^.]+\.cname\}\/ws$/);
+    expect(s.output.url.value).toMatch(/^https:\/\//);
+    expect(s.output.active_version_label.value).toMatch(/\.version_label\}$/);
+    expect(synth().s.output.websocket_url.value).toMatch(/^ws:\/\//);
+  });
+
+  it('changes only the environment version_label when only the active release changes', () => {
+    const onA = synth({}, { releases: [A, B], active: A, warnings: [] }).json;
+    const onB = synth({}, { releases: [A, B], active: B, warnings: [] }).json;
+    const a = onA.split('\n');
+    const b = onB.split('\n');
+    expect(b).toHaveLength(a.length);
+    const changed = a.flatMap((line, i) => (line === b[i] ? [] : [[line.trim(), b[i].trim()]]));
+    expect(changed).toHaveLength(1);
+    expect(changed[0][0]).toMatch(/^"version_label": "\$\{aws_elastic_beanstalk_application_version\.artifacts_version-relay-010-a+_[^.]+\.name\}",?$/);
+    expect(changed[0][1]).toMatch(/^"version_label": "\$\{aws_elastic_beanstalk_application_version\.artifacts_version-relay-010-b+_[^.]+\.name\}",?$/);
+  });
+
+  it('fails when the active release is not among the declared ones', () => {
+    expect(() => synth({}, { releases: [A], active: B, warnings: [] })).toThrow(
+      `RelayStack relay-dev: active release ${B.label} is not among the declared releases; fix releases/dev.json`,
+    );
+  });
+
+  it('writes no absolute path and no timestamp', () => {
+    const { json } = synth();
+    expect(json).not.toContain(process.cwd());
+    expect(json).not.toMatch(/"\/(home|tmp|work|root|Users)\//);
+    expect(json).not.toMatch(/timestamp\(|uuid\(/);
+  });
+
+  it('has no ingress from 0.0.0.0/0 except the load balancer on 80/443', () => {
+    const { s } = synth({ loadBalancer: { certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/0f7c8c1e-7a43-4e0e-9d9b-3f1c3d0a1b2c' } });
+    const open = Object.values(s.resource.aws_vpc_security_group_ingress_rule).filter((r) => r.cidr_ipv4 === '0.0.0.0/0');
+    expect(open.map((r) => [String(r.security_group_id).includes('load-balancer-sg'), r.from_port]).sort()).toEqual([
+      [true, 443],
+      [true, 80],
+    ]);
+  });
+});
