@@ -1,0 +1,130 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { open, type Entry } from 'yauzl';
+import { artifactS3Key, buildArtifact, type Artifact } from '../../app/artifact';
+import { REPO_ROOT } from '../../app/bundle';
+
+const run = promisify(execFile);
+
+interface ZipEntry {
+  name: string;
+  mode: number;
+  dosDate: number;
+  dosTime: number;
+  extraFieldLength: number;
+  compressed: boolean;
+  data: Buffer;
+}
+
+function readZip(file: string): Promise<ZipEntry[]> {
+  return new Promise((resolve, reject) => {
+    open(file, { lazyEntries: true }, (err, zip) => {
+      if (err || !zip) return reject(err);
+      const out: ZipEntry[] = [];
+      zip.on('error', reject);
+      zip.on('end', () => resolve(out));
+      zip.on('entry', (entry: Entry) => {
+        zip.openReadStream(entry, (e, stream) => {
+          if (e || !stream) return reject(e);
+          const chunks: Buffer[] = [];
+          stream.on('data', (c: Buffer) => chunks.push(c));
+          stream.on('error', reject);
+          stream.on('end', () => {
+            out.push({
+              name: entry.fileName,
+              mode: entry.externalFileAttributes >>> 16,
+              dosDate: entry.lastModFileDate,
+              dosTime: entry.lastModFileTime,
+              extraFieldLength: entry.extraFieldLength,
+              compressed: entry.compressionMethod === 8,
+              data: Buffer.concat(chunks),
+            });
+            zip.readEntry();
+          });
+        });
+      });
+      zip.readEntry();
+    });
+  });
+}
+
+// Builds the artifact in a fresh process so TZ is read at start-up, as it is on a build machine.
+async function buildInProcess(outDir: string, tz: string): Promise<Artifact> {
+  const script = join(outDir, 'build.ts');
+  writeFileSync(script, `import { buildArtifact } from ${JSON.stringify(join(REPO_ROOT, 'app', 'artifact'))};\nbuildArtifact({ outDir: ${JSON.stringify(outDir)} }).then((a) => process.stdout.write(JSON.stringify(a)));\n`);
+  const { stdout } = await run(join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [script], { env: { ...process.env, TZ: tz }, timeout: 120_000 });
+  return JSON.parse(stdout) as Artifact;
+}
+
+describe('buildArtifact', () => {
+  const dirs: string[] = [];
+  const tempDir = () => {
+    const d = mkdtempSync(join(tmpdir(), 'relay-artifact-test-'));
+    dirs.push(d);
+    return d;
+  };
+  afterAll(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  let first: Artifact;
+  beforeAll(async () => {
+    first = await buildArtifact({ outDir: tempDir() });
+  }, 120_000);
+
+  it('names the zip by version and content, and reports its hashes and size', () => {
+    const bytes = readFileSync(first.zipPath);
+    const version = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+    expect(first.version).toBe(version);
+    expect(first.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    expect(first.md5).toBe(createHash('md5').update(bytes).digest('hex'));
+    expect(first.label).toBe(`relay-${version}-${first.sha256.slice(0, 12)}`);
+    expect(first.zipPath).toMatch(new RegExp(`/${first.label}\\.zip$`));
+    expect(first.sizeBytes).toBe(bytes.length);
+    expect(artifactS3Key(first.label)).toBe(`versions/${first.label}.zip`);
+  });
+
+  it('holds server.js, a dependency-free package.json and the Procfile, sorted, with fixed mode and time', async () => {
+    const entries = await readZip(first.zipPath);
+    const names = entries.map((e) => e.name);
+    expect(names).toEqual([...names].sort());
+    expect(names).toEqual(expect.arrayContaining(['Procfile', 'package.json', 'server.js']));
+    expect(names.filter((n) => !['Procfile', 'package.json', 'server.js'].includes(n)).every((n) => n.startsWith('public/'))).toBe(true);
+    for (const e of entries) {
+      expect(e.mode).toBe(0o100644);
+      // 2020-01-01 00:00:00 in DOS format, with no extended-timestamp field that would carry a timezone-dependent UTC time.
+      expect([e.dosDate, e.dosTime]).toEqual([((2020 - 1980) << 9) | (1 << 5) | 1, 0]);
+      expect(e.extraFieldLength).toBe(0);
+      expect(e.compressed).toBe(true);
+    }
+    const byName = new Map(entries.map((e) => [e.name, e.data.toString('utf8')]));
+    expect(byName.get('Procfile')).toBe('web: node server.js\n');
+    const pkg = JSON.parse(byName.get('package.json') as string) as Record<string, unknown>;
+    expect(pkg).toEqual({
+      name: 'relay-stack',
+      version: first.version,
+      private: true,
+      engines: { node: '>=20' },
+      main: 'server.js',
+      scripts: { start: 'node server.js' },
+    });
+    expect(byName.get('server.js')?.length).toBeGreaterThan(1000);
+  });
+
+  it('gives the same bytes when built again', async () => {
+    const second = await buildArtifact({ outDir: tempDir() });
+    expect(second.sha256).toBe(first.sha256);
+    expect(readFileSync(second.zipPath).equals(readFileSync(first.zipPath))).toBe(true);
+  }, 120_000);
+
+  it('gives the same bytes in UTC and in Asia/Tokyo', async () => {
+    const [utc, tokyo] = await Promise.all([buildInProcess(tempDir(), 'UTC'), buildInProcess(tempDir(), 'Asia/Tokyo')]);
+    expect(tokyo.sha256).toBe(utc.sha256);
+    expect(utc.sha256).toBe(first.sha256);
+    expect(readFileSync(tokyo.zipPath).equals(readFileSync(utc.zipPath))).toBe(true);
+  }, 180_000);
+});
