@@ -1,0 +1,144 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { get } from 'node:http';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import WebSocket from 'ws';
+import { open, type Entry, type ZipFile } from 'yauzl';
+import { buildArtifact } from '../../app/artifact';
+
+function unzip(file: string, dest: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    open(file, { lazyEntries: true }, (err, zip?: ZipFile) => {
+      if (err || !zip) return reject(err);
+      zip.on('error', reject);
+      zip.on('end', () => resolve());
+      zip.on('entry', (entry: Entry) => {
+        const target = join(dest, entry.fileName);
+        mkdirSync(dirname(target), { recursive: true });
+        zip.openReadStream(entry, (e, stream) => {
+          if (e || !stream) return reject(e);
+          pipeline(stream, createWriteStream(target)).then(() => zip.readEntry(), reject);
+        });
+      });
+      zip.readEntry();
+    });
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function waitForOutput(child: ChildProcess, needle: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => finish(new Error(`relay did not print ${needle} within ${timeoutMs} ms; output so far:\n${seen}`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString('utf8');
+      if (seen.includes(needle)) finish();
+    };
+    const onExit = (code: number | null) => finish(new Error(`relay exited with ${code} before printing ${needle}; output:\n${seen}`));
+    function finish(err?: Error) {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+      child.stderr?.off('data', onData);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else resolve();
+    }
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.on('exit', onExit);
+  });
+}
+
+function httpStatus(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = get(url, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error(`GET ${url} timed out`)));
+    req.on('error', reject);
+  });
+}
+
+function firstFrame(ws: WebSocket, timeoutMs: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no frame within ${timeoutMs} ms`)), timeoutMs);
+    ws.once('message', (data) => {
+      clearTimeout(timer);
+      resolve(JSON.parse(data.toString()));
+    });
+    ws.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+function stop(child: ChildProcess, timeoutMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+describe('the artifact boots as Beanstalk boots it', () => {
+  let dir: string;
+  let child: ChildProcess | undefined;
+  let ws: WebSocket | undefined;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'relay-boot-'));
+  });
+  afterAll(async () => {
+    if (ws && ws.readyState !== WebSocket.CLOSED) {
+      const closed = new Promise((r) => ws?.once('close', r));
+      ws.terminate();
+      await closed;
+    }
+    if (child) await stop(child, 20_000);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs the Procfile web command with PORT and no node_modules: /healthz is 200 and /ws sends the welcome frame', async () => {
+    const artifact = await buildArtifact({ outDir: join(dir, 'dist') });
+    const app = join(dir, 'app');
+    mkdirSync(app);
+    await unzip(artifact.zipPath, app);
+    expect(existsSync(join(app, 'node_modules'))).toBe(false);
+
+    const procfile = readFileSync(join(app, 'Procfile'), 'utf8');
+    const match = /^web: (.+)$/m.exec(procfile);
+    expect(match?.[1]).toBe('node server.js');
+    const [cmd, ...args] = (match?.[1] ?? '').split(' ');
+    expect(cmd).toBe('node');
+
+    const port = await freePort();
+    // Only what the platform sets: no REDIS_URL, so the relay runs with its in-memory backplane.
+    child = spawn(process.execPath, args, { cwd: app, env: { PATH: process.env.PATH ?? '', PORT: String(port), NODE_ENV: 'production' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    await waitForOutput(child, 'relay listening', 60_000);
+
+    expect(await httpStatus(`http://127.0.0.1:${port}/healthz`)).toBe(200);
+
+    ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+    const welcome = await firstFrame(ws, 30_000);
+    expect(welcome).toEqual({ type: 'welcome', connectionId: expect.any(String), instanceId: expect.any(String), protocol: 1 });
+  }, 180_000);
+});
