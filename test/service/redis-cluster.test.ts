@@ -1,6 +1,8 @@
 import pino from 'pino';
 import { ClusterBackplane } from '../../service/backplane/cluster';
 import { BackplaneUnavailableError, roomChannel, type Backplane, type BackplaneState, type Target } from '../../service/backplane/types';
+import { startRelay, stopAllRelays } from '../helpers/relay-process';
+import { TestClient } from '../helpers/ws-client';
 import { requireRedisServer, startRedisCluster, stopAllRedis, waitUntil, type RedisCluster, type RedisServer } from '../helpers/redis-server';
 
 const logger = pino({ level: 'silent' });
@@ -64,6 +66,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
+  await stopAllRelays();
   await stopAllRedis();
 });
 
@@ -91,10 +94,11 @@ describe('ClusterBackplane against a 3-master Redis Cluster', () => {
     for (const { room } of rooms) await a.publish(room, Buffer.from(`to-${room}`));
     await a.publish(null, Buffer.from('to-all'));
     await seenB.waitFrames(4);
-    expect(seenB.frames).toEqual([
-      ...rooms.map(({ room }) => ({ target: room, text: `to-${room}` })),
-      { target: null, text: 'to-all' },
-    ]);
+    // Different shards are different connections: order holds per room, not across rooms.
+    const byText = (x: { text: string }, y: { text: string }) => x.text.localeCompare(y.text);
+    expect([...seenB.frames].sort(byText)).toEqual(
+      [...rooms.map(({ room }) => ({ target: room, text: `to-${room}` })), { target: null, text: 'to-all' }].sort(byText),
+    );
     // a heard nothing: its own broadcast came back from Redis and was dropped.
     await b.publish(null, Buffer.from('from-b'));
     await seenA.waitFrames(1);
@@ -129,5 +133,37 @@ describe('ClusterBackplane against a 3-master Redis Cluster', () => {
       return seenB.frames.some((f) => f.text === 'after');
     }, 10_000, 'delivery to resume');
     expect(seenB.states.slice(0, 3)).toEqual(['ready', 'down', 'ready']);
+  });
+});
+
+describe('two relays with REDIS_MODE=cluster', () => {
+  it('relays rooms that live on different shards, and broadcasts, between instances', async () => {
+    const rooms = await roomsOnDistinctShards(cluster);
+    const env = { REDIS_URL: cluster.url, REDIS_MODE: 'cluster', RELAY_CHANNEL_PREFIX: PREFIX };
+    const relays = await Promise.all([startRelay(env), startRelay(env)]);
+    const clients: TestClient[] = [];
+    try {
+      await Promise.all(relays.map((r) => r.waitHealthy(20_000)));
+      expect((await relays[0].health()).body).toMatchObject({ status: 'ok', backplane: { kind: 'cluster', state: 'ready' } });
+      const sender = await TestClient.connect(relays[0].wsUrl);
+      const receiver = await TestClient.connect(relays[1].wsUrl);
+      clients.push(sender, receiver);
+      for (const { room } of rooms) {
+        expect(await receiver.request({ type: 'join', room, id: room })).toEqual({ type: 'ack', id: room });
+      }
+      for (const { room } of rooms) sender.send({ type: 'publish', room, data: `to-${room}` });
+      sender.send({ type: 'publish', data: 'to-all' });
+      const got = await receiver.waitForMessages(rooms.length + 1, 15_000);
+      // Different shards are different connections: order holds per room, not across rooms.
+      const byData = (a: { [k: string]: unknown }, b: { [k: string]: unknown }) => String(a.data).localeCompare(String(b.data));
+      expect([...got].sort(byData)).toEqual([
+        ...rooms.map(({ room }) => ({ type: 'message', room, data: `to-${room}`, from: sender.welcome.connectionId })),
+        { type: 'message', data: 'to-all', from: sender.welcome.connectionId },
+      ].sort(byData));
+      for (const { room, owner } of rooms) expect(await shardChannels(owner)).toContain(roomChannel(PREFIX, room));
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await stopAllRelays();
+    }
   });
 });
