@@ -241,7 +241,8 @@ describe('RelayClient reconnect', () => {
   });
 
   it('fails over to the next URL and rejoins its rooms there', async () => {
-    const [a, b] = await Promise.all([startRelay(RELAY_ENV), startRelay(RELAY_ENV)]);
+    const a = await startRelay(RELAY_ENV);
+    const b = await startRelay(RELAY_ENV);
     const c = client([a.wsUrl, b.wsUrl]);
     await c.connect();
     expect(c.url).toBe(a.wsUrl);
