@@ -27,7 +27,9 @@ function synth(cwd: string): Promise<RunResult> {
     // No AWS credentials and no terraform on PATH beyond what node needs: synth must not need them.
     const env = { PATH: process.env.PATH ?? '', HOME: cwd, TZ: 'UTC' };
     execFile('npm', ['run', '--silent', 'synth'], { cwd, env, timeout: 180_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as NodeJS.ErrnoException & { code?: unknown }).code as number | null) ?? 1 : 0, stdout, stderr });
+      // execFile reports the exit status as a numeric `code` on its error.
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : null) : 0;
+      resolve({ code, stdout, stderr });
     });
   });
 }

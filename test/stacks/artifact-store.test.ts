@@ -1,11 +1,13 @@
 import { Testing } from 'cdktf';
+// Importing the adapter (not only calling Testing.setupJest) brings its matcher types into scope.
+import { setupJest } from 'cdktf/lib/testing/adapters/jest';
 import { S3BucketOwnershipControls } from '@cdktf/provider-aws/lib/s3-bucket-ownership-controls';
 import { S3BucketPublicAccessBlock } from '@cdktf/provider-aws/lib/s3-bucket-public-access-block';
 import { S3BucketServerSideEncryptionConfigurationA } from '@cdktf/provider-aws/lib/s3-bucket-server-side-encryption-configuration';
 import { S3BucketVersioningA } from '@cdktf/provider-aws/lib/s3-bucket-versioning';
 import { ArtifactStore, type ArtifactStoreProps } from '../../stacks/artifact-store';
 
-Testing.setupJest();
+setupJest();
 
 type Body = Record<string, unknown>;
 interface Synth {

@@ -1,8 +1,10 @@
 import { Testing } from 'cdktf';
+// Importing the adapter (not only calling Testing.setupJest) brings its matcher types into scope.
+import { setupJest } from 'cdktf/lib/testing/adapters/jest';
 import { IamInstanceProfile } from '@cdktf/provider-aws/lib/iam-instance-profile';
 import { BeanstalkIam } from '../../stacks/beanstalk-iam';
 
-Testing.setupJest();
+setupJest();
 
 type Body = Record<string, unknown>;
 interface Synth {

@@ -1,10 +1,12 @@
 import { Testing } from 'cdktf';
+// Importing the adapter (not only calling Testing.setupJest) brings its matcher types into scope.
+import { setupJest } from 'cdktf/lib/testing/adapters/jest';
 import { DataAwsSubnets } from '@cdktf/provider-aws/lib/data-aws-subnets';
 import { DataAwsVpc } from '@cdktf/provider-aws/lib/data-aws-vpc';
 import { SecurityGroup } from '@cdktf/provider-aws/lib/security-group';
 import { Network, type NetworkProps } from '../../stacks/network';
 
-Testing.setupJest();
+setupJest();
 
 type Body = Record<string, unknown>;
 function resources(json: string, type: string): Body[] {

@@ -1,10 +1,12 @@
 import { Testing } from 'cdktf';
+// Importing the adapter (not only calling Testing.setupJest) brings its matcher types into scope.
+import { setupJest } from 'cdktf/lib/testing/adapters/jest';
 import { ElasticacheReplicationGroup } from '@cdktf/provider-aws/lib/elasticache-replication-group';
 import { SecretsmanagerSecretVersion } from '@cdktf/provider-aws/lib/secretsmanager-secret-version';
 import { Password } from '@cdktf/provider-random/lib/password';
 import { RedisBackplane, type RedisBackplaneProps } from '../../stacks/redis-backplane';
 
-Testing.setupJest();
+setupJest();
 
 type Body = Record<string, unknown>;
 function resources(json: string, type: string): Body[] {

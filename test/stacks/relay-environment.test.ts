@@ -1,8 +1,10 @@
 import { Testing } from 'cdktf';
+// Importing the adapter (not only calling Testing.setupJest) brings its matcher types into scope.
+import { setupJest } from 'cdktf/lib/testing/adapters/jest';
 import { DataAwsElasticBeanstalkSolutionStack } from '@cdktf/provider-aws/lib/data-aws-elastic-beanstalk-solution-stack';
 import { RelayEnvironment, type RelayEnvironmentProps } from '../../stacks/relay-environment';
 
-Testing.setupJest();
+setupJest();
 
 type Body = Record<string, unknown>;
 interface Setting {

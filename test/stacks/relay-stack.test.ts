@@ -1,10 +1,12 @@
 import { Testing } from 'cdktf';
+// Importing the adapter (not only calling Testing.setupJest) brings its matcher types into scope.
+import { setupJest } from 'cdktf/lib/testing/adapters/jest';
 import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
 import { parseConfig, type AppConfig } from '../../app/config';
 import type { ArtifactRef, ResolvedReleases } from '../../app/releases';
 import { RelayStack } from '../../stacks/relay-stack';
 
-Testing.setupJest();
+setupJest();
 
 type Body = Record<string, unknown>;
 interface Synth {
