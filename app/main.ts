@@ -8,6 +8,8 @@ import { REPO_ROOT } from './bundle';
 import { ConfigError, loadConfig } from './config';
 import { resolveReleases } from './releases';
 
+// `npm run synth` runs this file compiled to .build/synth-main.js (faster than tsx); REPO_ROOT (app/bundle.ts)
+// resolves to the parent of the file's folder, which is the repository root from both app/ and .build/.
 const OUT_DIR = 'cdktf.out';
 
 async function main(): Promise<void> {
