@@ -67,10 +67,9 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
   const logger = opts.logger ?? createLogger(config.logLevel, { instanceId: config.instanceId });
   const backplane = opts.backplane ?? createBackplane(config, logger);
   const publicDir = opts.publicDir ?? join(__dirname, 'public');
-  let hub: Hub | undefined;
-  const metrics = new RelayMetrics({ connections: () => hub?.connectionCount ?? 0, rooms: () => hub?.roomCount ?? 0 });
-  hub = new Hub({ config, backplane, metrics, logger, closeGraceMs: opts.closeGraceMs });
-  const activeHub = hub;
+  // The gauges read the hub only when scraped, after it exists.
+  const metrics: RelayMetrics = new RelayMetrics({ connections: () => hub.connectionCount, rooms: () => hub.roomCount });
+  const hub: Hub = new Hub({ config, backplane, metrics, logger, closeGraceMs: opts.closeGraceMs });
   const wss = new WebSocketServer({ noServer: true, maxPayload: config.maxPayloadBytes, perMessageDeflate: false, clientTracking: false });
   let draining = false;
   let closing: Promise<void> | undefined;
@@ -82,7 +81,7 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
     const status = draining ? 'draining' : bp.state === 'ready' ? 'ok' : 'degraded';
     return {
       statusCode: status === 'ok' ? 200 : 503,
-      body: { status, instanceId: config.instanceId, connections: activeHub.connectionCount, rooms: activeHub.roomCount, backplane: bp },
+      body: { status, instanceId: config.instanceId, connections: hub.connectionCount, rooms: hub.roomCount, backplane: bp },
     };
   };
 
@@ -154,7 +153,7 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
         ws.close(1001, 'server shutting down');
         return;
       }
-      activeHub.add(ws, { remoteAddress: req.socket.remoteAddress });
+      hub.add(ws, { remoteAddress: req.socket.remoteAddress });
     });
   });
   server.on('clientError', (err, socket) => {
@@ -164,7 +163,7 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
 
   return {
     config,
-    hub: activeHub,
+    hub,
     backplane,
     metrics,
     server,
@@ -172,7 +171,7 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
     health,
     isDraining: () => draining,
     async start() {
-      activeHub.start();
+      hub.start();
       backplane.start().catch((err: unknown) => logger.warn({ err }, 'backplane not ready at start-up; it keeps retrying'));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -185,13 +184,13 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
     },
     async drain() {
       draining = true;
-      logger.info({ connections: activeHub.connectionCount, windowMs: config.drainWindowMs }, 'draining');
-      await activeHub.drain(config.drainWindowMs);
+      logger.info({ connections: hub.connectionCount, windowMs: config.drainWindowMs }, 'draining');
+      await hub.drain(config.drainWindowMs);
     },
     close() {
       closing ??= (async () => {
         draining = true;
-        activeHub.stop();
+        hub.stop();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeAllConnections();
