@@ -85,7 +85,9 @@ export class ClusterBackplane implements Backplane {
     if (this.#reporter.state !== 'ready' || cluster === undefined) throw new BackplaneUnavailableError();
     const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
     try {
-      await cluster.withCommandOptions({ timeout: PUBLISH_TIMEOUT_MS }).sPublish(channel, encodeEnvelope(this.#opts.instanceId, frame));
+      // Our own bound: node-redis's command timeout stops counting once the command is written to the socket.
+      await withTimeout(cluster.sPublish(channel, encodeEnvelope(this.#opts.instanceId, frame)), PUBLISH_TIMEOUT_MS,
+        () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`));
     } catch (err) {
       throw new BackplaneUnavailableError(`publishing to the redis cluster failed (${describeError(err)}); retry shortly`);
     }

@@ -124,7 +124,8 @@ export class RedisBackplane implements Backplane {
     }
     const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
     try {
-      await pub.withCommandOptions({ timeout: PUBLISH_TIMEOUT_MS }).publish(channel, encodeEnvelope(this.#opts.instanceId, frame));
+      // Our own bound: node-redis's command timeout stops counting once the command is written to the socket.
+      await withTimeout(pub.publish(channel, encodeEnvelope(this.#opts.instanceId, frame)), PUBLISH_TIMEOUT_MS, publishTimedOut);
     } catch (err) {
       throw new BackplaneUnavailableError(`publishing to redis failed (${describeError(err)}); retry shortly`);
     }
@@ -278,7 +279,7 @@ export class RedisBackplane implements Backplane {
     }
     this.#roleCheckFor = generation;
     try {
-      const reply = await pub.withCommandOptions({ timeout: COMMAND_TIMEOUT_MS }).sendCommand(['ROLE']);
+      const reply = await withTimeout(pub.sendCommand(['ROLE']), COMMAND_TIMEOUT_MS, () => new Error(`no reply within ${COMMAND_TIMEOUT_MS} ms`));
       if (generation !== this.#generation) return;
       const role = parseRole(reply);
       if (role.role === 'master') {
@@ -303,7 +304,10 @@ export class RedisBackplane implements Backplane {
         this.#recompute();
         return;
       }
-      this.#reporter.noteError(err);
+      // A node that cannot answer ROLE in time is hung (or the link is): report down until a check succeeds.
+      this.#reporter.noteError(new Error(`redis did not answer ROLE (${describeError(err)})`));
+      this.#roleOk = false;
+      this.#recompute();
     } finally {
       if (this.#roleCheckFor === generation) this.#roleCheckFor = -1;
     }
@@ -361,6 +365,10 @@ export class RedisBackplane implements Backplane {
     if (this.#downSince === 0) this.#downSince = Date.now();
     if (this.#reporter.state === 'ready') this.#reporter.set('down');
   }
+}
+
+function publishTimedOut(): Error {
+  return new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`);
 }
 
 function sameAddress(a: Address, b: Address): boolean {

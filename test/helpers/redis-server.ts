@@ -49,6 +49,10 @@ export interface RedisServer {
   readonly logs: () => string;
   /** Kills the process (SIGKILL by default) and waits for it to exit. */
   kill(signal?: NodeJS.Signals): Promise<void>;
+  /** SIGSTOP: the process hangs with its connections open, like a wedged Redis. */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
   /** Starts the server again on the same port with the same arguments and waits until it accepts connections. */
   restart(): Promise<void>;
   /** Runs redis-cli against this server (TLS and password aware) and returns its stdout. */
@@ -124,6 +128,8 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
     if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
     proc.kill(signal);
+    // A paused server must be able to die from a catchable signal too.
+    if (signal !== 'SIGKILL') proc.kill('SIGCONT');
     await exited;
   };
 
@@ -135,6 +141,12 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
     dir,
     logs: () => output,
     kill,
+    pause() {
+      child?.kill('SIGSTOP');
+    },
+    resume() {
+      child?.kill('SIGCONT');
+    },
     async restart() {
       await kill();
       await launch();

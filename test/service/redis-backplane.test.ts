@@ -1,3 +1,4 @@
+import { createServer, type Socket } from 'node:net';
 import pino from 'pino';
 import { RedisBackplane, type RedisBackplaneOptions } from '../../service/backplane/redis';
 import { BackplaneUnavailableError, type Backplane, type BackplaneState, type Target } from '../../service/backplane/types';
@@ -217,6 +218,69 @@ describe('RedisBackplane when Redis goes away', () => {
       expect(seenA.states).toEqual(['ready', 'down', 'ready']);
       expect(seenB.states).toEqual(['ready', 'down', 'ready']);
     } finally {
+      await redis.stop();
+    }
+  });
+});
+
+describe('RedisBackplane logging and hangs', () => {
+  it('logs one warning per outage, not one per reconnect attempt', async () => {
+    const lines: Array<{ level: number; msg: string }> = [];
+    const capture = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const redis = await startRedis();
+    // Stands in for Redis during the outage and counts reconnect attempts: accepts, then hangs up.
+    const sockets = new Set<Socket>();
+    let attempts = 0;
+    const refuser = createServer((socket) => {
+      attempts++;
+      sockets.add(socket);
+      socket.destroy();
+    });
+    try {
+      const a = backplane(redis.url, 'a', { logger: capture });
+      await a.start();
+      await redis.kill('SIGKILL');
+      await waitState(a, 'down');
+      await new Promise<void>((resolve, reject) => {
+        refuser.once('error', reject);
+        refuser.listen(redis.port, '127.0.0.1', () => resolve());
+      });
+      await waitUntil(() => attempts >= 6, 20_000, `6 reconnect attempts (saw ${attempts})`);
+      await new Promise<void>((resolve) => refuser.close(() => resolve()));
+      await redis.restart();
+      await waitState(a, 'ready', 15_000);
+      const visible = lines.filter((l) => l.level >= 30).map((l) => l.msg);
+      expect(visible).toEqual(['redis backplane ready', 'redis backplane down', 'redis backplane ready']);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      refuser.close();
+      await redis.stop();
+    }
+  });
+
+  it('bounds publishes to a hung Redis and reports it down until it answers again', async () => {
+    const redis = await startRedis();
+    try {
+      const a = backplane(redis.url, 'a', { channelPrefix: 'hung' });
+      const b = backplane(redis.url, 'b', { channelPrefix: 'hung' });
+      const seenB = observe(b);
+      await Promise.all([a.start(), b.start()]);
+      await b.subscribe('r');
+      redis.pause();
+      const started = Date.now();
+      await expect(a.publish('r', Buffer.from('into-the-void'))).rejects.toThrow(
+        /^publishing to redis failed \(.*\); retry shortly$/,
+      );
+      expect(Date.now() - started).toBeLessThan(4_000);
+      await waitState(a, 'down', 10_000);
+      expect(a.status().lastError).toMatch(/^redis did not answer ROLE/);
+      redis.resume();
+      await waitState(a, 'ready', 10_000);
+      await waitState(b, 'ready', 10_000);
+      await a.publish('r', Buffer.from('after'));
+      await waitUntil(() => seenB.texts().includes('after'), 10_000, 'delivery after the hang');
+    } finally {
+      redis.resume();
       await redis.stop();
     }
   });
