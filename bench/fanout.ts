@@ -1,0 +1,425 @@
+import { performance } from 'node:perf_hooks';
+import { cpuSecondsOf, machineCpu } from './lib/proc-stats';
+import { startBenchRedis, startBenchRelay, type BenchRedis, type BenchRelay } from './lib/servers';
+import { median, pause, pollUntil } from './lib/stats';
+import { connectMany, connectMember, DeliverySink, RatePublisher, type LoadSocket } from './lib/ws-load';
+
+/** A relay implementation under test: how to start one instance of it. */
+export interface FanoutTargetSpec {
+  /** 'relay' or 'floor'. */
+  readonly name: string;
+  /** Script run with `node`. */
+  readonly script: string;
+  readonly cwd?: string;
+  /** Extra environment for each instance (REDIS_URL, PORT and HOST are set by the harness). */
+  readonly env: Record<string, string>;
+}
+
+export interface FanoutOptions {
+  readonly targets: readonly FanoutTargetSpec[];
+  /** @default 2 */
+  readonly instances?: number;
+  /** @default 200 */
+  readonly subscribers?: number;
+  /** Publish rates (msg/s) tried in order until one falls behind. */
+  readonly rates: readonly number[];
+  /** Extra steps halving the gap between the last rate that kept up and the first that did not. @default 3 */
+  readonly bisectSteps?: number;
+  /** Runs per point; the median is reported. @default 3 */
+  readonly repeats?: number;
+  /** @default 500 */
+  readonly warmupMs?: number;
+  /** @default 2000 */
+  readonly measureMs?: number;
+  /** Measure p99 at half of each target's saturation rate. @default true */
+  readonly halfSaturationStep?: boolean;
+  /** A step keeps up when delivered/expected ≥ this. @default 0.95 */
+  readonly minDeliveredRatio?: number;
+  /** A step keeps up only while p99 latency stays below this. @default 500 */
+  readonly maxP99Ms?: number;
+  /** Progress lines (one per run). */
+  readonly log?: (line: string) => void;
+}
+
+/** One measured run at one rate. */
+export interface FanoutRun {
+  readonly publishedPerSec: number;
+  readonly deliveriesPerSec: number;
+  /** Deliveries in the window / (messages published in the window × subscribers). */
+  readonly deliveredRatio: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+  /** CPU seconds of all relay processes per 100,000 deliveries. */
+  readonly serverCpuPer100k: number;
+  /** Cores used by the relay processes, Redis and the load generator during the window. */
+  readonly relayCores: number;
+  readonly redisCores: number;
+  readonly clientCores: number;
+  /** Fraction of the whole machine's CPU that was busy. */
+  readonly machineBusy: number;
+  /** Deliveries still missing after the drain (dropped or shed). */
+  readonly lost: number;
+  /** Subscriber sockets the server closed during the run. */
+  readonly closedSubscribers: number;
+}
+
+/** Medians over the runs at one rate. */
+export interface FanoutPoint extends Omit<FanoutRun, 'lost' | 'closedSubscribers'> {
+  readonly rate: number;
+  readonly runs: number;
+  readonly keptUp: boolean;
+  readonly lost: number;
+  readonly closedSubscribers: number;
+  /** Relay processes that exited during these runs (they are restarted). */
+  readonly crashes: number;
+}
+
+export interface FanoutTargetResult {
+  readonly name: string;
+  readonly points: FanoutPoint[];
+  /** Highest rate (msg/s) that kept up; 0 if none did. */
+  readonly saturationRate: number;
+  /** Median deliveries/s at saturationRate. */
+  readonly saturationDeliveriesPerSec: number;
+  /** True when even the last rate tried kept up (the real saturation is higher). */
+  readonly saturationIsLowerBound: boolean;
+  /** The point measured at half of saturationRate, when requested. */
+  readonly halfSaturation?: FanoutPoint;
+}
+
+export interface FanoutResult {
+  readonly instances: number;
+  readonly subscribers: number;
+  readonly payloadBytes: number;
+  readonly repeats: number;
+  readonly warmupMs: number;
+  readonly measureMs: number;
+  readonly targets: FanoutTargetResult[];
+}
+
+const ROOM = 'bench-fanout';
+const CONNECT_CONCURRENCY = 50;
+const PROBE_TIMEOUT_MS = 15_000;
+const DRAIN_QUIET_MS = 300;
+const DRAIN_TIMEOUT_MS = 5_000;
+
+/** A running deployment of one target: Redis is shared, relays and sockets are its own. */
+class TargetRig {
+  relays: BenchRelay[] = [];
+  subscribers: LoadSocket[] = [];
+  publisherSocket: LoadSocket | null = null;
+  publisher: RatePublisher | null = null;
+  readonly sink = new DeliverySink();
+  crashes = 0;
+
+  constructor(
+    readonly spec: FanoutTargetSpec,
+    readonly redis: BenchRedis,
+    private readonly instances: number,
+    private readonly subscriberCount: number,
+  ) {}
+
+  healthy(): boolean {
+    return (
+      this.relays.length === this.instances &&
+      this.relays.every((r) => !r.process.exited()) &&
+      this.subscribers.length === this.subscriberCount &&
+      this.subscribers.every((s) => s.isOpen()) &&
+      this.publisherSocket !== null &&
+      this.publisherSocket.isOpen()
+    );
+  }
+
+  /** (Re)starts whatever is missing: dead relays restart the whole rig, closed sockets reconnect. */
+  async ensure(): Promise<void> {
+    if (this.healthy()) return;
+    if (this.relays.length > 0 && this.relays.some((r) => r.process.exited())) {
+      this.crashes += this.relays.filter((r) => r.process.exited()).length;
+      await this.stop();
+    }
+    if (this.relays.length === 0) {
+      for (let i = 0; i < this.instances; i++) {
+        this.relays.push(
+          await startBenchRelay(`${this.spec.name}-${i}`, this.spec.script, { ...this.spec.env, REDIS_URL: this.redis.url }, this.spec.cwd),
+        );
+      }
+    }
+    await Promise.all([...this.subscribers, ...(this.publisherSocket ? [this.publisherSocket] : [])].filter((s) => !s.isOpen()).map((s) => s.close()));
+    const kept = this.subscribers.filter((s) => s.isOpen());
+    const missing = this.subscriberCount - kept.length;
+    const fresh = await connectMany(missing, CONNECT_CONCURRENCY, (i) =>
+      connectMember(this.relayFor(kept.length + i).wsUrl, ROOM, this.sink.onMessage),
+    );
+    this.subscribers = [...kept, ...fresh];
+    if (!this.publisherSocket || !this.publisherSocket.isOpen()) {
+      this.publisherSocket = await connectMember(this.relayFor(0).wsUrl, null);
+      this.publisher = new RatePublisher(this.publisherSocket, ROOM);
+    }
+    await this.probe();
+  }
+
+  private relayFor(i: number): BenchRelay {
+    return this.relays[i % this.relays.length] as BenchRelay;
+  }
+
+  /** One message must reach every subscriber: proves every instance's subscription is live before measuring. */
+  private async probe(): Promise<void> {
+    const before = this.sink.delivered;
+    this.publisher?.publishOne();
+    const ok = await pollUntil(() => this.sink.delivered - before >= this.subscriberCount, PROBE_TIMEOUT_MS);
+    if (!ok) {
+      throw new Error(
+        `${this.spec.name}: a probe message reached ${this.sink.delivered - before} of ${this.subscriberCount} subscribers within ${PROBE_TIMEOUT_MS} ms; ` +
+          `check that every instance subscribes to Redis (last output: ${this.relays.map((r) => r.process.tail.slice(-3).join(' | ')).join(' || ')})`,
+      );
+    }
+  }
+
+  pids(): number[] {
+    return this.relays.map((r) => r.process.pid);
+  }
+
+  async stop(): Promise<void> {
+    this.publisher?.stop();
+    await Promise.all([...this.subscribers, ...(this.publisherSocket ? [this.publisherSocket] : [])].map((s) => s.close()));
+    this.subscribers = [];
+    this.publisherSocket = null;
+    this.publisher = null;
+    await Promise.all(this.relays.map((r) => r.stop()));
+    this.relays = [];
+  }
+}
+
+interface TargetState {
+  readonly rig: TargetRig;
+  phase: 'climb' | 'bisect' | 'done';
+  ladderIndex: number;
+  lo: number;
+  hi: number;
+  bisectLeft: number;
+  points: FanoutPoint[];
+}
+
+/**
+ * Steps each target through fixed publish rates until delivery falls behind, then bisects between the
+ * last rate that kept up and the first that did not. Runs of different targets at the same rate are
+ * interleaved so background load on the machine hits both alike.
+ */
+export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
+  const instances = opts.instances ?? 2;
+  const subscribers = opts.subscribers ?? 200;
+  const repeats = opts.repeats ?? 3;
+  const warmupMs = opts.warmupMs ?? 500;
+  const measureMs = opts.measureMs ?? 2000;
+  const bisectSteps = opts.bisectSteps ?? 3;
+  const minRatio = opts.minDeliveredRatio ?? 0.95;
+  const maxP99 = opts.maxP99Ms ?? 500;
+  const log = opts.log ?? (() => undefined);
+  if (opts.rates.length === 0) throw new Error('runFanout: `rates` is empty; give at least one publish rate in msg/s');
+
+  const redis = await startBenchRedis();
+  const states: TargetState[] = opts.targets.map((spec) => ({
+    rig: new TargetRig(spec, redis, instances, subscribers),
+    phase: 'climb',
+    ladderIndex: 0,
+    lo: 0,
+    hi: 0,
+    bisectLeft: bisectSteps,
+    points: [],
+  }));
+  try {
+    const measurePoint = async (pending: { state: TargetState; rate: number }[]): Promise<FanoutPoint[]> => {
+      const runs = pending.map(() => [] as FanoutRun[]);
+      const crashesBefore = pending.map((p) => p.state.rig.crashes);
+      for (let rep = 0; rep < repeats; rep++) {
+        for (const [i, p] of pending.entries()) {
+          await p.state.rig.ensure();
+          const run = await measureRun(p.state.rig, p.rate, warmupMs, measureMs);
+          runs[i]?.push(run);
+          log(
+            `${p.state.rig.spec.name} ${p.rate} msg/s run ${rep + 1}/${repeats}: ${Math.round(run.deliveriesPerSec)} deliveries/s, ` +
+              `ratio ${run.deliveredRatio.toFixed(3)}, p50 ${run.p50Ms.toFixed(1)} ms, p99 ${run.p99Ms.toFixed(1)} ms, ` +
+              `cpu relay ${run.relayCores.toFixed(2)} redis ${run.redisCores.toFixed(2)} client ${run.clientCores.toFixed(2)} cores, closed ${run.closedSubscribers}, machine busy ${(run.machineBusy * 100).toFixed(0)} %`,
+          );
+        }
+      }
+      return pending.map((p, i) => summarise(p.rate, runs[i] ?? [], p.state.rig.crashes - (crashesBefore[i] ?? 0), minRatio, maxP99));
+    };
+
+    const maxRounds = opts.rates.length + bisectSteps + 1;
+    for (let round = 0; round < maxRounds; round++) {
+      const pending = states.filter((s) => s.phase !== 'done').map((state) => ({ state, rate: nextRate(state, opts.rates) }));
+      if (pending.length === 0) break;
+      const points = await measurePoint(pending);
+      for (const [i, p] of pending.entries()) {
+        const point = points[i] as FanoutPoint;
+        p.state.points.push(point);
+        advance(p.state, point, opts.rates.length);
+      }
+    }
+
+    const half = opts.halfSaturationStep ?? true;
+    const halfPoints = new Map<TargetState, FanoutPoint>();
+    if (half) {
+      const pending = states.filter((s) => s.lo > 0).map((state) => ({ state, rate: roundRate(state.lo / 2) }));
+      if (pending.length > 0) {
+        const points = await measurePoint(pending);
+        for (const [i, p] of pending.entries()) halfPoints.set(p.state, points[i] as FanoutPoint);
+      }
+    }
+
+    return {
+      instances,
+      subscribers,
+      payloadBytes: 64,
+      repeats,
+      warmupMs,
+      measureMs,
+      targets: states.map((s) => {
+        const sat = s.points.filter((p) => p.keptUp && p.rate === s.lo)[0];
+        return {
+          name: s.rig.spec.name,
+          points: [...s.points].sort((a, b) => a.rate - b.rate),
+          saturationRate: s.lo,
+          saturationDeliveriesPerSec: sat ? sat.deliveriesPerSec : 0,
+          saturationIsLowerBound: s.hi === 0,
+          halfSaturation: halfPoints.get(s),
+        };
+      }),
+    };
+  } finally {
+    for (const s of states) await s.rig.stop();
+    await redis.stop();
+  }
+}
+
+function nextRate(s: TargetState, rates: readonly number[]): number {
+  return s.phase === 'climb' ? (rates[s.ladderIndex] as number) : roundRate((s.lo + s.hi) / 2);
+}
+
+function advance(s: TargetState, point: FanoutPoint, ladderLength: number): void {
+  if (s.phase === 'climb') {
+    if (point.keptUp) {
+      s.lo = point.rate;
+      s.ladderIndex++;
+      if (s.ladderIndex >= ladderLength) s.phase = 'done';
+    } else {
+      s.hi = point.rate;
+      s.phase = s.bisectLeft > 0 ? 'bisect' : 'done';
+    }
+  } else if (s.phase === 'bisect') {
+    if (point.keptUp) s.lo = point.rate;
+    else s.hi = point.rate;
+    s.bisectLeft--;
+    const mid = roundRate((s.lo + s.hi) / 2);
+    if (s.bisectLeft <= 0 || mid === s.lo || mid === s.hi) s.phase = 'done';
+  }
+}
+
+function roundRate(r: number): number {
+  return r >= 100 ? Math.round(r / 10) * 10 : Math.max(1, Math.round(r));
+}
+
+async function measureRun(rig: TargetRig, rate: number, warmupMs: number, measureMs: number): Promise<FanoutRun> {
+  const sink = rig.sink;
+  const publisher = rig.publisher as RatePublisher;
+  const members = rig.subscribers.length;
+  const pids = rig.pids();
+  const redisPid = rig.redis.process.pid;
+  const deliveredAtStart = sink.delivered;
+  const sentAtStart = publisher.sent;
+  sink.measuring = false;
+  publisher.start(rate);
+  await pause(warmupMs);
+
+  sink.latency.reset();
+  sink.measuring = true;
+  const t0 = performance.now();
+  const d0 = sink.delivered;
+  const s0 = publisher.sent;
+  const relayCpu0 = cpuSecondsOf(pids);
+  const redisCpu0 = cpuSecondsOf([redisPid]);
+  const client0 = process.cpuUsage();
+  const machine0 = machineCpu();
+  await pause(measureMs);
+  const t1 = performance.now();
+  const d1 = sink.delivered;
+  const s1 = publisher.sent;
+  const relayCpu1 = cpuSecondsOf(pids);
+  const redisCpu1 = cpuSecondsOf([redisPid]);
+  const client1 = process.cpuUsage(client0);
+  const machine1 = machineCpu();
+  sink.measuring = false;
+  publisher.stop();
+
+  // Drain: wait until everything sent arrived, or nothing arrived for a while (the rest is lost).
+  const expectedTotal = (publisher.sent - sentAtStart) * members;
+  let last = sink.delivered;
+  let lastChange = performance.now();
+  await pollUntil(
+    () => {
+      if (sink.delivered !== last) {
+        last = sink.delivered;
+        lastChange = performance.now();
+      }
+      return sink.delivered - deliveredAtStart >= expectedTotal || performance.now() - lastChange > DRAIN_QUIET_MS;
+    },
+    DRAIN_TIMEOUT_MS,
+    10,
+  );
+
+  const seconds = (t1 - t0) / 1000;
+  const deliveries = d1 - d0;
+  const expected = (s1 - s0) * members;
+  const relaySeconds = relayCpu1 - relayCpu0;
+  return {
+    publishedPerSec: (s1 - s0) / seconds,
+    deliveriesPerSec: deliveries / seconds,
+    deliveredRatio: expected > 0 ? deliveries / expected : 0,
+    p50Ms: sink.latency.quantile(0.5),
+    p99Ms: sink.latency.quantile(0.99),
+    maxMs: sink.latency.max,
+    serverCpuPer100k: deliveries > 0 ? relaySeconds / (deliveries / 100_000) : Number.NaN,
+    relayCores: relaySeconds / seconds,
+    redisCores: (redisCpu1 - redisCpu0) / seconds,
+    clientCores: (client1.user + client1.system) / 1e6 / seconds,
+    machineBusy: (machine1.busy - machine0.busy) / Math.max(1, machine1.total - machine0.total),
+    lost: Math.max(0, expectedTotal - (sink.delivered - deliveredAtStart)),
+    closedSubscribers: rig.subscribers.filter((s) => !s.isOpen()).length,
+  };
+}
+
+function summarise(rate: number, runs: FanoutRun[], crashes: number, minRatio: number, maxP99: number): FanoutPoint {
+  const m = (f: (r: FanoutRun) => number): number => median(runs.map(f));
+  const point = {
+    rate,
+    runs: runs.length,
+    publishedPerSec: m((r) => r.publishedPerSec),
+    deliveriesPerSec: m((r) => r.deliveriesPerSec),
+    deliveredRatio: m((r) => r.deliveredRatio),
+    p50Ms: m((r) => r.p50Ms),
+    p99Ms: m((r) => r.p99Ms),
+    maxMs: maxOf(runs.map((r) => r.maxMs)),
+    serverCpuPer100k: m((r) => r.serverCpuPer100k),
+    relayCores: m((r) => r.relayCores),
+    redisCores: m((r) => r.redisCores),
+    clientCores: m((r) => r.clientCores),
+    machineBusy: m((r) => r.machineBusy),
+    lost: runs.reduce((a, r) => a + r.lost, 0),
+    closedSubscribers: runs.reduce((a, r) => a + r.closedSubscribers, 0),
+    crashes,
+  };
+  // Published rate is checked too: a generator that cannot reach the offered rate has not measured it.
+  const keptUp =
+    crashes === 0 &&
+    point.deliveredRatio >= minRatio &&
+    point.p99Ms <= maxP99 &&
+    point.publishedPerSec >= 0.95 * rate;
+  return { ...point, keptUp };
+}
+
+function maxOf(values: readonly number[]): number {
+  const finite = values.filter((v) => Number.isFinite(v));
+  return finite.length === 0 ? Number.NaN : Math.max(...finite);
+}

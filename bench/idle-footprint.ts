@@ -1,0 +1,105 @@
+import { rssBytes } from './lib/proc-stats';
+import { startBenchRedis, startBenchRelay } from './lib/servers';
+import { median, pause } from './lib/stats';
+import { connectMany, connectMember, type LoadSocket } from './lib/ws-load';
+
+export interface IdleTargetSpec {
+  readonly name: string;
+  readonly script: string;
+  readonly cwd?: string;
+  readonly env: Record<string, string>;
+}
+
+export interface IdleOptions {
+  readonly targets: readonly IdleTargetSpec[];
+  /** @default 5000 */
+  readonly connections?: number;
+  /** @default 100 */
+  readonly rooms?: number;
+  /** RSS samples taken after settling; the median is used. @default 5 */
+  readonly samples?: number;
+  /** Gap between samples, and the settling time before the first. @default 500 */
+  readonly sampleIntervalMs?: number;
+  /** @default 100 */
+  readonly connectConcurrency?: number;
+  readonly log?: (line: string) => void;
+}
+
+export interface IdleTargetResult {
+  readonly name: string;
+  readonly connections: number;
+  readonly rooms: number;
+  readonly baselineRssBytes: number;
+  readonly loadedRssBytes: number;
+  readonly bytesPerConnection: number;
+  /** Sockets the server closed while idle (should be 0). */
+  readonly closedWhileIdle: number;
+}
+
+export interface IdleResult {
+  readonly targets: IdleTargetResult[];
+}
+
+/**
+ * RSS growth per idle connection: each target runs as one instance against a throwaway Redis; its RSS is
+ * sampled (median of several, after settling) before and after `connections` sockets each joined one of `rooms` rooms.
+ */
+export async function runIdleFootprint(opts: IdleOptions): Promise<IdleResult> {
+  const connections = opts.connections ?? 5000;
+  const rooms = opts.rooms ?? 100;
+  const samples = opts.samples ?? 5;
+  const interval = opts.sampleIntervalMs ?? 500;
+  const concurrency = opts.connectConcurrency ?? 100;
+  const log = opts.log ?? (() => undefined);
+  const redis = await startBenchRedis();
+  const results: IdleTargetResult[] = [];
+  try {
+    for (const spec of opts.targets) {
+      const relay = await startBenchRelay(`${spec.name}-idle`, spec.script, { ...spec.env, REDIS_URL: redis.url }, spec.cwd);
+      const opened: LoadSocket[] = [];
+      try {
+        const sample = async (): Promise<number> => {
+          const values: number[] = [];
+          for (let i = 0; i < samples; i++) {
+            await pause(interval);
+            values.push(rssBytes(relay.process.pid));
+          }
+          return median(values);
+        };
+        // One connection first, so lazily loaded code paths (upgrade, join, subscribe) are not charged to the sockets.
+        opened.push(await connectMember(relay.wsUrl, 'room-warmup'));
+        const baseline = await sample();
+        const sockets = await connectMany(connections, concurrency, (i) => connectMember(relay.wsUrl, `room-${i % rooms}`));
+        opened.push(...sockets);
+        const loaded = await sample();
+        const closed = sockets.filter((s) => !s.isOpen()).length;
+        const result: IdleTargetResult = {
+          name: spec.name,
+          connections,
+          rooms,
+          baselineRssBytes: baseline,
+          loadedRssBytes: loaded,
+          bytesPerConnection: (loaded - baseline) / connections,
+          closedWhileIdle: closed,
+        };
+        log(`${spec.name}: ${connections} idle connections in ${rooms} rooms: RSS ${mb(baseline)} → ${mb(loaded)} MB, ${(result.bytesPerConnection / 1024).toFixed(2)} KB/connection`);
+        results.push(result);
+      } finally {
+        await closeAll(opened);
+        await relay.stop();
+      }
+    }
+  } finally {
+    await redis.stop();
+  }
+  return { targets: results };
+}
+
+async function closeAll(sockets: LoadSocket[]): Promise<void> {
+  // In batches: thousands of simultaneous close handshakes only add noise to the next measurement.
+  for (let i = 0; i < sockets.length; i += 500) await Promise.all(sockets.slice(i, i + 500).map((s) => s.close()));
+}
+
+function mb(bytes: number): string {
+  return (bytes / 1024 / 1024).toFixed(1);
+}

@@ -1,0 +1,82 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BenchProcessError, freePort, jsonLine, startProcess, type BenchProcess } from './processes';
+
+const START_TIMEOUT_MS = 15_000;
+const PORT_ATTEMPTS = 5;
+
+export interface BenchRedis {
+  readonly port: number;
+  readonly url: string;
+  readonly process: BenchProcess;
+  stop(): Promise<void>;
+}
+
+/** Starts a throwaway redis-server on a free loopback port (never 6379), no persistence. */
+export async function startBenchRedis(): Promise<BenchRedis> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
+    const port = await freePort();
+    if (port === 6379) continue;
+    const dir = mkdtempSync(join(tmpdir(), 'bench-redis-'));
+    const proc = startProcess('redis-server', 'redis-server', [
+      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no',
+    ]);
+    try {
+      await proc.waitLine((l) => (l.includes('Ready to accept connections') ? true : undefined), START_TIMEOUT_MS);
+      return {
+        port,
+        url: `redis://127.0.0.1:${port}`,
+        process: proc,
+        async stop() {
+          await proc.stop();
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    } catch (err) {
+      lastError = err;
+      await proc.stop();
+      rmSync(dir, { recursive: true, force: true });
+      // Another process may have taken the port between the probe and the bind: try another one.
+    }
+  }
+  throw lastError instanceof Error ? lastError : new BenchProcessError('no_free_port', 'redis-server did not start on any free port');
+}
+
+export interface BenchRelay {
+  readonly name: string;
+  readonly port: number;
+  readonly wsUrl: string;
+  readonly httpUrl: string;
+  readonly process: BenchProcess;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs a relay script (the bundled relay's server.js, or bench/floor-relay.js) on an ephemeral loopback port.
+ * Both print the JSON line {msg:'relay listening', port} when ready.
+ */
+export async function startBenchRelay(name: string, script: string, env: Record<string, string>, cwd?: string): Promise<BenchRelay> {
+  const proc = startProcess(name, process.execPath, [script], {
+    cwd,
+    env: { ...process.env, NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+  });
+  try {
+    const port = await proc.waitLine((l) => {
+      const j = jsonLine(l);
+      return j && j.msg === 'relay listening' && typeof j.port === 'number' ? j.port : undefined;
+    }, START_TIMEOUT_MS);
+    return {
+      name,
+      port,
+      wsUrl: `ws://127.0.0.1:${port}/ws`,
+      httpUrl: `http://127.0.0.1:${port}`,
+      process: proc,
+      stop: () => proc.stop(),
+    };
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+}

@@ -1,0 +1,195 @@
+import { performance } from 'node:perf_hooks';
+import WebSocket from 'ws';
+import { LatencyHistogram } from './histogram';
+
+/** Thrown when a load-generator socket cannot connect, join or publish; `code` is stable for callers and tests. */
+export class LoadClientError extends Error {
+  constructor(
+    readonly code: 'connect_failed' | 'join_failed' | 'closed',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'LoadClientError';
+  }
+}
+
+const HANDSHAKE_TIMEOUT_MS = 15_000;
+/** Payload size of every published message, in bytes (the data string). */
+export const PAYLOAD_BYTES = 64;
+// The send time travels as fixed-width microseconds at the start of the payload, so a receiver parses digits, not JSON.
+const TS_DIGITS = 13;
+const FILLER = '.'.repeat(PAYLOAD_BYTES - TS_DIGITS);
+const DATA_KEY = Buffer.from('"data":"');
+const DIGIT_0 = 48;
+
+// Compression and UTF-8 validation cost the generator CPU that the servers need on a small machine.
+const CLIENT_OPTIONS: WebSocket.ClientOptions = { perMessageDeflate: false, skipUTF8Validation: true, handshakeTimeout: HANDSHAKE_TIMEOUT_MS };
+
+/** Every receiver of one target shares one sink: counts and latencies without per-message allocation. */
+export class DeliverySink {
+  delivered = 0;
+  /** Latencies are recorded only while true (the measured window). */
+  measuring = false;
+  readonly latency = new LatencyHistogram();
+
+  onMessage = (data: WebSocket.RawData): void => {
+    this.delivered++;
+    if (!this.measuring || !Buffer.isBuffer(data)) return;
+    const at = data.indexOf(DATA_KEY);
+    if (at < 0) return;
+    let us = 0;
+    const start = at + DATA_KEY.length;
+    for (let i = start; i < start + TS_DIGITS; i++) us = us * 10 + ((data[i] ?? DIGIT_0) - DIGIT_0);
+    this.latency.record(performance.now() - us / 1000);
+  };
+}
+
+/** The 64-byte payload carrying the current time. */
+export function timestampPayload(): string {
+  return String(Math.round(performance.now() * 1000)).padStart(TS_DIGITS, '0') + FILLER;
+}
+
+/** One open socket past the welcome frame. */
+export interface LoadSocket {
+  readonly ws: WebSocket;
+  isOpen(): boolean;
+  close(): Promise<void>;
+}
+
+/** Opens a socket, waits for the welcome frame, optionally joins `room` and waits for its ack. */
+export function connectMember(url: string, room: string | null, onMessage?: (data: WebSocket.RawData) => void): Promise<LoadSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, CLIENT_OPTIONS);
+    let settled = false;
+    const fail = (code: LoadClientError['code'], message: string): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      ws.terminate();
+      reject(new LoadClientError(code, message));
+    };
+    const timer = setTimeout(() => fail('connect_failed', `${url}: no welcome/ack within ${HANDSHAKE_TIMEOUT_MS} ms`), HANDSHAKE_TIMEOUT_MS);
+    const done = (): void => {
+      settled = true;
+      clearTimeout(timer);
+      ws.removeAllListeners('message');
+      if (onMessage) ws.on('message', onMessage);
+      resolve(socketOf(ws));
+    };
+    // Handshake frames are rare and parsed in full; the hot path after the join never parses JSON.
+    ws.on('message', (data) => {
+      const frame = parse(data);
+      if (frame.type === 'welcome') {
+        if (room === null) return done();
+        ws.send(JSON.stringify({ type: 'join', room, id: 'join' }));
+      } else if (frame.id === 'join' && frame.type === 'ack') {
+        done();
+      } else if (frame.type === 'error') {
+        fail('join_failed', `${url}: join ${room ?? ''} refused: ${String(frame.code)} ${String(frame.message)}`);
+      }
+    });
+    ws.on('error', (err) => fail('connect_failed', `${url}: ${err.message}`));
+    ws.on('close', (code) => fail('closed', `${url}: closed with ${code} during the handshake`));
+  });
+}
+
+function socketOf(ws: WebSocket): LoadSocket {
+  // Errors after the handshake surface as a close; the harness counts closed sockets.
+  ws.on('error', () => undefined);
+  return {
+    ws,
+    isOpen: () => ws.readyState === WebSocket.OPEN,
+    close: () =>
+      new Promise<void>((resolve) => {
+        if (ws.readyState === WebSocket.CLOSED) return resolve();
+        const timer = setTimeout(() => ws.terminate(), 2_000);
+        ws.once('close', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
+        else ws.close(1000);
+      }),
+  };
+}
+
+function parse(data: WebSocket.RawData): Record<string, unknown> {
+  try {
+    const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    const v: unknown = JSON.parse(text);
+    return v && typeof v === 'object' ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Opens `count` members with at most `concurrency` handshakes in flight; closes what it opened if one fails. */
+export async function connectMany(
+  count: number,
+  concurrency: number,
+  open: (i: number) => Promise<LoadSocket>,
+): Promise<LoadSocket[]> {
+  const sockets: LoadSocket[] = new Array<LoadSocket>(count);
+  let next = 0;
+  let failure: unknown = null;
+  const worker = async (): Promise<void> => {
+    while (failure === null && next < count) {
+      const i = next++;
+      try {
+        sockets[i] = await open(i);
+      } catch (err) {
+        failure = err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, () => worker()));
+  if (failure !== null) {
+    await Promise.all(sockets.filter(Boolean).map((s) => s.close()));
+    throw failure;
+  }
+  return sockets;
+}
+
+/**
+ * Publishes 64-byte timestamped messages to a room at a fixed rate. Pacing catches up after timer
+ * jitter (bounded per tick) and skips while the socket's own buffer backs up, so `sent` is what left.
+ */
+export class RatePublisher {
+  sent = 0;
+  skippedTicks = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly prefix: string;
+
+  constructor(
+    private readonly socket: LoadSocket,
+    room: string,
+  ) {
+    this.prefix = `{"type":"publish","room":${JSON.stringify(room)},"data":"`;
+  }
+
+  /** Sends one message now. */
+  publishOne(): void {
+    this.socket.ws.send(`${this.prefix}${timestampPayload()}"}`);
+    this.sent++;
+  }
+
+  start(ratePerSecond: number): void {
+    this.stop();
+    const t0 = performance.now();
+    const base = this.sent;
+    // Up to 50 ms worth per tick: enough to keep the rate when the loop is busy, small enough to avoid bursts.
+    const maxPerTick = Math.max(1, Math.ceil(ratePerSecond / 20));
+    const tick = (): void => {
+      const due = Math.floor(((performance.now() - t0) * ratePerSecond) / 1000) - (this.sent - base);
+      if (this.socket.ws.bufferedAmount > 1024 * 1024) this.skippedTicks++;
+      else for (let i = 0; i < Math.min(due, maxPerTick); i++) this.publishOne();
+      this.timer = setTimeout(tick, 1);
+    };
+    this.timer = setTimeout(tick, 1);
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

@@ -1,0 +1,166 @@
+// `npm run bench`: runs the four benchmarks against a fresh bundle of the relay and writes BENCHMARKS.md.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { bundleService, REPO_ROOT } from '../app/bundle';
+import { runArtifact, type ArtifactResult } from './artifact-start';
+import { runFanout, type FanoutResult, type FanoutTargetSpec } from './fanout';
+import { runIdleFootprint, type IdleResult } from './idle-footprint';
+import { killAllNow, stopAll } from './lib/processes';
+import { captureEnvironment, type LoadSample, sampleLoad } from './lib/environment';
+import { renderReport } from './report';
+import { runSynth, type SynthResult } from './synth';
+
+const BENCHMARKS = ['fanout', 'idle', 'synth', 'artifact'] as const;
+type BenchName = (typeof BENCHMARKS)[number];
+
+interface CliOptions {
+  only: Set<BenchName>;
+  quick: boolean;
+  out: string;
+  recoveryEnv: Record<string, string> | null;
+}
+
+const USAGE = `usage: npm run bench -- [--only fanout,idle,synth,artifact] [--quick] [--out FILE] [--recovery-env KEY=VALUE[,KEY=VALUE]]
+  --only          run only these benchmarks (default: all four)
+  --quick         tiny configuration (seconds, for trying the harness; numbers are not meaningful)
+  --out           report file (default: BENCHMARKS.md at the repository root)
+  --recovery-env  also run the fan-out against the relay with these variables (message recovery on)`;
+
+function parseArgs(argv: readonly string[]): CliOptions {
+  const opts: CliOptions = { only: new Set(BENCHMARKS), quick: false, out: join(REPO_ROOT, 'BENCHMARKS.md'), recoveryEnv: null };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new UsageError(`${arg} needs a value`);
+      return v;
+    };
+    if (arg === '--quick') opts.quick = true;
+    else if (arg === '--only') {
+      const names = value().split(',').map((s) => s.trim());
+      const bad = names.filter((n) => !(BENCHMARKS as readonly string[]).includes(n));
+      if (bad.length > 0) throw new UsageError(`--only: unknown benchmark ${bad.join(', ')}; allowed: ${BENCHMARKS.join(', ')}`);
+      opts.only = new Set(names as BenchName[]);
+    } else if (arg === '--out') opts.out = value();
+    else if (arg === '--recovery-env') {
+      const env: Record<string, string> = {};
+      for (const pair of value().split(',')) {
+        const eq = pair.indexOf('=');
+        if (eq <= 0) throw new UsageError(`--recovery-env: "${pair}" is not KEY=VALUE`);
+        env[pair.slice(0, eq)] = pair.slice(eq + 1);
+      }
+      opts.recoveryEnv = env;
+    } else if (arg === '--help' || arg === '-h') {
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(0);
+    } else throw new UsageError(`unknown argument ${String(arg)}`);
+  }
+  return opts;
+}
+
+class UsageError extends Error {
+  readonly code = 'bad_usage';
+}
+
+/** The relay with its per-connection limits lifted: the benchmark's publisher is trusted. */
+export const RELAY_BENCH_ENV: Record<string, string> = {
+  RELAY_RATE_LIMIT: '1000000',
+  RELAY_RATE_BURST: '1000000',
+  LOG_LEVEL: 'info',
+};
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const log = (line: string): void => {
+    process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+  };
+  const t0 = Date.now();
+  const loadBefore: LoadSample = sampleLoad();
+  log(`bundling the relay (app/bundle.ts) into .build/bench-relay`);
+  const bundle = await bundleService(join(REPO_ROOT, '.build', 'bench-relay'));
+  const floorScript = join(REPO_ROOT, 'bench', 'floor-relay.js');
+  const relayTarget = (name: string, env: Record<string, string>): FanoutTargetSpec => ({
+    name,
+    script: bundle.serverJs,
+    cwd: join(REPO_ROOT, '.build', 'bench-relay'),
+    env: { ...RELAY_BENCH_ENV, RELAY_CHANNEL_PREFIX: `bench-${name.replace(/[^A-Za-z0-9]/g, '')}`, ...env },
+  });
+  const floorTarget: FanoutTargetSpec = { name: 'floor', script: floorScript, env: { RELAY_CHANNEL_PREFIX: 'bench-floor' } };
+
+  let fanout: FanoutResult | undefined;
+  let idle: IdleResult | undefined;
+  let synth: SynthResult | undefined;
+  let artifact: ArtifactResult | undefined;
+
+  if (opts.only.has('fanout')) {
+    log('fan-out: relay vs floor, interleaved');
+    const targets = [relayTarget('relay', {}), floorTarget];
+    if (opts.recoveryEnv) targets.splice(1, 0, relayTarget('relay-recovery', opts.recoveryEnv));
+    fanout = await runFanout(
+      opts.quick
+        ? { targets, subscribers: 20, rates: [100, 200], repeats: 1, bisectSteps: 0, warmupMs: 200, measureMs: 500, log }
+        : { targets, subscribers: 200, rates: [250, 500, 1000, 2000, 4000, 8000], repeats: 3, bisectSteps: 3, log },
+    );
+  }
+  if (opts.only.has('idle')) {
+    log('idle footprint');
+    idle = await runIdleFootprint({
+      targets: [
+        { name: 'relay', script: bundle.serverJs, cwd: join(REPO_ROOT, '.build', 'bench-relay'), env: { LOG_LEVEL: 'info' } },
+        { name: 'floor', script: floorScript, env: {} },
+      ],
+      connections: opts.quick ? 200 : 5000,
+      rooms: 100,
+      samples: opts.quick ? 2 : 5,
+      sampleIntervalMs: opts.quick ? 200 : 500,
+      log,
+    });
+  }
+  if (opts.only.has('synth')) {
+    log('synth: cdktf.json app vs a one-resource app');
+    synth = await runSynth({ runs: opts.quick ? 1 : 5, log });
+  }
+  if (opts.only.has('artifact')) {
+    log('artifact: zip size and start to healthy');
+    artifact = await runArtifact({ runs: opts.quick ? 1 : 5, log });
+  }
+
+  const loadAfter = sampleLoad();
+  const report = renderReport({
+    environment: captureEnvironment(),
+    command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+    quick: opts.quick,
+    startedAt: new Date(t0),
+    durationSec: (Date.now() - t0) / 1000,
+    loadBefore,
+    loadAfter,
+    fanout,
+    idle,
+    synth,
+    artifact,
+  });
+  writeFileSync(opts.out, report);
+  const jsonDir = join(REPO_ROOT, '.build', 'bench');
+  mkdirSync(jsonDir, { recursive: true });
+  writeFileSync(join(jsonDir, 'results.json'), JSON.stringify({ fanout, idle, synth, artifact }, null, 2));
+  log(`wrote ${opts.out} and .build/bench/results.json in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+process.on('exit', killAllNow);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    process.stderr.write(`\n${sig}: stopping every benchmark process\n`);
+    killAllNow();
+    process.exit(130);
+  });
+}
+
+main().then(
+  () => stopAll(),
+  async (err: unknown) => {
+    await stopAll();
+    if (err instanceof UsageError) process.stderr.write(`${err.message}\n${USAGE}\n`);
+    else process.stderr.write(`benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

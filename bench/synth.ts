@@ -1,0 +1,139 @@
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { REPO_ROOT } from '../app/bundle';
+import { startProcess } from './lib/processes';
+import { median } from './lib/stats';
+
+export interface SynthOptions {
+  /** Runs of each command, alternating; medians are reported. @default 5 */
+  readonly runs?: number;
+  /** One run may take at most this long. @default 180000 */
+  readonly timeoutMs?: number;
+  readonly log?: (line: string) => void;
+}
+
+export interface SynthCommandResult {
+  readonly command: string;
+  readonly runsMs: number[];
+  readonly medianMs: number;
+}
+
+export interface SynthResult {
+  /** The cdktf.json "app" command: every environment, artifact build included. */
+  readonly app: SynthCommandResult;
+  /** bench/one-resource-app.ts bundled and run the same way. */
+  readonly oneResource: SynthCommandResult;
+  /** app / oneResource (medians). */
+  readonly ratio: number;
+}
+
+/** Thrown when a synth command fails; `code` is stable for callers and tests. */
+export class SynthBenchError extends Error {
+  readonly code = 'synth_failed';
+}
+
+/** The "app" command cdktf runs for `cdktf synth`, read from `<root>/cdktf.json`. */
+export function cdktfAppCommand(root = REPO_ROOT): string {
+  const file = join(root, 'cdktf.json');
+  const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
+  const app = parsed && typeof parsed === 'object' ? (parsed as { app?: unknown }).app : undefined;
+  if (typeof app !== 'string' || app.trim() === '') throw new SynthBenchError(`${file} has no "app" command (a non-empty string is required)`);
+  return app;
+}
+
+// Bundled with esbuild and run with node, like the project's synth, so only the app's own work differs.
+const ONE_RESOURCE_OUT = '.build/bench-one-resource.js';
+const ONE_RESOURCE_COMMAND =
+  `esbuild bench/one-resource-app.ts --bundle --platform=node --target=node20 --format=cjs --packages=external ` +
+  `--log-level=warning --outfile=${ONE_RESOURCE_OUT} && node ${ONE_RESOURCE_OUT}`;
+
+/**
+ * Wall time of the project's synth (cdktf.json "app", all environments, artifact build included) against a
+ * one-resource cdktf app, alternating runs so background load hits both alike.
+ */
+export async function runSynth(opts: SynthOptions = {}): Promise<SynthResult> {
+  const runs = opts.runs ?? 5;
+  const timeoutMs = opts.timeoutMs ?? 180_000;
+  const log = opts.log ?? (() => undefined);
+  const work = copyRepo();
+  const appCommand = cdktfAppCommand(work);
+  const appRuns: number[] = [];
+  const oneRuns: number[] = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      const startedAt = Date.now();
+      const appMs = await timeCommand(work, appCommand, {}, timeoutMs);
+      if (!writtenSince(join(work, 'cdktf.out', 'manifest.json'), startedAt)) {
+        throw new SynthBenchError(`"${appCommand}" exited 0 but did not write cdktf.out/manifest.json`);
+      }
+      appRuns.push(appMs);
+      const oneStartedAt = Date.now();
+      const oneMs = await timeCommand(work, ONE_RESOURCE_COMMAND, { BENCH_SYNTH_OUTDIR: 'one-resource.out' }, timeoutMs);
+      if (!writtenSince(join(work, 'one-resource.out', 'manifest.json'), oneStartedAt)) {
+        throw new SynthBenchError('the one-resource app exited 0 but did not write one-resource.out/manifest.json');
+      }
+      oneRuns.push(oneMs);
+      log(`synth run ${i + 1}/${runs}: app ${appMs.toFixed(0)} ms, one-resource app ${oneMs.toFixed(0)} ms`);
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  const app = { command: appCommand, runsMs: appRuns, medianMs: median(appRuns) };
+  const oneResource = { command: ONE_RESOURCE_COMMAND, runsMs: oneRuns, medianMs: median(oneRuns) };
+  return { app, oneResource, ratio: app.medianMs / oneResource.medianMs };
+}
+
+// What the synth reads; node_modules is linked. A copy keeps the checkout's cdktf.out and dist/ untouched.
+const SYNTH_INPUTS = ['app', 'stacks', 'service', 'releases', 'package.json', 'tsconfig.json', 'cdktf.json', 'relay.config.json', 'bench/one-resource-app.ts'];
+
+function copyRepo(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-synth-'));
+  for (const name of SYNTH_INPUTS) {
+    if (!existsSync(join(REPO_ROOT, name))) continue;
+    mkdirSync(join(dir, name, '..'), { recursive: true });
+    cpSync(join(REPO_ROOT, name), join(dir, name), { recursive: true });
+  }
+  symlinkSync(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
+  return dir;
+}
+
+async function timeCommand(cwd: string, command: string, env: Record<string, string>, timeoutMs: number): Promise<number> {
+  const t0 = performance.now();
+  const binPath = `${join(cwd, 'node_modules', '.bin')}:${process.env.PATH ?? ''}`;
+  const proc = startProcess('synth', '/bin/sh', ['-c', command], {
+    cwd,
+    group: true,
+    env: { ...process.env, PATH: binPath, CHECKPOINT_DISABLE: '1', ...env },
+  });
+  const exited = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    proc.proc.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    if (proc.exited()) {
+      clearTimeout(timer);
+      resolve(true);
+    }
+  });
+  const ms = performance.now() - t0;
+  if (!exited) {
+    await proc.stop();
+    throw new SynthBenchError(`"${command}" did not finish within ${timeoutMs} ms; last output:\n${proc.tail.join('\n')}`);
+  }
+  if (proc.proc.exitCode !== 0) {
+    throw new SynthBenchError(`"${command}" exited with ${String(proc.proc.exitCode ?? proc.proc.signalCode)}; last output:\n${proc.tail.join('\n')}`);
+  }
+  return ms;
+}
+
+function writtenSince(file: string, sinceMs: number): boolean {
+  try {
+    // Coarse file-system timestamps may round down: one second of slack.
+    return statSync(file).mtimeMs >= sinceMs - 1_000;
+  } catch {
+    return false;
+  }
+}
