@@ -170,7 +170,12 @@ export class Hub {
       this.sendError(conn, { code: 'bad_frame', message: 'binary frames are not accepted; send JSON as text frames' });
       return;
     }
-    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    // With the default binaryType, text frames arrive as one Buffer; the other shapes are handled for completeness.
+    const text = Buffer.isBuffer(data)
+      ? data.toString('utf8')
+      : Array.isArray(data)
+        ? Buffer.concat(data).toString('utf8')
+        : Buffer.from(data).toString('utf8');
     const parsed = parseClientFrame(text);
     if (!parsed.ok) {
       this.sendError(conn, parsed);

@@ -246,12 +246,12 @@ describe('hub: slow consumers and heartbeat', () => {
   });
 
   it('terminates a connection that does not answer pings, and keeps one that does', async () => {
-    const { relay, url } = await startRelay({ RELAY_PING_INTERVAL_MS: '100' });
+    const { relay, url } = await startRelay({ RELAY_PING_INTERVAL_MS: '500' });
     const silent = await connect(url, { autoPong: false });
     const healthy = await connect(url);
     let pings = 0;
     healthy.ws.on('ping', () => pings++);
-    expect((await silent.waitClose()).code).toBe(1006);
+    expect((await silent.waitClose(10_000)).code).toBe(1006);
     await waitUntil(() => pings >= 3);
     expect(await healthy.request({ type: 'ping', id: 'still-here' })).toEqual({ type: 'pong', id: 'still-here' });
     expect(relay.hub.connectionCount).toBe(1);
