@@ -40,8 +40,9 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`${err.message}\n`);
+  // Errors with a stable code (bad config, bad ledger, mismatched zip) are the user's to fix: the message says how.
+  if (err instanceof ConfigError || (err instanceof Error && typeof (err as { code?: unknown }).code === 'string')) {
+    process.stderr.write(`${(err as Error).message}\n`);
   } else {
     process.stderr.write(`synth failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   }

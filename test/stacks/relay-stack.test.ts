@@ -96,6 +96,21 @@ describe('RelayStack', () => {
     expect(setting(s, 'aws:ec2:vpc', 'AssociatePublicIpAddress')).toBe('true');
   });
 
+  it('uses the configured VPC and subnets as given, without public addresses', () => {
+    const { s } = synth({
+      vpc: {
+        vpcId: 'vpc-0a1b2c3d4e5f67890',
+        instanceSubnets: ['subnet-0aa11bb22cc33dd44', 'subnet-0ee55ff66aa77bb88'],
+        loadBalancerSubnets: ['subnet-0cc99dd00ee11ff22'],
+        redisSubnets: ['subnet-0aa33bb44cc55dd66', 'subnet-0aa33bb44cc55dd77'],
+      },
+    });
+    expect(setting(s, 'aws:ec2:vpc', 'Subnets')).toBe('subnet-0aa11bb22cc33dd44,subnet-0ee55ff66aa77bb88');
+    expect(setting(s, 'aws:ec2:vpc', 'ELBSubnets')).toBe('subnet-0cc99dd00ee11ff22');
+    expect(setting(s, 'aws:ec2:vpc', 'AssociatePublicIpAddress')).toBe('false');
+    expect(setting(s, 'aws:ec2:vpc', 'VPCId')).toMatch(/^\$\{data\.aws_vpc\.[^.]+\.id\}$/);
+    expect(one(s, 'aws_elasticache_subnet_group').subnet_ids).toEqual(['subnet-0aa33bb44cc55dd66', 'subnet-0aa33bb44cc55dd77']);
+  });
   it('declares the outputs, with wss:// when a certificate is set', () => {
     const { s } = synth({ loadBalancer: { certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/0f7c8c1e-7a43-4e0e-9d9b-3f1c3d0a1b2c' } });
     expect(Object.keys(s.output).sort()).toEqual(['active_version_label', 'artifact_bucket', 'environment_name', 'redis_endpoint', 'url', 'websocket_url']);
