@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { TEST_BUILD_DIR } from '../global-setup';
 import { startRelay, stopAllRelays } from '../helpers/relay-process';
@@ -15,6 +16,18 @@ afterEach(async () => {
   await Promise.all(clients.splice(0).map((c) => c.close()));
   await stopAllRelays();
 });
+
+/** A loopback port with nothing listening on it. */
+function closedPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
 
 /** Runs the bundled relay to completion with the given environment (for start-up failures). */
 function runToExit(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
@@ -49,6 +62,18 @@ describe('bundled relay process', () => {
     await c.request({ type: 'join', room: 'lobby', id: '1' });
     await c.request({ type: 'publish', room: 'lobby', data: 'hello', id: '2' });
     expect(await c.waitForMessages(1)).toEqual([{ type: 'message', room: 'lobby', data: 'hello', from: c.welcome.connectionId }]);
+  });
+
+  it('listens and reports 503 when Redis is unreachable at boot, refusing publishes with backplane_unavailable', async () => {
+    const relay = await startRelay({ REDIS_URL: `redis://127.0.0.1:${await closedPort()}` });
+    const health = await relay.health();
+    expect(health.status).toBe(503);
+    expect(health.body).toMatchObject({ status: 'degraded', backplane: { kind: 'redis' } });
+    const c = await connect(relay.wsUrl);
+    const err = await c.request({ type: 'publish', data: 'x', id: 'p' });
+    expect(err).toMatchObject({ type: 'error', id: 'p', code: 'backplane_unavailable' });
+    expect(err.message).toMatch(/^the redis backplane is (connecting|down); the message was not delivered, retry shortly$/);
+    expect(relay.proc.exitCode).toBeNull();
   });
 
   it('exits 1 listing every configuration problem', async () => {
