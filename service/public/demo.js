@@ -53,9 +53,11 @@
     text.textContent = typeof m.data === 'string' ? m.data : JSON.stringify(m.data);
     var meta = document.createElement('span');
     meta.className = 'meta';
-    var instance = m.instanceId || (client.welcome && client.welcome.instanceId) || '?';
+    // The frame names the sender's connection; the sender's instance only if the relay adds it.
+    var via = m.instanceId ? 'sent on instance ' + m.instanceId
+      : 'received via instance ' + ((client.welcome && client.welcome.instanceId) || '?');
     meta.textContent = (m.room ? 'room ' + m.room : 'broadcast') + ' · from connection ' + m.from +
-      ' · via instance ' + instance + (typeof m.seq === 'number' ? ' · seq ' + m.seq : '');
+      ' · ' + via + (typeof m.seq === 'number' ? ' · seq ' + m.seq : '');
     li.appendChild(text);
     li.appendChild(meta);
     messages.appendChild(li);
@@ -83,7 +85,7 @@
     var input = $('message');
     var text = input.value;
     if (!text) return;
-    var room = client.rooms()[0] || $('room').value.trim();
+    var room = $('room').value.trim();
     client.publish(room, text).then(function () {
       input.value = '';
       say('');
