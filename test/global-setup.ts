@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { bundleService, REPO_ROOT } from '../app/bundle';
 
@@ -9,5 +9,11 @@ export const TEST_BUILD_DIR = join(REPO_ROOT, '.build', 'test-relay');
 export default async function globalSetup(): Promise<void> {
   // Only while the service entry point is being written; the bundle is required as soon as it exists.
   if (!existsSync(join(REPO_ROOT, 'service', 'main.ts'))) return;
-  await bundleService(TEST_BUILD_DIR);
+  // Build beside the target and swap it in, so a concurrent run never sees a half-written folder.
+  const fresh = `${TEST_BUILD_DIR}.${process.pid}`;
+  const stale = `${TEST_BUILD_DIR}.${process.pid}.old`;
+  await bundleService(fresh);
+  if (existsSync(TEST_BUILD_DIR)) renameSync(TEST_BUILD_DIR, stale);
+  renameSync(fresh, TEST_BUILD_DIR);
+  rmSync(stale, { recursive: true, force: true });
 }
