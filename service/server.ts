@@ -156,9 +156,18 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
       hub.add(ws, { remoteAddress: req.socket.remoteAddress });
     });
   });
-  server.on('clientError', (err, socket) => {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     logger.debug({ err }, 'client error');
-    socket.destroy();
+    // A listener here replaces node's own answer, so give the status it would have (431 for oversized headers)
+    // instead of hanging up silently; a client that gets no status cannot tell what it did wrong.
+    const untouched = socket.writable && (socket as Duplex & { bytesWritten?: number }).bytesWritten === 0;
+    if (!untouched) {
+      socket.destroy();
+      return;
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    socket.once('finish', () => socket.destroy());
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   });
 
   return {
