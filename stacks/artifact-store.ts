@@ -3,6 +3,7 @@ import { DataAwsCallerIdentity } from '@cdktf/provider-aws/lib/data-aws-caller-i
 import { DataAwsIamPolicyDocument } from '@cdktf/provider-aws/lib/data-aws-iam-policy-document';
 import { ElasticBeanstalkApplication } from '@cdktf/provider-aws/lib/elastic-beanstalk-application';
 import { ElasticBeanstalkApplicationVersion } from '@cdktf/provider-aws/lib/elastic-beanstalk-application-version';
+import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
 import { S3Bucket } from '@cdktf/provider-aws/lib/s3-bucket';
 import { S3BucketLifecycleConfiguration } from '@cdktf/provider-aws/lib/s3-bucket-lifecycle-configuration';
 import { S3BucketOwnershipControls } from '@cdktf/provider-aws/lib/s3-bucket-ownership-controls';
@@ -33,6 +34,12 @@ export interface ArtifactStoreProps {
   readonly retainReleases: number;
   /** Role the app-version lifecycle runs as. */
   readonly lifecycleRoleArn: string;
+  /**
+   * Role (name or id) allowed to download the zips: the instance role, which fetches the version it deploys
+   * (AWSElasticBeanstalkWebTier only covers buckets named elasticbeanstalk-*).
+   * @default no role is granted access
+   */
+  readonly readerRole?: string;
   /**
    * Days a replaced object version is kept before S3 expires it.
    * @default 30
@@ -96,6 +103,20 @@ export class ArtifactStore extends Construct {
       ],
     });
     new S3BucketPolicy(this, 'policy', { bucket: this.bucket.id, policy: tlsOnly.json });
+
+    if (props.readerRole !== undefined) {
+      const read = new DataAwsIamPolicyDocument(this, 'read-versions-policy', {
+        statement: [
+          {
+            sid: 'ReadApplicationVersions',
+            effect: 'Allow',
+            actions: ['s3:GetObject'],
+            resources: [`${this.bucket.arn}/versions/*`],
+          },
+        ],
+      });
+      new IamRolePolicy(this, 'read-versions', { name: 'read-application-versions', role: props.readerRole, policy: read.json });
+    }
 
     this.application = new ElasticBeanstalkApplication(this, 'application', {
       name: props.namePrefix,

@@ -84,6 +84,7 @@ export class RelayStack extends TerraformStack {
       releases: releases.releases,
       retainReleases: env.retainReleases,
       lifecycleRoleArn: this.iam.lifecycleRole.arn,
+      readerRole: this.iam.instanceRole.id,
     });
     const active = this.artifactStore.versions.get(releases.active.label);
     if (!active) {

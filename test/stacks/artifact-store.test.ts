@@ -48,7 +48,7 @@ describe('ArtifactStore', () => {
   });
 
   it('denies every request that is not TLS', () => {
-    const doc = Object.values(parse(synth()).data.aws_iam_policy_document)[0];
+    const doc = Object.values(parse(synth()).data.aws_iam_policy_document).find((d) => JSON.stringify(d).includes('DenyInsecureTransport')) as Body;
     expect(doc.statement).toEqual([
       expect.objectContaining({
         effect: 'Deny',
@@ -56,6 +56,18 @@ describe('ArtifactStore', () => {
         principals: [{ type: '*', identifiers: ['*'] }],
         condition: [{ test: 'Bool', variable: 'aws:SecureTransport', values: ['false'] }],
       }),
+    ]);
+  });
+
+  it('lets the reader role download the zips and nothing else, only when one is given', () => {
+    expect(parse(synth()).resource.aws_iam_role_policy).toBeUndefined();
+    const s = parse(synth({ readerRole: 'relay-dev-eb-instance' }));
+    const policies = Object.values(s.resource.aws_iam_role_policy);
+    expect(policies).toHaveLength(1);
+    expect(policies[0]).toMatchObject({ name: 'read-application-versions', role: 'relay-dev-eb-instance' });
+    const doc = Object.values(s.data.aws_iam_policy_document).find((d) => JSON.stringify(d).includes('ReadApplicationVersions')) as Body;
+    expect(doc.statement).toEqual([
+      { sid: 'ReadApplicationVersions', effect: 'Allow', actions: ['s3:GetObject'], resources: [expect.stringMatching(/^\$\{aws_s3_bucket\.[^.]+\.arn\}\/versions\/\*$/)] },
     ]);
   });
 
