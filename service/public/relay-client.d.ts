@@ -75,20 +75,6 @@ export interface RelayClientEvents {
   state: RelayState;
 }
 
-/** Minimal WebSocket constructor shape: the browser's global or the `ws` package. */
-export interface WebSocketConstructorLike {
-  new (url: string): WebSocketLike;
-}
-
-export interface WebSocketLike {
-  readonly readyState: number;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
-}
-
 export interface RelayBackoffOptions {
   /**
    * Delay ceiling before the first retry, doubled per attempt; the actual delay is a random value between half the ceiling and the ceiling.
@@ -106,10 +92,10 @@ export interface RelayClientOptions {
   /** Relay WebSocket URLs (ws:// or wss://), tried in order; each failure moves on to the next. */
   readonly urls: readonly string[];
   /**
-   * WebSocket implementation; required in Node (`require('ws')`).
+   * WebSocket constructor: the browser's, or `require('ws')` in Node (required there: Node 20 has no global WebSocket).
    * @default globalThis.WebSocket
    */
-  readonly WebSocket?: WebSocketConstructorLike | (new (url: string) => unknown);
+  readonly WebSocket?: new (url: string) => unknown;
   /** Reconnect backoff. */
   readonly backoff?: RelayBackoffOptions;
   /**
