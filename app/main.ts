@@ -1,5 +1,5 @@
 import { App } from 'cdktf';
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { RelayStack } from '../stacks/relay-stack';
 import { releaseSourcePath } from '../stacks/artifact-store';
@@ -18,24 +18,34 @@ async function main(): Promise<void> {
   // Relative outdir: cdktf records it in manifest.json, and no absolute path may appear there.
   process.chdir(REPO_ROOT);
   const app = new App({ outdir: OUT_DIR });
-  const written: { stack: string; active: string; zips: { label: string; zipPath: string }[] }[] = [];
+  const written: { stack: string; active: string; declared: string[]; zips: { label: string; zipPath: string }[] }[] = [];
   for (const env of config.environments) {
     const releases = resolveReleases(env.name, artifact, join(REPO_ROOT, 'releases'));
     for (const warning of releases.warnings) process.stderr.write(`warning: ${warning}\n`);
     const id = `relay-${env.name}`;
     new RelayStack(app, id, { config, env, releases });
+    const declared = releases.releases.map((r) => r.label);
     const zips = releases.releases.flatMap((r) => (r.zipPath && existsSync(r.zipPath) ? [{ label: r.label, zipPath: r.zipPath }] : []));
-    written.push({ stack: id, active: releases.active.label, zips });
+    written.push({ stack: id, active: releases.active.label, declared, zips });
   }
   app.synth();
-  for (const { stack, active, zips } of written) {
+  for (const { stack, active, declared, zips } of written) {
     const dir = join(REPO_ROOT, OUT_DIR, 'stacks', stack);
+    // Only stale zips go: the stack folder also holds terraform's local state, which must never be touched.
+    pruneZips(join(dir, 'releases'), new Set(declared.map((label) => `${label}.zip`)));
     for (const zip of zips) {
       const dest = join(dir, releaseSourcePath(zip.label));
       mkdirSync(join(dest, '..'), { recursive: true });
       copyFileSync(zip.zipPath, dest);
     }
     process.stdout.write(`wrote ${OUT_DIR}/stacks/${stack}/cdk.tf.json (active ${active})\n`);
+  }
+}
+
+function pruneZips(dir: string, keep: ReadonlySet<string>): void {
+  if (!existsSync(dir)) return;
+  for (const name of readdirSync(dir)) {
+    if (name.endsWith('.zip') && !keep.has(name)) rmSync(join(dir, name), { force: true });
   }
 }
 

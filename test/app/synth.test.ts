@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../../app/bundle';
@@ -85,6 +85,19 @@ describe('npm run synth', () => {
       expect(obj.source).toMatch(/^releases\/relay-.*\.zip$/);
       expect(existsSync(join(a, 'cdktf.out/stacks/relay-dev', obj.source))).toBe(true);
     }
+  }, 240_000);
+
+  it('removes stale release zips from a stack folder but never its terraform state', async () => {
+    const dir = fresh();
+    const stackDir = join(dir, 'cdktf.out/stacks/relay-dev');
+    mkdirSync(join(stackDir, 'releases'), { recursive: true });
+    writeFileSync(join(stackDir, 'releases/relay-0.0.0-000000000000.zip'), 'stale');
+    writeFileSync(join(stackDir, 'terraform.relay-dev.tfstate'), '{"version":4}');
+    const r = await synth(dir);
+    expect({ code: r.code, stderr: r.stderr }).toMatchObject({ code: 0 });
+    expect(existsSync(join(stackDir, 'releases/relay-0.0.0-000000000000.zip'))).toBe(false);
+    expect(readFileSync(join(stackDir, 'terraform.relay-dev.tfstate'), 'utf8')).toBe('{"version":4}');
+    expect(readdirSync(join(stackDir, 'releases'))).toHaveLength(1);
   }, 240_000);
 
   it('fails with the config problems and exit code 1, without a stack trace', async () => {
