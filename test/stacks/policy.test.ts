@@ -1,0 +1,72 @@
+/**
+ * The security policy holds for every stack this project synthesizes: the configured environments and
+ * the variants a user can turn on (existing VPC, HTTPS, internal load balancer, every Redis topology, S3 backend).
+ */
+import { Testing } from 'cdktf';
+import { loadConfig, parseConfig, type AppConfig } from '../../app/config';
+import { checkTerraformPolicy, formatViolations } from '../../app/policy';
+import type { ArtifactRef } from '../../app/releases';
+import { RelayStack } from '../../stacks/relay-stack';
+
+const release: ArtifactRef = {
+  label: 'relay-0.1.0-0123456789ab',
+  sha256: '0123456789ab'.padEnd(64, '0'),
+  md5: '0'.repeat(32),
+};
+
+function violationsOf(config: AppConfig): string {
+  const lines: string[] = [];
+  for (const env of config.environments) {
+    const app = Testing.app();
+    const stack = new RelayStack(app, `relay-${env.name}`, {
+      config,
+      env,
+      releases: { releases: [release], active: release, warnings: [] },
+    });
+    const doc: unknown = JSON.parse(Testing.synth(stack));
+    const found = checkTerraformPolicy(doc);
+    if (found.length > 0) lines.push(formatViolations(stack.node.id, found));
+  }
+  return lines.join('\n');
+}
+
+describe('security policy over synthesized stacks', () => {
+  it('holds for every environment in relay.config.json', () => {
+    // GIVEN the committed config WHEN every stack is synthesized THEN no rule fires
+    const config = loadConfig();
+    expect(config.environments.length).toBeGreaterThan(0);
+    expect(violationsOf(config)).toBe('');
+  });
+
+  it('holds for the options a user can turn on', () => {
+    const subnets = ['subnet-0123456789abcdef0', 'subnet-0123456789abcdef1'];
+    const config = parseConfig(
+      {
+        app: 'relay',
+        environments: [
+          {
+            name: 'https',
+            region: 'us-east-1',
+            vpc: { vpcId: 'vpc-0123456789abcdef0', instanceSubnets: subnets, loadBalancerSubnets: subnets, redisSubnets: subnets },
+            loadBalancer: {
+              scheme: 'public',
+              allowedCidrs: ['203.0.113.0/24'],
+              certificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/01234567-89ab-cdef-0123-456789abcdef',
+            },
+            redis: { topology: 'replicated', replicas: 2 },
+            backend: { type: 's3', bucket: 'relay-terraform-state' },
+          },
+          {
+            name: 'internal',
+            region: 'eu-central-1',
+            loadBalancer: { scheme: 'internal', allowedCidrs: ['10.0.0.0/8'] },
+            redis: { topology: 'cluster', shards: 3, replicas: 1 },
+          },
+          { name: 'single', region: 'eu-west-1', redis: { topology: 'single' } },
+        ],
+      },
+      'policy variants',
+    );
+    expect(violationsOf(config)).toBe('');
+  });
+});
