@@ -129,8 +129,13 @@ async function recordStatus(page: Page): Promise<void> {
 async function sendByTyping(page: Page, text: string): Promise<void> {
   await page.fill('#message', text);
   await page.click('#send');
-  // The page clears the field once the relay acked the publish.
-  await page.waitForFunction(() => (document.getElementById('message') as HTMLInputElement).value === '', undefined, { timeout: WAIT_MS });
+  // The page clears the field once the relay acked the publish, or explains in #notice why it did not.
+  await page.waitForFunction(
+    () => (document.getElementById('message') as HTMLInputElement).value === '' || document.getElementById('notice')?.textContent !== '',
+    undefined,
+    { timeout: WAIT_MS },
+  );
+  expect(await page.textContent('#notice')).toBe('');
 }
 
 async function messageTexts(page: Page): Promise<string[]> {
