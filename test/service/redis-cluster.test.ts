@@ -3,7 +3,7 @@ import { ClusterBackplane } from '../../service/backplane/cluster';
 import { BackplaneUnavailableError, roomChannel, type Backplane, type BackplaneState, type Target } from '../../service/backplane/types';
 import { startRelay, stopAllRelays } from '../helpers/relay-process';
 import { TestClient } from '../helpers/ws-client';
-import { requireRedisServer, startRedisCluster, stopAllRedis, waitUntil, type RedisCluster, type RedisServer } from '../helpers/redis-server';
+import { freePort, requireRedisServer, startRedisCluster, stopAllRedis, waitUntil, type RedisCluster, type RedisServer } from '../helpers/redis-server';
 
 const logger = pino({ level: 'silent' });
 const PREFIX = 'ctest';
@@ -133,6 +133,21 @@ describe('ClusterBackplane against a 3-master Redis Cluster', () => {
       return seenB.frames.some((f) => f.text === 'after');
     }, 10_000, 'delivery to resume');
     expect(seenB.states.slice(0, 3)).toEqual(['ready', 'down', 'ready']);
+  });
+});
+
+describe('ClusterBackplane without a cluster', () => {
+  it('keeps retrying discovery, reports why, and closes cleanly', async () => {
+    const port = await freePort();
+    const a = backplane(`redis://127.0.0.1:${port}`, 'a');
+    const started = a.start();
+    await waitUntil(() => a.status().lastError !== undefined, 10_000, 'the discovery failure to be recorded');
+    expect(a.status()).toMatchObject({ kind: 'cluster', state: 'connecting', lastError: expect.stringMatching(/ECONNREFUSED|root nodes/i) });
+    await expect(a.publish('r', Buffer.from('x'))).rejects.toThrow('the message backplane is unavailable; retry shortly');
+    await a.subscribe('r');
+    await a.close();
+    await expect(started).rejects.toThrow('the cluster backplane was closed before it became ready');
+    expect(a.status().state).toBe('closed');
   });
 });
 
