@@ -19,10 +19,10 @@ const POLL_MS = 100;
 export const REDIS_MISSING_MESSAGE =
   'redis-server was not found on PATH. Install it (Debian/Ubuntu: apt-get install redis-server redis-tools) and re-run the tests.';
 
-/** Throws the install hint when redis-server (or redis-cli) is missing. */
-export function requireRedisServer(): void {
+/** Throws the install hint when redis-server (or redis-cli) is missing from `env.PATH`. */
+export function requireRedisServer(env: NodeJS.ProcessEnv = process.env): void {
   for (const binary of ['redis-server', 'redis-cli']) {
-    const probe = spawnSync(binary, ['--version'], { stdio: 'ignore' });
+    const probe = spawnSync(binary, ['--version'], { stdio: 'ignore', env });
     if (probe.error !== undefined) throw new Error(REDIS_MISSING_MESSAGE);
   }
 }

@@ -51,6 +51,15 @@ afterAll(async () => {
   await stopAllRedis();
 });
 
+describe('test fixtures', () => {
+  it('fails with install instructions when redis-server is not on PATH', () => {
+    expect(() => requireRedisServer({ ...process.env, PATH: '/nonexistent' })).toThrow(
+      'redis-server was not found on PATH. Install it (Debian/Ubuntu: apt-get install redis-server redis-tools) and re-run the tests.',
+    );
+    expect(() => requireRedisServer()).not.toThrow();
+  });
+});
+
 describe('RedisBackplane against one redis-server', () => {
   let redis: RedisServer;
   beforeAll(async () => {
