@@ -51,6 +51,9 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`relay failed to start: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  // Errors with a stable code (e.g. an unusable REDIS_URL or CA file) say what to fix; a stack adds nothing.
+  const coded = err instanceof Error && typeof (err as { code?: unknown }).code === 'string';
+  const detail = err instanceof Error ? (coded ? err.message : (err.stack ?? err.message)) : String(err);
+  process.stderr.write(`relay failed to start: ${detail}\n`);
   process.exit(1);
 });
