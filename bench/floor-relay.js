@@ -9,6 +9,7 @@ const pub = createClient({ url: process.env.REDIS_URL });
 const sub = pub.duplicate();
 const rooms = new Map(); // room -> Set of sockets on this instance
 let connections = 0;
+process.on('SIGTERM', () => process.exit(0)); // a normal exit, so node --cpu-prof writes its profile
 
 Promise.all([pub.connect(), sub.connect()]).then(() => {
   const wss = new WebSocketServer({ host: process.env.HOST || '127.0.0.1', port: Number(process.env.PORT || 0), path: '/ws', perMessageDeflate: false });

@@ -1,6 +1,6 @@
 // `npm run bench`: runs the four benchmarks against a fresh bundle of the relay and writes BENCHMARKS.md.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { bundleService, REPO_ROOT } from '../app/bundle';
 import { runArtifact, type ArtifactResult } from './artifact-start';
 import { runFanout, type FanoutResult, type FanoutTargetSpec } from './fanout';
@@ -10,6 +10,17 @@ import { captureEnvironment, type LoadSample, sampleLoad } from './lib/environme
 import { renderReport } from './report';
 import { runSynth, type SynthResult } from './synth';
 
+/** The relay with its per-connection limits lifted (the benchmark's publisher is trusted) and message recovery off. */
+export const RELAY_BENCH_ENV: Record<string, string> = {
+  RELAY_RATE_LIMIT: '1000000',
+  RELAY_RATE_BURST: '1000000',
+  RELAY_HISTORY_SIZE: '0',
+  LOG_LEVEL: 'info',
+};
+
+/** Message recovery on, at the relay's default history size. */
+const DEFAULT_RECOVERY_ENV: Record<string, string> = { RELAY_HISTORY_SIZE: '1000' };
+
 const BENCHMARKS = ['fanout', 'idle', 'synth', 'artifact'] as const;
 type BenchName = (typeof BENCHMARKS)[number];
 
@@ -17,17 +28,21 @@ interface CliOptions {
   only: Set<BenchName>;
   quick: boolean;
   out: string;
+  /** Environment of the relay-recovery target; null: no such target. */
   recoveryEnv: Record<string, string> | null;
+  cpuProfDir: string | null;
 }
 
-const USAGE = `usage: npm run bench -- [--only fanout,idle,synth,artifact] [--quick] [--out FILE] [--recovery-env KEY=VALUE[,KEY=VALUE]]
+const USAGE = `usage: npm run bench -- [--only fanout,idle,synth,artifact] [--quick] [--out FILE] [--recovery-env KEY=VALUE[,KEY=VALUE] | --no-recovery] [--cpu-prof DIR]
   --only          run only these benchmarks (default: all four)
   --quick         tiny configuration (seconds, for trying the harness; numbers are not meaningful)
   --out           report file (default: BENCHMARKS.md at the repository root)
-  --recovery-env  also run the fan-out against the relay with these variables (message recovery on)`;
+  --recovery-env  environment of the fan-out's relay-recovery target (default ${Object.entries(DEFAULT_RECOVERY_ENV).map(([k, v]) => `${k}=${v}`).join(',')})
+  --no-recovery   no relay-recovery target
+  --cpu-prof      run every relay and floor process with node --cpu-prof, profiles in DIR (summarise: tsx bench/profile-summary.ts)`;
 
 function parseArgs(argv: readonly string[]): CliOptions {
-  const opts: CliOptions = { only: new Set(BENCHMARKS), quick: false, out: join(REPO_ROOT, 'BENCHMARKS.md'), recoveryEnv: null };
+  const opts: CliOptions = { only: new Set(BENCHMARKS), quick: false, out: join(REPO_ROOT, 'BENCHMARKS.md'), recoveryEnv: { ...DEFAULT_RECOVERY_ENV }, cpuProfDir: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = (): string => {
@@ -50,7 +65,9 @@ function parseArgs(argv: readonly string[]): CliOptions {
         env[pair.slice(0, eq)] = pair.slice(eq + 1);
       }
       opts.recoveryEnv = env;
-    } else if (arg === '--help' || arg === '-h') {
+    } else if (arg === '--no-recovery') opts.recoveryEnv = null;
+    else if (arg === '--cpu-prof') opts.cpuProfDir = resolve(value());
+    else if (arg === '--help' || arg === '-h') {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
     } else throw new UsageError(`unknown argument ${String(arg)}`);
@@ -62,15 +79,13 @@ class UsageError extends Error {
   readonly code = 'bad_usage';
 }
 
-/** The relay with its per-connection limits lifted: the benchmark's publisher is trusted. */
-export const RELAY_BENCH_ENV: Record<string, string> = {
-  RELAY_RATE_LIMIT: '1000000',
-  RELAY_RATE_BURST: '1000000',
-  LOG_LEVEL: 'info',
-};
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
+  if (opts.cpuProfDir) {
+    mkdirSync(opts.cpuProfDir, { recursive: true });
+    process.env.BENCH_CPU_PROF_DIR = opts.cpuProfDir;
+  }
   const log = (line: string): void => {
     process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`);
   };
@@ -95,7 +110,10 @@ async function main(): Promise<void> {
   if (opts.only.has('fanout')) {
     log('fan-out: relay vs floor, interleaved');
     const targets = [relayTarget('relay', {}), floorTarget];
-    if (opts.recoveryEnv) targets.splice(1, 0, relayTarget('relay-recovery', opts.recoveryEnv));
+    // Only a relay that knows the variable has recovery to measure.
+    const hasRecovery = readFileSync(bundle.serverJs, 'utf8').includes('RELAY_HISTORY_SIZE');
+    if (opts.recoveryEnv && hasRecovery) targets.splice(1, 0, relayTarget('relay-recovery', opts.recoveryEnv));
+    else if (opts.recoveryEnv) log('the relay has no RELAY_HISTORY_SIZE: no relay-recovery target');
     fanout = await runFanout(
       opts.quick
         ? { targets, subscribers: 20, rates: [100, 200], repeats: 1, bisectSteps: 0, warmupMs: 200, measureMs: 500, log }

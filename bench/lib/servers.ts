@@ -58,7 +58,10 @@ export interface BenchRelay {
  * Both print the JSON line {msg:'relay listening', port} when ready.
  */
 export async function startBenchRelay(name: string, script: string, env: Record<string, string>, cwd?: string): Promise<BenchRelay> {
-  const proc = startProcess(name, process.execPath, [script], {
+  // BENCH_CPU_PROF_DIR: every relay writes a V8 CPU profile there when it exits (see bench/profile-summary.ts).
+  const profDir = process.env.BENCH_CPU_PROF_DIR;
+  const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', `${name}.${Date.now()}.cpuprofile`] : [];
+  const proc = startProcess(name, process.execPath, [...nodeArgs, script], {
     cwd,
     env: { ...process.env, NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
   });
