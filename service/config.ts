@@ -46,6 +46,15 @@ export interface ServiceConfig {
   readonly drainWindowMs: number;
   /** Hard deadline for shutdown; must exceed the drain window. @default 15000 */
   readonly shutdownTimeoutMs: number;
+  /**
+   * RELAY_HISTORY_SIZE: messages kept per room for recovery (join with `since`); 0 turns recovery off, and with it
+   * seq/epoch in message frames and the cost of keeping history. @default 1000
+   */
+  readonly historySize: number;
+  /** RELAY_HISTORY_TTL_SECONDS: a room's history (and epoch) is dropped after this long without a publish or join. @default 300 */
+  readonly historyTtlSeconds: number;
+  /** RELAY_HISTORY_REPLAY_MAX: the most messages one join may replay; a larger gap is answered recovered:false. @default 1000 */
+  readonly historyReplayMax: number;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -174,6 +183,9 @@ const schema = z.object({
     }),
   RELAY_DRAIN_WINDOW_MS: int(5000, 0, 600_000),
   RELAY_SHUTDOWN_TIMEOUT_MS: int(15_000, 1, 3_600_000),
+  RELAY_HISTORY_SIZE: int(1000, 0, 1_000_000),
+  RELAY_HISTORY_TTL_SECONDS: int(300, 1, 7 * 24 * 3600),
+  RELAY_HISTORY_REPLAY_MAX: int(1000, 1, 1_000_000),
 });
 
 /**
@@ -234,6 +246,9 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
     tokenSecret: v.RELAY_TOKEN_SECRET,
     drainWindowMs: v.RELAY_DRAIN_WINDOW_MS,
     shutdownTimeoutMs: v.RELAY_SHUTDOWN_TIMEOUT_MS,
+    historySize: v.RELAY_HISTORY_SIZE,
+    historyTtlSeconds: v.RELAY_HISTORY_TTL_SECONDS,
+    historyReplayMax: v.RELAY_HISTORY_REPLAY_MAX,
   };
 }
 

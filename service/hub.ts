@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
-import type { Backplane, Target } from './backplane/types';
+import type { Backplane, HistoryPosition, HistoryRead, Target } from './backplane/types';
 import type { ServiceConfig } from './config';
 import type { RelayMetrics } from './metrics';
 import {
@@ -19,6 +19,12 @@ import {
 const REJECT_WINDOW_MS = 10_000;
 /** How long a socket we closed may take to finish the close handshake before it is terminated. */
 const DEFAULT_CLOSE_GRACE_MS = 2_000;
+
+/** Live frames held for a connection while its join reads the room's history, released once the replay is sent. */
+interface HeldFrame {
+  readonly frame: Buffer;
+  readonly seq: number | undefined;
+}
 
 /** One client socket and its per-connection state. */
 export interface Connection {
@@ -59,13 +65,15 @@ export class Hub {
   private readonly rooms = new Map<string, Set<ConnectionState>>();
   /** Latest subscribe call per room, so later joiners are acked only once the channel is subscribed. */
   private readonly subscriptions = new Map<string, Promise<void>>();
+  /** room → connections whose join is reading history, with the live frames held for each meanwhile. */
+  private readonly joining = new Map<string, Map<ConnectionState, HeldFrame[]>>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private pingTimer: NodeJS.Timeout | undefined;
   private readonly closeGraceMs: number;
 
   constructor(private readonly opts: HubOptions) {
     this.closeGraceMs = opts.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS;
-    opts.backplane.onFrame((target, frame) => this.deliverLocal(target, frame));
+    opts.backplane.onFrame((target, frame, seq) => this.deliverLocal(target, frame, seq));
   }
 
   get connectionCount(): number {
@@ -120,11 +128,16 @@ export class Hub {
   }
 
   /** Delivers a message frame to the local members of a room (or every local socket for a broadcast); returns the count. */
-  deliverLocal(target: Target, frame: Buffer): number {
+  deliverLocal(target: Target, frame: Buffer, seq?: number): number {
     const recipients = target === null ? this.conns : this.rooms.get(target);
     if (!recipients) return 0;
+    const held = target === null ? undefined : this.joining.get(target);
     let delivered = 0;
-    for (const conn of recipients) if (this.send(conn, frame)) delivered++;
+    for (const conn of recipients) {
+      const queue = held?.get(conn);
+      if (queue !== undefined) queue.push({ frame, seq });
+      else if (this.send(conn, frame)) delivered++;
+    }
     if (delivered > 0) this.opts.metrics.messagesOut.inc(delivered);
     return delivered;
   }
@@ -221,7 +234,7 @@ export class Hub {
         this.send(conn, encodePong(frame.id));
         return;
       case 'join':
-        return this.join(conn, frame.room, frame.id, frame.since !== undefined);
+        return this.join(conn, frame.room, frame.id, frame.since);
       case 'leave':
         this.leave(conn, frame.room);
         this.send(conn, encodeAck(frame.id));
@@ -232,9 +245,7 @@ export class Hub {
     }
   }
 
-  private async join(conn: ConnectionState, room: string, id: string | undefined, withSince: boolean): Promise<void> {
-    // Recovery is not implemented yet: a client asking to resume learns that it did not.
-    const ackExtra = withSince ? { recovered: false } : {};
+  private async join(conn: ConnectionState, room: string, id: string | undefined, since: HistoryPosition | undefined): Promise<void> {
     if (!conn.rooms.has(room)) {
       const { maxRooms } = this.opts.config;
       if (conn.rooms.size >= maxRooms) {
@@ -254,8 +265,60 @@ export class Hub {
       }
       members.add(conn);
     }
+    if (this.opts.backplane.historyEnabled) return this.joinWithHistory(conn, room, id, since);
     await this.subscriptions.get(room);
-    this.send(conn, encodeAck(id, ackExtra));
+    // Without history nothing can be recovered: a client asking to resume learns that it did not.
+    this.send(conn, encodeAck(id, since === undefined ? {} : { recovered: false }));
+  }
+
+  /**
+   * Subscribe first, hold this connection's live frames, read the position (and the gap after `since`), send the
+   * replay, ack, then release the held frames newer than the position: no gap, no duplicate, and a position in
+   * the ack that the frames after it continue from exactly.
+   */
+  private async joinWithHistory(conn: ConnectionState, room: string, id: string | undefined, since: HistoryPosition | undefined): Promise<void> {
+    let held = this.joining.get(room);
+    if (!held) {
+      held = new Map();
+      this.joining.set(room, held);
+    }
+    const queue: HeldFrame[] = [];
+    held.set(conn, queue);
+    let read: HistoryRead | undefined;
+    try {
+      await this.subscriptions.get(room);
+      read = await this.opts.backplane.readHistory(room, since);
+    } catch (err) {
+      conn.log.warn({ err, room }, 'reading room history failed');
+    }
+    // The room's map may have been replaced while we waited (every member left and someone joined again).
+    const current = this.joining.get(room);
+    current?.delete(conn);
+    if (current?.size === 0) this.joining.delete(room);
+    if (conn.closing || !conn.rooms.has(room)) return;
+
+    let replayed = 0;
+    if (read?.outcome === 'ok') {
+      for (const frame of read.frames) if (this.send(conn, frame)) replayed++;
+      if (replayed > 0) this.opts.metrics.messagesOut.inc(replayed);
+    }
+    if (read === undefined) {
+      // Position unknown (backplane down): the client cannot resume from this join, and is told so.
+      this.send(conn, encodeAck(id, since === undefined ? {} : { recovered: false }));
+    } else {
+      const extra: Record<string, unknown> = since === undefined ? {} : read.outcome === 'ok' ? { recovered: true, replayed } : { recovered: false };
+      extra.position = read.position;
+      this.send(conn, encodeAck(id, extra));
+    }
+    const epoch = read?.position.epoch;
+    const last = read === undefined ? -1 : Number(read.position.seq);
+    let released = 0;
+    for (const h of queue) {
+      // Held frames at or before the position were replayed, or precede a position the client resynchronises from.
+      if (epoch !== undefined && h.seq !== undefined && h.seq <= last && frameEpoch(h.frame) === epoch) continue;
+      if (this.send(conn, h.frame)) released++;
+    }
+    if (released > 0) this.opts.metrics.messagesOut.inc(released);
   }
 
   private leave(conn: ConnectionState, room: string): void {
@@ -266,6 +329,7 @@ export class Hub {
     if (members.size > 0) return;
     this.rooms.delete(room);
     this.subscriptions.delete(room);
+    this.joining.get(room)?.delete(conn);
     this.opts.backplane.unsubscribe(room).catch((err: unknown) => this.opts.logger.warn({ err, room }, 'backplane unsubscribe failed'));
   }
 
@@ -298,9 +362,11 @@ export class Hub {
       return;
     }
     metrics.messagesIn.inc();
-    this.deliverLocal(room, frame);
+    // With history the backplane numbers the frame and hands it back through onFrame (after it is stored), so every
+    // instance delivers in seq order; without history this instance delivers first and then publishes.
+    if (!backplane.historyEnabled) this.deliverLocal(room, frame);
     // Not awaited: the backplane keeps command order, so later frames need not wait for this round trip.
-    backplane.publish(room, frame).then(
+    (backplane.historyEnabled ? backplane.append(room, frame) : backplane.publish(room, frame)).then(
       () => this.send(conn, encodeAck(id)),
       (err: unknown) => {
         metrics.publishErrors.inc();
@@ -308,7 +374,9 @@ export class Hub {
         this.sendError(conn, {
           id,
           code: 'backplane_unavailable',
-          message: `the message reached this instance only: ${err instanceof Error ? err.message : String(err)}; retry shortly`,
+          message: `${backplane.historyEnabled ? 'the message was not delivered' : 'the message reached this instance only'}: ${
+            err instanceof Error ? err.message : String(err)
+          }; retry shortly`,
         });
       },
     );
@@ -378,4 +446,13 @@ export class Hub {
     this.timers.add(timer);
     return timer;
   }
+}
+
+const EPOCH_MARK = Buffer.from(',"epoch":"');
+
+/** The epoch at the end of a numbered frame (`…,"epoch":"<epoch>"}`); only read for frames held during a join. */
+function frameEpoch(frame: Buffer): string | undefined {
+  const at = frame.lastIndexOf(EPOCH_MARK);
+  if (at < 0) return undefined;
+  return frame.toString('latin1', at + EPOCH_MARK.length, frame.length - 2);
 }

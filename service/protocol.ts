@@ -31,9 +31,12 @@ export const ERROR_CODES: readonly ErrorCode[] = [
 
 export const ROOM_RE = /^[A-Za-z0-9:_.-]{1,128}$/;
 const MAX_ID_LENGTH = 64;
+/** Seqs stay within the integers a JavaScript number holds exactly. */
+const SEQ_RE = /^(0|[1-9][0-9]{0,14})$/;
+const MAX_EPOCH_LENGTH = 64;
 const CLIENT_TYPES = ['join', 'leave', 'publish', 'ping'] as const;
 
-/** Position in a room's history a client wants to resume from (message recovery is not implemented yet). */
+/** Position in a room's history a client wants to resume from: the seq and epoch of the last message it has. */
 export interface Since {
   readonly seq: string;
   readonly epoch: string;
@@ -92,6 +95,12 @@ export function parseClientFrame(text: string): ParseResult {
         typeof since.epoch !== 'string'
       ) {
         return fail('bad_frame', `"since" must be an object {"seq": string, "epoch": string}; received ${describe(obj.since)}`, id);
+      }
+      if (!SEQ_RE.test(since.seq)) {
+        return fail('bad_frame', `"since.seq" must be a decimal string such as "42" (at most 15 digits); received ${describe(since.seq)}`, id);
+      }
+      if (since.epoch.length > MAX_EPOCH_LENGTH) {
+        return fail('bad_frame', `"since.epoch" must be at most ${MAX_EPOCH_LENGTH} characters; received ${describe(since.epoch)}`, id);
       }
       return ok({ type: 'join', room, id, since: { seq: since.seq, epoch: since.epoch } });
     }

@@ -5,6 +5,7 @@ import {
   broadcastChannel,
   decodeEnvelope,
   encodeEnvelope,
+  isOwnEcho,
   roomChannel,
   type Backplane,
   type BackplaneStatus,
@@ -24,6 +25,22 @@ import {
   type RedisConnectionSettings,
 } from './redis-common';
 import type { RedisBackplaneOptions } from './redis';
+import {
+  APPEND_SCRIPT,
+  BUFFER_REPLIES,
+  EpochSource,
+  HISTORY_OFF,
+  READ_SCRIPT,
+  appendArgs,
+  historyKeys,
+  parseReadReply,
+  parseSeqReply,
+  readArgs,
+  runScript,
+  type HistoryOptions,
+  type HistoryPosition,
+  type HistoryRead,
+} from './history';
 
 type Cluster = RedisClusterType<{}, {}, {}, 3, {}>;
 
@@ -38,7 +55,10 @@ type Cluster = RedisClusterType<{}, {}, {}, 3, {}>;
  */
 export class ClusterBackplane implements Backplane {
   readonly kind = 'cluster' as const;
+  readonly historyEnabled: boolean;
   readonly #opts: RedisBackplaneOptions;
+  readonly #history: HistoryOptions;
+  readonly #epochs = new EpochSource();
   readonly #settings: RedisConnectionSettings;
   readonly #reporter: StateReporter;
   readonly #logger: Logger;
@@ -62,6 +82,8 @@ export class ClusterBackplane implements Backplane {
 
   constructor(opts: RedisBackplaneOptions) {
     this.#opts = opts;
+    this.#history = opts.history ?? HISTORY_OFF;
+    this.historyEnabled = this.#history.size > 0;
     this.#settings = resolveConnectionSettings(opts.url, opts.authToken, opts.tlsCaFile);
     this.#logger = opts.logger.child({ url: redactUrl(opts.url), redisMode: 'cluster' });
     this.#reporter = new StateReporter('cluster', this.#logger);
@@ -90,6 +112,46 @@ export class ClusterBackplane implements Backplane {
         () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`));
     } catch (err) {
       throw new BackplaneUnavailableError(`publishing to the redis cluster failed (${describeError(err)}); retry shortly`);
+    }
+  }
+
+  async append(target: Target, frame: Buffer): Promise<number> {
+    const cluster = this.#cluster;
+    if (this.#reporter.state !== 'ready' || cluster === undefined) throw new BackplaneUnavailableError();
+    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
+    // Broadcasts are numbered but not stored: no join can ask for them.
+    const stored = target === null ? 0 : this.#history.size;
+    const keys = historyKeys(this.#opts.channelPrefix, target);
+    const args = appendArgs('SPUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
+    try {
+      // The keys carry the channel's hash tag, so the script and its SPUBLISH run on the shard that owns the room.
+      const reply = await withTimeout(
+        runScript((a) => cluster.sendCommand(keys[0], false, a, BUFFER_REPLIES), APPEND_SCRIPT, keys, args),
+        PUBLISH_TIMEOUT_MS,
+        () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`),
+      );
+      return parseSeqReply(reply);
+    } catch (err) {
+      throw new BackplaneUnavailableError(`publishing to the redis cluster failed (${describeError(err)}); retry shortly`);
+    }
+  }
+
+  async readHistory(room: string, since: HistoryPosition | undefined): Promise<HistoryRead> {
+    const cluster = this.#cluster;
+    if (this.#reporter.state !== 'ready' || cluster === undefined) throw new BackplaneUnavailableError();
+    const keys = historyKeys(this.#opts.channelPrefix, room);
+    const args = readArgs(this.#history, this.#epochs.next(), since);
+    try {
+      const reply = await withTimeout(
+        runScript((a) => cluster.sendCommand(keys[0], false, a, BUFFER_REPLIES), READ_SCRIPT, keys, args),
+        COMMAND_TIMEOUT_MS,
+        () => new Error(`no reply within ${COMMAND_TIMEOUT_MS} ms`),
+      );
+      return parseReadReply(reply);
+    } catch (err) {
+      throw new BackplaneUnavailableError(
+        `reading the history of room ${JSON.stringify(room)} from the redis cluster failed (${describeError(err)}); retry shortly`,
+      );
     }
   }
 
@@ -152,9 +214,9 @@ export class ClusterBackplane implements Backplane {
     const target = this.#channels.get(channel.toString());
     if (target === undefined || this.#handler === undefined) return;
     const envelope = decodeEnvelope(message);
-    if (envelope === null || envelope.instanceId === this.#opts.instanceId) return;
+    if (envelope === null || isOwnEcho(envelope, this.#opts.instanceId)) return;
     try {
-      this.#handler(target, envelope.frame);
+      this.#handler(target, envelope.frame, envelope.seq);
     } catch (err) {
       this.#logger.error({ err }, 'frame handler threw');
     }

@@ -10,8 +10,10 @@ export { BackplaneUnavailableError } from './types';
 
 /** Picks the backplane the configuration asks for: in-memory without REDIS_URL, else Redis (standalone or cluster). */
 export function createBackplane(config: ServiceConfig, logger: Logger): Backplane {
-  if (!config.redisUrl) return new MemoryBackplane();
+  const history = { size: config.historySize, ttlSeconds: config.historyTtlSeconds, replayMax: config.historyReplayMax };
+  if (!config.redisUrl) return new MemoryBackplane(history);
   const opts = {
+    history,
     url: config.redisUrl,
     authToken: config.redisAuthToken,
     tlsCaFile: config.redisTlsCaFile,

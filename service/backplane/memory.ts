@@ -6,17 +6,45 @@ import {
   type FrameHandler,
   type Target,
 } from './types';
+import { EpochSource, HISTORY_OFF, classify, frameHead, type HistoryOptions, type HistoryPosition, type HistoryRead } from './history';
+
+/** How often idle histories are dropped, at most; they are also checked lazily on every use. */
+const SWEEP_INTERVAL_MS = 30_000;
+
+/** One room's history: the newest `size` frames, the seq of the last one and when it was last used. */
+interface RoomHistory {
+  readonly epoch: string;
+  seq: number;
+  /** The newest frames (up to twice `size` between trims); frames[i] holds seq `seq - frames.length + 1 + i`. */
+  readonly frames: Buffer[];
+  touched: number;
+}
 
 /**
  * The single-instance backplane: there are no other instances, so publish has nobody to reach
- * (the hub already delivered locally) and no frames ever arrive.
+ * (the hub already delivered locally) and no frames ever arrive from elsewhere. With history on it keeps each
+ * room's bounded history in process, with the same numbering, TTL and recovery rules as Redis, and hands every
+ * numbered frame straight back to the hub.
  */
 export class MemoryBackplane implements Backplane {
   readonly kind = 'memory' as const;
+  readonly historyEnabled: boolean;
   private state: BackplaneState = 'connecting';
   private readonly listeners = new Set<(status: BackplaneStatus) => void>();
+  private readonly histories = new Map<string, RoomHistory>();
+  private readonly epochs = new EpochSource();
+  private handler: FrameHandler | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly history: HistoryOptions = HISTORY_OFF) {
+    this.historyEnabled = history.size > 0;
+  }
 
   async start(): Promise<void> {
+    if (this.historyEnabled && this.sweepTimer === undefined && this.state !== 'closed') {
+      this.sweepTimer = setInterval(() => this.sweep(), Math.min(SWEEP_INTERVAL_MS, this.history.ttlSeconds * 1000));
+      this.sweepTimer.unref();
+    }
     this.setState('ready');
   }
 
@@ -24,11 +52,38 @@ export class MemoryBackplane implements Backplane {
     if (this.state !== 'ready') throw new BackplaneUnavailableError(`the in-memory backplane is ${this.state}`);
   }
 
+  async append(target: Target, frame: Buffer): Promise<number> {
+    if (this.state !== 'ready') throw new BackplaneUnavailableError(`the in-memory backplane is ${this.state}`);
+    const h = this.room(target);
+    h.seq++;
+    const numbered = Buffer.concat([frameHead(frame), Buffer.from(`,"seq":"${h.seq}","epoch":"${h.epoch}"}`)]);
+    // Broadcasts are numbered but not kept: there is no join for them, so nothing could replay them.
+    if (target !== null) {
+      h.frames.push(numbered);
+      // Trimmed in batches so a publish never shifts a thousand-element array.
+      if (h.frames.length >= this.history.size * 2) h.frames.splice(0, h.frames.length - this.history.size);
+    }
+    this.handler?.(target, numbered, h.seq);
+    return h.seq;
+  }
+
+  async readHistory(room: string, since: HistoryPosition | undefined): Promise<HistoryRead> {
+    if (this.state !== 'ready') throw new BackplaneUnavailableError(`the in-memory backplane is ${this.state}`);
+    const h = this.room(room);
+    const position = { seq: String(h.seq), epoch: h.epoch };
+    const outcome = classify(since, h.epoch, h.seq, Math.min(h.frames.length, this.history.size), this.history.replayMax);
+    if (outcome !== 'ok' || since === undefined) return { position, outcome, frames: [] };
+    const gap = h.seq - Number(since.seq);
+    return { position, outcome, frames: gap === 0 ? [] : h.frames.slice(h.frames.length - gap) };
+  }
+
   async subscribe(_room: string): Promise<void> {}
 
   async unsubscribe(_room: string): Promise<void> {}
 
-  onFrame(_handler: FrameHandler): void {}
+  onFrame(handler: FrameHandler): void {
+    this.handler = handler;
+  }
 
   onStateChange(listener: (status: BackplaneStatus) => void): void {
     this.listeners.add(listener);
@@ -39,8 +94,30 @@ export class MemoryBackplane implements Backplane {
   }
 
   async close(): Promise<void> {
+    if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    this.histories.clear();
     this.setState('closed');
     this.listeners.clear();
+  }
+
+  /** The target's live history, starting a new epoch when it never existed or sat idle past the TTL. */
+  private room(target: Target): RoomHistory {
+    // A reserved key: room names cannot contain spaces.
+    const key = target ?? ' broadcast';
+    const now = Date.now();
+    let h = this.histories.get(key);
+    if (h === undefined || now - h.touched > this.history.ttlSeconds * 1000) {
+      h = { epoch: this.epochs.next(), seq: 0, frames: [], touched: now };
+      this.histories.set(key, h);
+    }
+    h.touched = now;
+    return h;
+  }
+
+  private sweep(): void {
+    const cutoff = Date.now() - this.history.ttlSeconds * 1000;
+    for (const [key, h] of this.histories) if (h.touched < cutoff) this.histories.delete(key);
   }
 
   private setState(state: BackplaneState): void {

@@ -5,6 +5,7 @@ import {
   broadcastChannel,
   decodeEnvelope,
   encodeEnvelope,
+  isOwnEcho,
   roomChannel,
   type Backplane,
   type BackplaneStatus,
@@ -22,6 +23,22 @@ import {
   withTimeout,
   type RedisConnectionSettings,
 } from './redis-common';
+import {
+  APPEND_SCRIPT,
+  BUFFER_REPLIES,
+  EpochSource,
+  HISTORY_OFF,
+  READ_SCRIPT,
+  appendArgs,
+  historyKeys,
+  parseReadReply,
+  parseSeqReply,
+  readArgs,
+  runScript,
+  type HistoryOptions,
+  type HistoryPosition,
+  type HistoryRead,
+} from './history';
 
 /** Options shared by the standalone and cluster Redis backplanes. */
 export interface RedisBackplaneOptions {
@@ -36,6 +53,8 @@ export interface RedisBackplaneOptions {
   /** This instance's id; envelopes tagged with it are dropped on receipt. */
   instanceId: string;
   logger: Logger;
+  /** Per-room history for message recovery; size 0 keeps the plain publish path. @default off (size 0) */
+  history?: HistoryOptions;
 }
 
 /** How often the publisher connection asks ROLE, to notice a primary demoted without a dropped connection. */
@@ -65,7 +84,10 @@ interface Address {
  */
 export class RedisBackplane implements Backplane {
   readonly kind = 'redis' as const;
+  readonly historyEnabled: boolean;
   readonly #opts: RedisBackplaneOptions;
+  readonly #history: HistoryOptions;
+  readonly #epochs = new EpochSource();
   readonly #settings: RedisConnectionSettings;
   readonly #configured: Address;
   readonly #reporter: StateReporter;
@@ -95,6 +117,8 @@ export class RedisBackplane implements Backplane {
 
   constructor(opts: RedisBackplaneOptions) {
     this.#opts = opts;
+    this.#history = opts.history ?? HISTORY_OFF;
+    this.historyEnabled = this.#history.size > 0;
     this.#settings = resolveConnectionSettings(opts.url, opts.authToken, opts.tlsCaFile);
     this.#configured = { host: this.#settings.endpoint.host, port: this.#settings.endpoint.port };
     this.#target = this.#configured;
@@ -128,6 +152,41 @@ export class RedisBackplane implements Backplane {
       await withTimeout(pub.publish(channel, encodeEnvelope(this.#opts.instanceId, frame)), PUBLISH_TIMEOUT_MS, publishTimedOut);
     } catch (err) {
       throw new BackplaneUnavailableError(`publishing to redis failed (${describeError(err)}); retry shortly`);
+    }
+  }
+
+  async append(target: Target, frame: Buffer): Promise<number> {
+    const pub = this.#pub;
+    if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
+    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
+    // Broadcasts are numbered but not stored: no join can ask for them.
+    const stored = target === null ? 0 : this.#history.size;
+    const args = appendArgs('PUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
+    try {
+      const reply = await withTimeout(
+        runScript((a) => pub.sendCommand(a, BUFFER_REPLIES), APPEND_SCRIPT, historyKeys(this.#opts.channelPrefix, target), args),
+        PUBLISH_TIMEOUT_MS,
+        publishTimedOut,
+      );
+      return parseSeqReply(reply);
+    } catch (err) {
+      throw new BackplaneUnavailableError(`publishing to redis failed (${describeError(err)}); retry shortly`);
+    }
+  }
+
+  async readHistory(room: string, since: HistoryPosition | undefined): Promise<HistoryRead> {
+    const pub = this.#pub;
+    if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
+    const args = readArgs(this.#history, this.#epochs.next(), since);
+    try {
+      const reply = await withTimeout(
+        runScript((a) => pub.sendCommand(a, BUFFER_REPLIES), READ_SCRIPT, historyKeys(this.#opts.channelPrefix, room), args),
+        COMMAND_TIMEOUT_MS,
+        () => new Error(`no reply within ${COMMAND_TIMEOUT_MS} ms`),
+      );
+      return parseReadReply(reply);
+    } catch (err) {
+      throw new BackplaneUnavailableError(`reading the history of room ${JSON.stringify(room)} failed (${describeError(err)}); retry shortly`);
     }
   }
 
@@ -190,9 +249,9 @@ export class RedisBackplane implements Backplane {
     const target = this.#channels.get(channel.toString());
     if (target === undefined || this.#handler === undefined) return;
     const envelope = decodeEnvelope(message);
-    if (envelope === null || envelope.instanceId === this.#opts.instanceId) return;
+    if (envelope === null || isOwnEcho(envelope, this.#opts.instanceId)) return;
     try {
-      this.#handler(target, envelope.frame);
+      this.#handler(target, envelope.frame, envelope.seq);
     } catch (err) {
       this.#logger.error({ err }, 'frame handler threw');
     }

@@ -6,14 +6,20 @@
  * its local members without parsing or re-serialising them.
  */
 
+import type { HistoryPosition, HistoryRead } from './history';
+
 /** `connecting` before the first connection, `ready` when publish and subscribe work, `down` while reconnecting, `closed` after close(). */
 export type BackplaneState = 'connecting' | 'ready' | 'down' | 'closed';
 
 /** Room name, or null for the broadcast channel (every client on every instance). */
 export type Target = string | null;
 
-/** Called for every frame published by another instance; `frame` is the client-ready JSON text as UTF-8 bytes. */
-export type FrameHandler = (target: Target, frame: Buffer) => void;
+/**
+ * Called for every frame to deliver locally: frames published by other instances and, with history on, this
+ * instance's own numbered frames too. `frame` is the client-ready JSON text as UTF-8 bytes; `seq` is the frame's
+ * position in its room's history (undefined with history off).
+ */
+export type FrameHandler = (target: Target, frame: Buffer, seq?: number) => void;
 
 export interface BackplaneStatus {
   readonly kind: 'memory' | 'redis' | 'cluster';
@@ -28,6 +34,20 @@ export interface Backplane {
   start(): Promise<void>;
   /** Publishes a frame (client-ready JSON bytes) to other instances. Rejects with BackplaneUnavailableError while down. */
   publish(target: Target, frame: Buffer): Promise<void>;
+  /** Whether rooms have a history (RELAY_HISTORY_SIZE > 0): publish through append(), join through readHistory(). */
+  readonly historyEnabled: boolean;
+  /**
+   * History on: numbers the frame (seq, epoch), stores it in the target's history and publishes it, atomically.
+   * `frame` is the complete message frame without seq/epoch; the stored and delivered frame ends with
+   * `,"seq":"…","epoch":"…"}`. Every instance, this one included, receives the numbered frame through the
+   * onFrame handler, in seq order. Resolves with the seq. Rejects with BackplaneUnavailableError while down.
+   */
+  append(target: Target, frame: Buffer): Promise<number>;
+  /**
+   * History on: the room's current position (creating its epoch if it has none) and, when `since` is given and
+   * the gap can be filled, every frame after it in order. Rejects with BackplaneUnavailableError while down.
+   */
+  readHistory(room: string, since: HistoryPosition | undefined): Promise<HistoryRead>;
   /** Subscribes to a room's channel; called by the hub on the room's first local member. */
   subscribe(room: string): Promise<void>;
   /** Unsubscribes from a room's channel; called by the hub after the room's last local member left. */
@@ -50,6 +70,8 @@ export class BackplaneUnavailableError extends Error {
   }
 }
 
+export type { HistoryPosition, HistoryRead, RecoveryOutcome } from './history';
+
 /** Channel names shared by every backplane implementation; the prefix isolates apps sharing one Redis. */
 export function roomChannel(prefix: string, room: string): string {
   // The hash tag keeps a room's channel and any per-room keys on one cluster slot.
@@ -61,16 +83,30 @@ export function broadcastChannel(prefix: string): string {
 }
 
 /**
- * Wire format on a channel: `<instanceId> <frame>`. Instance ids contain no spaces, so the first
- * space splits tag from frame; an instance drops what it tagged itself (it already delivered locally).
+ * Wire format on a channel: `<instanceId> <frame>` (history off) or `<instanceId>#<seq> <frame>` (history on,
+ * written by the append script). Instance ids contain neither spaces nor `#`, so the first space ends the tag
+ * and the frame stays opaque. Without a seq the publisher already delivered locally, so it drops its own
+ * envelope; with a seq every instance delivers from the channel, its own included, which keeps local delivery
+ * in seq order.
  */
 export function encodeEnvelope(instanceId: string, frame: Buffer): Buffer {
   return Buffer.concat([Buffer.from(`${instanceId} `), frame]);
 }
 
 /** Splits an envelope without copying the frame bytes; null when the envelope is malformed. */
-export function decodeEnvelope(raw: Buffer): { instanceId: string; frame: Buffer } | null {
+export function decodeEnvelope(raw: Buffer): { instanceId: string; seq?: number; frame: Buffer } | null {
   const space = raw.indexOf(0x20);
   if (space <= 0) return null;
-  return { instanceId: raw.toString('latin1', 0, space), frame: raw.subarray(space + 1) };
+  const tag = raw.toString('latin1', 0, space);
+  const frame = raw.subarray(space + 1);
+  const hash = tag.indexOf('#');
+  if (hash < 0) return { instanceId: tag, frame };
+  const seq = Number(tag.slice(hash + 1));
+  if (hash === 0 || !Number.isSafeInteger(seq)) return null;
+  return { instanceId: tag.slice(0, hash), seq, frame };
+}
+
+/** Whether a received envelope is one this instance must skip: its own, published after it already delivered locally. */
+export function isOwnEcho(envelope: { instanceId: string; seq?: number }, instanceId: string): boolean {
+  return envelope.seq === undefined && envelope.instanceId === instanceId;
 }

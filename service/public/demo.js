@@ -57,7 +57,7 @@
     var via = m.instanceId ? 'sent on instance ' + m.instanceId
       : 'received via instance ' + ((client.welcome && client.welcome.instanceId) || '?');
     meta.textContent = (m.room ? 'room ' + m.room : 'broadcast') + ' · from connection ' + m.from +
-      ' · ' + via + (typeof m.seq === 'number' ? ' · seq ' + m.seq : '');
+      ' · ' + via + (m.seq !== undefined ? ' · seq ' + m.seq : '');
     li.appendChild(text);
     li.appendChild(meta);
     messages.appendChild(li);

@@ -2,8 +2,9 @@
 
 /** Position of the newest message seen in a room; sent back as `since` when rejoining after a reconnect. */
 export interface RelayPosition {
-  readonly seq: number;
-  readonly epoch: string | number;
+  /** Decimal string; "0" before the room's first message. */
+  readonly seq: string;
+  readonly epoch: string;
 }
 
 /** The relay's first frame on every connection, plus the URL it arrived on. */
@@ -22,8 +23,9 @@ export interface RelayMessage {
   readonly data: unknown;
   /** connectionId of the publisher. */
   readonly from: string;
-  readonly seq?: number;
-  readonly epoch?: string | number;
+  /** Position in the room's history (decimal string); broadcasts carry their own sequence. */
+  readonly seq?: string;
+  readonly epoch?: string;
 }
 
 /** The relay's answer to join / leave / publish. */
@@ -32,8 +34,19 @@ export interface RelayAck {
   readonly id: string;
   /** On a rejoin with `since`: whether the relay could replay everything missed. */
   readonly recovered?: boolean;
-  /** On a rejoin with `since`: how many messages were replayed. */
+  /** On a rejoin with `since`: how many messages were replayed (they arrive before the ack). */
   readonly replayed?: number;
+  /** On every join when recovery is on: the room's position; the messages after it follow the ack. */
+  readonly position?: RelayPosition;
+}
+
+/** A rejoin whose gap the relay could not fill: the app must reload the room's state; delivery continues after `position`. */
+export interface RelayResyncEvent {
+  readonly room: string;
+  /** What the client asked to resume from. */
+  readonly since: RelayPosition;
+  /** Where the relay continues from (absent when the backplane was unavailable). */
+  readonly position?: RelayPosition;
 }
 
 /**
@@ -73,6 +86,8 @@ export interface RelayClientEvents {
   reconnecting: RelayReconnectingEvent;
   error: RelayError;
   state: RelayState;
+  /** A rejoin after a reconnect could not replay what was missed. */
+  resync: RelayResyncEvent;
 }
 
 export interface RelayBackoffOptions {

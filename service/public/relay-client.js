@@ -24,7 +24,7 @@
     connectTimeoutMs: 10000,
   };
   var OPEN = 1; // WebSocket.OPEN, identical in browsers and ws
-  var EVENTS = ['open', 'message', 'close', 'reconnecting', 'error', 'state'];
+  var EVENTS = ['open', 'message', 'close', 'reconnecting', 'error', 'state', 'resync'];
 
   /**
    * @param {{ urls: string[], WebSocket?: Function, backoff?: { initialMs?: number, maxMs?: number },
@@ -99,7 +99,7 @@
     });
   }
 
-  /** Subscribes to an event: open, message, close, reconnecting, error, state. */
+  /** Subscribes to an event: open, message, close, reconnecting, error, state, resync. */
   RelayClient.prototype.on = function (event, fn) {
     checkEvent(event);
     if (typeof fn !== 'function') throw relayError('invalid_argument', 'on("' + event + '", fn): fn must be a function.');
@@ -140,6 +140,7 @@
     checkRoomArg('join', room);
     return this._request({ type: 'join', room: room }, 'ack').then(function (ack) {
       self._rooms.add(room);
+      self._notePosition(room, ack);
       return ack;
     });
   };
@@ -291,7 +292,15 @@
       var frameOut = { type: 'join', room: room };
       var seen = self._lastSeen.get(room);
       if (seen) frameOut.since = { seq: seen.seq, epoch: seen.epoch };
-      return self._request(frameOut, 'ack').then(null, function (err) {
+      return self._request(frameOut, 'ack').then(function (ack) {
+        if (seen && ack.recovered === false) {
+          // The relay could not fill the gap (history expired, Redis lost it, or too many missed): the app must reload the room.
+          self._emit('resync', { room: room, since: { seq: seen.seq, epoch: seen.epoch }, position: ack.position });
+          // What was seen belongs to a history the relay no longer serves; numbering continues from its position.
+          self._lastSeen.delete(room);
+        }
+        self._notePosition(room, ack);
+      }, function (err) {
         // The room stays in the set: the next reconnect tries again.
         if (self._socket === socket) {
           self._emit('error', wrapError(err.code || 'rejoin_failed', 'Rejoining room "' + room + '" failed: ' + err.message, err));
@@ -312,13 +321,25 @@
   };
 
   RelayClient.prototype._onMessage = function (frame) {
-    if (typeof frame.room === 'string' && typeof frame.seq === 'number' && frame.epoch !== undefined) {
+    if (typeof frame.room === 'string' && isSeq(frame.seq) && typeof frame.epoch === 'string') {
       var seen = this._lastSeen.get(frame.room);
       // A replay can overlap what already arrived; within one epoch seq only grows, so older ones are duplicates.
-      if (seen && seen.epoch === frame.epoch && frame.seq <= seen.seq) return;
-      this._lastSeen.set(frame.room, { seq: frame.seq, epoch: frame.epoch });
+      if (seen && seen.epoch === frame.epoch && Number(frame.seq) <= Number(seen.seq)) return;
+      this._lastSeen.set(frame.room, { seq: String(frame.seq), epoch: frame.epoch });
     }
     this._emit('message', frame);
+  };
+
+  /**
+   * A join ack carries the room's position when the relay keeps history: the messages after it follow the ack, so
+   * a client that has seen nothing yet (or could not recover) resumes from there after its next reconnect.
+   */
+  RelayClient.prototype._notePosition = function (room, ack) {
+    var position = ack && ack.position;
+    if (!position || !isSeq(position.seq) || typeof position.epoch !== 'string') return;
+    var seen = this._lastSeen.get(room);
+    if (seen && seen.epoch === position.epoch && Number(seen.seq) >= Number(position.seq)) return;
+    this._lastSeen.set(room, { seq: String(position.seq), epoch: position.epoch });
   };
 
   RelayClient.prototype._request = function (frame, expect) {
@@ -471,6 +492,11 @@
   function unref(timer) {
     // Node only: pending timers must not keep a process alive on their own.
     if (timer && typeof timer.unref === 'function') timer.unref();
+  }
+
+  function isSeq(seq) {
+    // The relay sends decimal strings; numbers are accepted from relays that sent them before.
+    return (typeof seq === 'string' && /^[0-9]{1,15}$/.test(seq)) || (typeof seq === 'number' && seq >= 0 && seq % 1 === 0);
   }
 
   function isPositiveNumber(n) {

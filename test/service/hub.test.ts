@@ -26,6 +26,8 @@ afterEach(async () => {
 });
 
 const isError = (code: string) => (f: Frame) => f.type === 'error' && f.code === code;
+/** With history on (the default) every join ack carries the room's position; "0" before its first message. */
+const position = (seq: string) => ({ seq, epoch: expect.stringMatching(/^[A-Za-z0-9_-]+$/) });
 
 describe('hub: frames and acks', () => {
   it('greets with a welcome frame', async () => {
@@ -38,8 +40,8 @@ describe('hub: frames and acks', () => {
     const { url } = await startRelay();
     const c = await connect(url);
     expect(await c.request({ type: 'ping', id: 'p1' })).toEqual({ type: 'pong', id: 'p1' });
-    expect(await c.request({ type: 'join', room: 'lobby', id: 'j1' })).toEqual({ type: 'ack', id: 'j1' });
-    expect(await c.request({ type: 'join', room: 'lobby', id: 'j2' })).toEqual({ type: 'ack', id: 'j2' });
+    expect(await c.request({ type: 'join', room: 'lobby', id: 'j1' })).toEqual({ type: 'ack', id: 'j1', position: position('0') });
+    expect(await c.request({ type: 'join', room: 'lobby', id: 'j2' })).toEqual({ type: 'ack', id: 'j2', position: position('0') });
     expect(await c.request({ type: 'leave', room: 'lobby', id: 'l1' })).toEqual({ type: 'ack', id: 'l1' });
     expect(await c.request({ type: 'leave', room: 'never-joined', id: 'l2' })).toEqual({ type: 'ack', id: 'l2' });
     c.send({ type: 'ping' });
@@ -47,11 +49,11 @@ describe('hub: frames and acks', () => {
     const pong = await c.waitFor((f) => f.type === 'pong' && !('id' in f));
     const ack = await c.waitFor((f) => f.type === 'ack' && !('id' in f));
     expect(pong).toEqual({ type: 'pong' });
-    expect(ack).toEqual({ type: 'ack' });
+    expect(ack).toEqual({ type: 'ack', position: position('0') });
   });
 
-  it('acks a join with since as not recovered, and refuses a malformed since', async () => {
-    const { url } = await startRelay();
+  it('acks a join with since as not recovered when history is off, and refuses a malformed since', async () => {
+    const { url } = await startRelay({ RELAY_HISTORY_SIZE: '0' });
     const c = await connect(url);
     expect(await c.request({ type: 'join', room: 'r', id: 's1', since: { seq: '10', epoch: 'abc' } })).toEqual({
       type: 'ack',
@@ -76,8 +78,9 @@ describe('hub: rooms and broadcast', () => {
     expect(await a.request({ type: 'publish', room: 'lobby', data: { text: 'hi' }, id: '2' })).toEqual({ type: 'ack', id: '2' });
     // The broadcast follows the room message from the same publisher, so once it arrives anything earlier would have too.
     await a.request({ type: 'publish', data: 'all', id: '3' });
-    const expected = { type: 'message', room: 'lobby', data: { text: 'hi' }, from: a.welcome.connectionId };
-    const broadcast = { type: 'message', data: 'all', from: a.welcome.connectionId };
+    const seqEpoch = { seq: '1', epoch: expect.any(String) };
+    const expected = { type: 'message', room: 'lobby', data: { text: 'hi' }, from: a.welcome.connectionId, ...seqEpoch };
+    const broadcast = { type: 'message', data: 'all', from: a.welcome.connectionId, ...seqEpoch };
     expect(await a.waitForMessages(2)).toEqual([expected, broadcast]);
     expect(await b.waitForMessages(2)).toEqual([expected, broadcast]);
     expect(await outsider.waitForMessages(1)).toEqual([broadcast]);
@@ -175,9 +178,9 @@ describe('hub: errors', () => {
       code: 'too_many_rooms',
       message: 'this connection is already in 2 rooms (RELAY_MAX_ROOMS=2); leave one before joining "r3"',
     });
-    expect(await c.request({ type: 'join', room: 'r1', id: '4' })).toEqual({ type: 'ack', id: '4' });
+    expect(await c.request({ type: 'join', room: 'r1', id: '4' })).toEqual({ type: 'ack', id: '4', position: position('0') });
     await c.request({ type: 'leave', room: 'r2', id: '5' });
-    expect(await c.request({ type: 'join', room: 'r3', id: '6' })).toEqual({ type: 'ack', id: '6' });
+    expect(await c.request({ type: 'join', room: 'r3', id: '6' })).toEqual({ type: 'ack', id: '6', position: position('0') });
   });
 
   it('rate-limits frames beyond the burst with rate_limited', async () => {

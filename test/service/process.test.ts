@@ -61,7 +61,9 @@ describe('bundled relay process', () => {
     expect(c.welcome).toEqual({ type: 'welcome', connectionId: expect.any(String), instanceId: listening.instanceId, protocol: 1 });
     await c.request({ type: 'join', room: 'lobby', id: '1' });
     await c.request({ type: 'publish', room: 'lobby', data: 'hello', id: '2' });
-    expect(await c.waitForMessages(1)).toEqual([{ type: 'message', room: 'lobby', data: 'hello', from: c.welcome.connectionId }]);
+    expect(await c.waitForMessages(1)).toEqual([
+      { type: 'message', room: 'lobby', data: 'hello', from: c.welcome.connectionId, seq: '1', epoch: expect.any(String) },
+    ]);
   });
 
   it('listens and reports 503 when Redis is unreachable at boot, refusing publishes with backplane_unavailable', async () => {

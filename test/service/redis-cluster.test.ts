@@ -164,7 +164,7 @@ describe('two relays with REDIS_MODE=cluster', () => {
       const receiver = await TestClient.connect(relays[1].wsUrl);
       clients.push(sender, receiver);
       for (const { room } of rooms) {
-        expect(await receiver.request({ type: 'join', room, id: room })).toEqual({ type: 'ack', id: room });
+        expect(await receiver.request({ type: 'join', room, id: room })).toEqual({ type: 'ack', id: room, position: { seq: '0', epoch: expect.any(String) } });
       }
       for (const { room } of rooms) sender.send({ type: 'publish', room, data: `to-${room}` });
       sender.send({ type: 'publish', data: 'to-all' });
@@ -172,8 +172,9 @@ describe('two relays with REDIS_MODE=cluster', () => {
       // Different shards are different connections: order holds per room, not across rooms.
       const byData = (a: { [k: string]: unknown }, b: { [k: string]: unknown }) => String(a.data).localeCompare(String(b.data));
       expect([...got].sort(byData)).toEqual([
-        ...rooms.map(({ room }) => ({ type: 'message', room, data: `to-${room}`, from: sender.welcome.connectionId })),
-        { type: 'message', data: 'to-all', from: sender.welcome.connectionId },
+        // History is on by default: the script that stores each message on its room's shard also SPUBLISHes it there.
+        ...rooms.map(({ room }) => ({ type: 'message', room, data: `to-${room}`, from: sender.welcome.connectionId, seq: '1', epoch: expect.any(String) })),
+        { type: 'message', data: 'to-all', from: sender.welcome.connectionId, seq: expect.stringMatching(/^[0-9]+$/), epoch: expect.any(String) },
       ].sort(byData));
       for (const { room, owner } of rooms) expect(await shardChannels(owner)).toContain(roomChannel(PREFIX, room));
     } finally {

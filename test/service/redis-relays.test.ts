@@ -13,8 +13,12 @@ async function connect(relay: RelayProcess): Promise<TestClient> {
 
 async function join(client: TestClient, room: string): Promise<void> {
   const reply = await client.request({ type: 'join', room, id: `join-${room}` });
-  expect(reply).toEqual({ type: 'ack', id: `join-${room}` });
+  // History is on by default: the ack carries the room's position.
+  expect(reply).toEqual({ type: 'ack', id: `join-${room}`, position: numbered });
 }
+
+/** seq and epoch of a numbered message (or a join ack's position). */
+const numbered = { seq: expect.stringMatching(/^[0-9]+$/), epoch: expect.any(String) };
 
 /** Generous limits: these tests measure relaying, not the rate limiter. */
 function relayEnv(redisUrl: string, prefix: string, extra: Record<string, string> = {}): Record<string, string> {
@@ -68,11 +72,11 @@ describe('two relays on one Redis', () => {
     expect(fromC1.every((m) => m.room === 'lobby')).toBe(true);
     await c1.waitForMessages(total + 1, 30_000);
     expect(c1.messages().filter((m) => m.data === 'from-c2')).toEqual([
-      { type: 'message', room: 'lobby', data: 'from-c2', from: c2.welcome.connectionId },
+      { type: 'message', room: 'lobby', data: 'from-c2', from: c2.welcome.connectionId, ...numbered },
     ]);
 
     c1.send({ type: 'publish', data: 'everyone' });
-    const everyone = { type: 'message', data: 'everyone', from: c1.welcome.connectionId };
+    const everyone = { type: 'message', data: 'everyone', from: c1.welcome.connectionId, ...numbered };
     await outsider.waitFor((f) => f.data === 'everyone');
     await c2.waitFor((f) => f.data === 'everyone');
     // A last marker through the same path proves nothing else (no duplicate) was still on its way.
@@ -169,7 +173,7 @@ describe('two relays on a TLS-only Redis with AUTH', () => {
       await join(c2, 'vault');
       c1.send({ type: 'publish', room: 'vault', data: { secret: false } });
       const [message] = await c2.waitForMessages(1);
-      expect(message).toEqual({ type: 'message', room: 'vault', data: { secret: false }, from: c1.welcome.connectionId });
+      expect(message).toEqual({ type: 'message', room: 'vault', data: { secret: false }, from: c1.welcome.connectionId, seq: '1', epoch: expect.any(String) });
       expect(await redis.cli('PUBSUB', 'NUMSUB', 'secure:room:{vault}')).toBe('secure:room:{vault}\n1\n');
       expect([...r1.logs, ...r2.logs].join('\n')).not.toContain(password);
     } finally {
