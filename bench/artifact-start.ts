@@ -27,6 +27,8 @@ export interface StartupMeasurement {
 
 export interface ArtifactResult {
   readonly label: string;
+  /** Time buildArtifact() took (bundle, zip, hash) in this process. */
+  readonly buildMs: number;
   readonly zipBytes: number;
   /** Uncompressed size of every entry. */
   readonly unzippedBytes: number;
@@ -50,7 +52,9 @@ export async function runArtifact(opts: ArtifactOptions = {}): Promise<ArtifactR
   const work = mkdtempSync(join(tmpdir(), 'bench-artifact-'));
   const redis = await startBenchRedis();
   try {
+    const buildStart = performance.now();
     const artifact = await buildArtifact({ outDir: join(work, 'zips') });
+    const buildMs = performance.now() - buildStart;
     const appDir = join(work, 'app');
     const { entries, bytes } = await unzip(artifact.zipPath, appDir);
     const startup: StartupMeasurement[] = [];
@@ -63,7 +67,7 @@ export async function runArtifact(opts: ArtifactOptions = {}): Promise<ArtifactR
       }
       startup.push({ mode, runsMs, medianMs: median(runsMs) });
     }
-    return { label: artifact.label, zipBytes: artifact.sizeBytes, unzippedBytes: bytes, entries, startup };
+    return { label: artifact.label, buildMs, zipBytes: artifact.sizeBytes, unzippedBytes: bytes, entries, startup };
   } finally {
     await redis.stop();
     rmSync(work, { recursive: true, force: true });

@@ -238,6 +238,9 @@ function synthSection(s: SynthResult): string[] {
     '|---|---|---|',
     `| cdktf.json app: \`${s.app.command}\` (all environments, artifact build included) | ${s.app.runsMs.map((v) => v.toFixed(0)).join(', ')} | ${fmtMs(s.app.medianMs)} |`,
     `| one-resource app (bench/one-resource-app.ts, deep import): \`${s.oneResource.command}\` | ${s.oneResource.runsMs.map((v) => v.toFixed(0)).join(', ')} | ${fmtMs(s.oneResource.medianMs)} |`,
+    ...(s.appWithoutNpm
+      ? [`| for comparison, the app's npm script run without npm: \`${s.appWithoutNpm.command}\` | ${s.appWithoutNpm.runsMs.map((v) => v.toFixed(0)).join(', ')} | ${fmtMs(s.appWithoutNpm.medianMs)} |`]
+      : []),
     '',
     `Ratio: **${s.ratio.toFixed(2)} ×**.`,
     '',
@@ -248,7 +251,8 @@ function artifactSection(a: ArtifactResult): string[] {
   const out = [
     '## 4. Artifact',
     '',
-    `\`${a.label}.zip\`: ${fmtInt(a.zipBytes)} bytes, ${fmtInt(a.unzippedBytes)} bytes unzipped (${a.entries.join(', ')}). ` +
+    `\`${a.label}.zip\`: ${fmtInt(a.zipBytes)} bytes, ${fmtInt(a.unzippedBytes)} bytes unzipped (${a.entries.join(', ')}), ` +
+      `built by buildArtifact() in ${fmtMs(a.buildMs)}. ` +
       'Start time: from spawning `node server.js` in the unzipped folder to the first 200 from /healthz (polled every 5 ms).',
     '',
     '| backplane | runs (ms) | median |',

@@ -25,6 +25,8 @@ export interface SynthResult {
   readonly app: SynthCommandResult;
   /** bench/one-resource-app.ts bundled and run the same way. */
   readonly oneResource: SynthCommandResult;
+  /** When the app command is `npm run <script>`: the script's own command without npm, to show npm's share. */
+  readonly appWithoutNpm?: SynthCommandResult;
   /** app / oneResource (medians). */
   readonly ratio: number;
 }
@@ -59,8 +61,10 @@ export async function runSynth(opts: SynthOptions = {}): Promise<SynthResult> {
   const log = opts.log ?? (() => undefined);
   const work = copyRepo();
   const appCommand = cdktfAppCommand(work);
+  const direct = npmScriptBody(work, appCommand);
   const appRuns: number[] = [];
   const oneRuns: number[] = [];
+  const directRuns: number[] = [];
   try {
     for (let i = 0; i < runs; i++) {
       const startedAt = Date.now();
@@ -75,14 +79,30 @@ export async function runSynth(opts: SynthOptions = {}): Promise<SynthResult> {
         throw new SynthBenchError('the one-resource app exited 0 but did not write one-resource.out/manifest.json');
       }
       oneRuns.push(oneMs);
-      log(`synth run ${i + 1}/${runs}: app ${appMs.toFixed(0)} ms, one-resource app ${oneMs.toFixed(0)} ms`);
+      const directMs = direct === null ? Number.NaN : await timeCommand(work, direct, {}, timeoutMs);
+      if (direct !== null) directRuns.push(directMs);
+      log(
+        `synth run ${i + 1}/${runs}: app ${appMs.toFixed(0)} ms, one-resource app ${oneMs.toFixed(0)} ms` +
+          (direct === null ? '' : `, app without npm ${directMs.toFixed(0)} ms`),
+      );
     }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
   const app = { command: appCommand, runsMs: appRuns, medianMs: median(appRuns) };
   const oneResource = { command: ONE_RESOURCE_COMMAND, runsMs: oneRuns, medianMs: median(oneRuns) };
-  return { app, oneResource, ratio: app.medianMs / oneResource.medianMs };
+  const appWithoutNpm = direct === null ? undefined : { command: direct, runsMs: directRuns, medianMs: median(directRuns) };
+  return { app, oneResource, appWithoutNpm, ratio: app.medianMs / oneResource.medianMs };
+}
+
+/** The body of `npm run [--silent] <script>` from package.json, or null for any other command. */
+function npmScriptBody(root: string, command: string): string | null {
+  const m = /^npm run (?:--silent |-s )?([\w:.-]+)$/.exec(command.trim());
+  if (!m) return null;
+  const pkg: unknown = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+  const scripts = pkg && typeof pkg === 'object' ? (pkg as { scripts?: Record<string, unknown> }).scripts : undefined;
+  const body = scripts?.[m[1] as string];
+  return typeof body === 'string' ? body : null;
 }
 
 // What the synth reads; node_modules is linked. A copy keeps the checkout's cdktf.out and dist/ untouched.
