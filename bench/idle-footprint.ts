@@ -32,6 +32,11 @@ export interface IdleTargetResult {
   readonly baselineRssBytes: number;
   readonly loadedRssBytes: number;
   readonly bytesPerConnection: number;
+  /**
+   * RSS growth per connection over the second half only: the young generation's growth (garbage the server cannot be
+   * made to collect) is mostly paid in the first half, so this is closer to the live cost.
+   */
+  readonly marginalBytesPerConnection: number;
   /** Sockets the server closed while idle (should be 0). */
   readonly closedWhileIdle: number;
 }
@@ -69,8 +74,13 @@ export async function runIdleFootprint(opts: IdleOptions): Promise<IdleResult> {
         // One connection first, so lazily loaded code paths (upgrade, join, subscribe) are not charged to the sockets.
         opened.push(await connectMember(relay.wsUrl, 'room-warmup'));
         const baseline = await sample();
-        const sockets = await connectMany(connections, concurrency, (i) => connectMember(relay.wsUrl, `room-${i % rooms}`));
-        opened.push(...sockets);
+        const half = Math.floor(connections / 2);
+        const first = await connectMany(half, concurrency, (i) => connectMember(relay.wsUrl, `room-${i % rooms}`));
+        opened.push(...first);
+        const halfway = await sample();
+        const second = await connectMany(connections - half, concurrency, (i) => connectMember(relay.wsUrl, `room-${(half + i) % rooms}`));
+        opened.push(...second);
+        const sockets = [...first, ...second];
         const loaded = await sample();
         const closed = sockets.filter((s) => !s.isOpen()).length;
         const result: IdleTargetResult = {
@@ -80,9 +90,10 @@ export async function runIdleFootprint(opts: IdleOptions): Promise<IdleResult> {
           baselineRssBytes: baseline,
           loadedRssBytes: loaded,
           bytesPerConnection: (loaded - baseline) / connections,
+          marginalBytesPerConnection: (loaded - halfway) / (connections - half),
           closedWhileIdle: closed,
         };
-        log(`${spec.name}: ${connections} idle connections in ${rooms} rooms: RSS ${mb(baseline)} → ${mb(loaded)} MB, ${(result.bytesPerConnection / 1024).toFixed(2)} KB/connection`);
+        log(`${spec.name}: ${connections} idle connections in ${rooms} rooms: RSS ${mb(baseline)} → ${mb(loaded)} MB, ${fmtKb(result.bytesPerConnection)} per connection (${fmtKb(result.marginalBytesPerConnection)} over the second half)`);
         results.push(result);
       } finally {
         await closeAll(opened);
@@ -98,6 +109,10 @@ export async function runIdleFootprint(opts: IdleOptions): Promise<IdleResult> {
 async function closeAll(sockets: LoadSocket[]): Promise<void> {
   // In batches: thousands of simultaneous close handshakes only add noise to the next measurement.
   for (let i = 0; i < sockets.length; i += 500) await Promise.all(sockets.slice(i, i + 500).map((s) => s.close()));
+}
+
+function fmtKb(bytes: number): string {
+  return `${(bytes / 1000).toFixed(2)} KB`;
 }
 
 function mb(bytes: number): string {

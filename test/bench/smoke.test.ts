@@ -80,6 +80,7 @@ describe('bench smoke runs', () => {
       expect(t.baselineRssBytes).toBeGreaterThan(10 * 1024 * 1024);
       expect(t.loadedRssBytes).toBeGreaterThan(0);
       expect(Number.isFinite(t.bytesPerConnection)).toBe(true);
+      expect(Number.isFinite(t.marginalBytesPerConnection)).toBe(true);
       expect(t.closedWhileIdle).toBe(0);
     }
     expectNoProcessLeft();
