@@ -20,10 +20,22 @@ const REJECT_WINDOW_MS = 10_000;
 /** How long a socket we closed may take to finish the close handshake before it is terminated. */
 const DEFAULT_CLOSE_GRACE_MS = 2_000;
 
-/** Live frames held for a connection while its join reads the room's history, released once the replay is sent. */
+/** A live frame held for a connection while its join reads the room's history. */
 interface HeldFrame {
   readonly frame: Buffer;
   readonly seq: number | undefined;
+}
+
+/**
+ * A connection's join in progress for one room. While the history is read, live frames are held (`queue`). After
+ * the ack, frames at or before the acked position may still arrive (the subscription and the read use different
+ * Redis connections, so a frame published before the read can be received after its reply): they are dropped
+ * until the first newer frame shows the subscription has caught up.
+ */
+interface JoinState {
+  queue: HeldFrame[] | null;
+  epoch: string | undefined;
+  floor: number;
 }
 
 /** One client socket and its per-connection state. */
@@ -66,7 +78,7 @@ export class Hub {
   /** Latest subscribe call per room, so later joiners are acked only once the channel is subscribed. */
   private readonly subscriptions = new Map<string, Promise<void>>();
   /** room → connections whose join is reading history, with the live frames held for each meanwhile. */
-  private readonly joining = new Map<string, Map<ConnectionState, HeldFrame[]>>();
+  private readonly joining = new Map<string, Map<ConnectionState, JoinState>>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private pingTimer: NodeJS.Timeout | undefined;
   private readonly closeGraceMs: number;
@@ -131,12 +143,21 @@ export class Hub {
   deliverLocal(target: Target, frame: Buffer, seq?: number): number {
     const recipients = target === null ? this.conns : this.rooms.get(target);
     if (!recipients) return 0;
-    const held = target === null ? undefined : this.joining.get(target);
+    const joins = target === null ? undefined : this.joining.get(target);
     let delivered = 0;
     for (const conn of recipients) {
-      const queue = held?.get(conn);
-      if (queue !== undefined) queue.push({ frame, seq });
-      else if (this.send(conn, frame)) delivered++;
+      const join = joins?.get(conn);
+      if (join !== undefined) {
+        if (join.queue !== null) {
+          join.queue.push({ frame, seq });
+          continue;
+        }
+        if (isCovered(join, frame, seq)) continue;
+        // The subscription caught up with the acked position: back to plain delivery.
+        joins!.delete(conn);
+        if (joins!.size === 0) this.joining.delete(target!);
+      }
+      if (this.send(conn, frame)) delivered++;
     }
     if (delivered > 0) this.opts.metrics.messagesOut.inc(delivered);
     return delivered;
@@ -277,13 +298,14 @@ export class Hub {
    * the ack that the frames after it continue from exactly.
    */
   private async joinWithHistory(conn: ConnectionState, room: string, id: string | undefined, since: HistoryPosition | undefined): Promise<void> {
-    let held = this.joining.get(room);
-    if (!held) {
-      held = new Map();
-      this.joining.set(room, held);
+    let joins = this.joining.get(room);
+    if (!joins) {
+      joins = new Map();
+      this.joining.set(room, joins);
     }
     const queue: HeldFrame[] = [];
-    held.set(conn, queue);
+    const state: JoinState = { queue, epoch: undefined, floor: -1 };
+    joins.set(conn, state);
     let read: HistoryRead | undefined;
     try {
       await this.subscriptions.get(room);
@@ -293,9 +315,15 @@ export class Hub {
     }
     // The room's map may have been replaced while we waited (every member left and someone joined again).
     const current = this.joining.get(room);
-    current?.delete(conn);
-    if (current?.size === 0) this.joining.delete(room);
-    if (conn.closing || !conn.rooms.has(room)) return;
+    if (conn.closing || !conn.rooms.has(room) || current?.get(conn) !== state) return;
+    state.queue = null;
+    if (read === undefined) {
+      current.delete(conn);
+      if (current.size === 0) this.joining.delete(room);
+    } else {
+      state.epoch = read.position.epoch;
+      state.floor = Number(read.position.seq);
+    }
 
     let replayed = 0;
     if (read?.outcome === 'ok') {
@@ -310,12 +338,10 @@ export class Hub {
       extra.position = read.position;
       this.send(conn, encodeAck(id, extra));
     }
-    const epoch = read?.position.epoch;
-    const last = read === undefined ? -1 : Number(read.position.seq);
     let released = 0;
     for (const h of queue) {
       // Held frames at or before the position were replayed, or precede a position the client resynchronises from.
-      if (epoch !== undefined && h.seq !== undefined && h.seq <= last && frameEpoch(h.frame) === epoch) continue;
+      if (isCovered(state, h.frame, h.seq)) continue;
       if (this.send(conn, h.frame)) released++;
     }
     if (released > 0) this.opts.metrics.messagesOut.inc(released);
@@ -323,13 +349,14 @@ export class Hub {
 
   private leave(conn: ConnectionState, room: string): void {
     if (!conn.rooms.delete(room)) return;
+    const joins = this.joining.get(room);
+    if (joins?.delete(conn) === true && joins.size === 0) this.joining.delete(room);
     const members = this.rooms.get(room);
     if (!members) return;
     members.delete(conn);
     if (members.size > 0) return;
     this.rooms.delete(room);
     this.subscriptions.delete(room);
-    this.joining.get(room)?.delete(conn);
     this.opts.backplane.unsubscribe(room).catch((err: unknown) => this.opts.logger.warn({ err, room }, 'backplane unsubscribe failed'));
   }
 
@@ -449,6 +476,11 @@ export class Hub {
 }
 
 const EPOCH_MARK = Buffer.from(',"epoch":"');
+
+/** Whether a live frame is at or before the position a join acked (same epoch), so the client already has it or resynchronises past it. */
+function isCovered(join: JoinState, frame: Buffer, seq: number | undefined): boolean {
+  return join.epoch !== undefined && seq !== undefined && seq <= join.floor && frameEpoch(frame) === join.epoch;
+}
 
 /** The epoch at the end of a numbered frame (`…,"epoch":"<epoch>"}`); only read for frames held during a join. */
 function frameEpoch(frame: Buffer): string | undefined {

@@ -33,6 +33,7 @@ import {
   READ_SCRIPT,
   appendArgs,
   historyKeys,
+  loadScripts,
   parseReadReply,
   parseSeqReply,
   readArgs,
@@ -288,6 +289,15 @@ export class ClusterBackplane implements Backplane {
     if (cluster === undefined || this.#syncing) return;
     this.#syncing = true;
     try {
+      if (this.historyEnabled) {
+        // Every master gets the scripts before the backplane reports ready; see loadScripts for why.
+        await Promise.all(
+          cluster.masters.map(async (master) => {
+            const node = await cluster.nodeClient(master);
+            await withTimeout(loadScripts((a) => node.sendCommand(a)), COMMAND_TIMEOUT_MS, () => new Error(`SCRIPT LOAD on ${master.address} timed out`));
+          }),
+        );
+      }
       await Promise.all(
         [...this.#channels.keys()].map((channel) =>
           withTimeout(cluster.sSubscribe(channel, this.#onMessage, true), COMMAND_TIMEOUT_MS, () => new Error(`SSUBSCRIBE ${channel} timed out`)),

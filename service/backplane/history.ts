@@ -111,7 +111,16 @@ export const BUFFER_REPLIES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer,
 /** Sends one command (already routed for cluster); the Redis backplanes supply it. */
 export type SendCommand = (args: Array<string | Buffer>) => Promise<unknown>;
 
-/** EVALSHA, and EVAL once when the server does not know the script yet (restart, failover, flush). */
+/**
+ * Loads both scripts into a node's cache. The backplanes do this before they report ready (and again on every new
+ * connection or topology resync), because a NOSCRIPT fallback would reorder pipelined publishes: the EVAL retry of
+ * message n goes out after message n+1's EVALSHA, which may succeed once the script is loaded.
+ */
+export async function loadScripts(send: SendCommand): Promise<void> {
+  await Promise.all([APPEND_SCRIPT, READ_SCRIPT].map((lua) => send(['SCRIPT', 'LOAD', lua.source])));
+}
+
+/** EVALSHA, and EVAL when the server lost the script anyway (SCRIPT FLUSH, a failover the connection did not notice). */
 export async function runScript(send: SendCommand, lua: LuaScript, keys: readonly string[], args: Array<string | Buffer>): Promise<unknown> {
   const tail = [String(keys.length), ...keys, ...args];
   try {

@@ -31,6 +31,7 @@ import {
   READ_SCRIPT,
   appendArgs,
   historyKeys,
+  loadScripts,
   parseReadReply,
   parseSeqReply,
   readArgs,
@@ -107,6 +108,8 @@ export class RedisBackplane implements Backplane {
   /** Generation whose ROLE check is in flight, so one check runs per connection pair. */
   #roleCheckFor = -1;
   #roleUnsupported = false;
+  /** Generation whose primary has the history scripts loaded (loaded before the first publish, see loadScripts). */
+  #scriptsLoadedFor = -1;
   #failoverHops = 0;
   #downSince = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -342,6 +345,11 @@ export class RedisBackplane implements Backplane {
       if (generation !== this.#generation) return;
       const role = parseRole(reply);
       if (role.role === 'master') {
+        if (this.historyEnabled && this.#scriptsLoadedFor !== generation) {
+          await withTimeout(loadScripts((a) => pub.sendCommand(a)), COMMAND_TIMEOUT_MS, () => new Error(`SCRIPT LOAD: no reply within ${COMMAND_TIMEOUT_MS} ms`));
+          if (generation !== this.#generation) return;
+          this.#scriptsLoadedFor = generation;
+        }
         this.#failoverHops = 0;
         this.#roleOk = true;
         this.#recompute();

@@ -74,6 +74,7 @@ export class RecoveringClient {
   private readonly positions = new Map<string, Position>();
   /** join id → room, so an ack (which names no room) updates the right position. */
   private readonly pendingRoom = new Map<string, string>();
+  private readonly waiters = new Set<() => void>();
   private client: TestClient | undefined;
 
   constructor(private readonly rooms: readonly string[]) {}
@@ -100,7 +101,30 @@ export class RecoveringClient {
     return acks;
   }
 
+  /** Resolves once `pred` holds, re-checked after every frame this client records; bounded by `timeoutMs`. */
+  waitUntil(pred: () => boolean, what: string, timeoutMs = WAIT_MS): Promise<void> {
+    if (pred()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (!pred()) return;
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        reject(new Error(`RecoveringClient: ${what} did not happen within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiters.add(check);
+    });
+  }
+
   private observe(f: Frame): void {
+    this.record(f);
+    for (const check of [...this.waiters]) check();
+  }
+
+  private record(f: Frame): void {
     if (f.type === 'message') {
       this.received.push(f);
       if (typeof f.room === 'string') this.positions.set(f.room, { seq: String(f.seq), epoch: String(f.epoch) });

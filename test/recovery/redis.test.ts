@@ -1,0 +1,203 @@
+/** Recovery across relay processes sharing one real redis-server. */
+import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
+import { TestClient } from '../helpers/ws-client';
+import { requireRedisServer, startRedis, stopAllRedis, type RedisServer } from '../helpers/redis-server';
+import {
+  RecoveringClient,
+  WAIT_MS,
+  expectConsecutive,
+  join,
+  lastPosition,
+  publish,
+  publishAll,
+  roomMessages,
+  waitForCondition,
+} from './recovery-helpers';
+
+jest.setTimeout(120_000);
+
+const clients: TestClient[] = [];
+const recovering: RecoveringClient[] = [];
+
+async function connect(relay: RelayProcess): Promise<TestClient> {
+  const c = await TestClient.connect(relay.wsUrl);
+  clients.push(c);
+  return c;
+}
+
+function env(redis: RedisServer, prefix: string, extra: Record<string, string> = {}): Record<string, string> {
+  return { REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: prefix, RELAY_RATE_LIMIT: '100000', RELAY_RATE_BURST: '100000', ...extra };
+}
+
+async function relayPair(e: Record<string, string>): Promise<[RelayProcess, RelayProcess]> {
+  const relays = await Promise.all([startRelay(e), startRelay(e)]);
+  await Promise.all(relays.map((r) => r.waitHealthy(20_000)));
+  return [relays[0], relays[1]];
+}
+
+beforeAll(() => {
+  requireRedisServer();
+});
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+  await Promise.all(recovering.splice(0).map((c) => c.close()));
+  await stopAllRelays();
+  await stopAllRedis();
+});
+
+describe('recovery through Redis', () => {
+  it('replays the 500 messages a client missed on another instance, in order, then continues live with no duplicate', async () => {
+    const redis = await startRedis();
+    const [r1, r2] = await relayPair(env(redis, 'rec500'));
+    const publisher = await connect(r2);
+    const reader = await connect(r1);
+    await join(reader, 'room');
+    await publishAll(publisher, 'room', ['before-0', 'before-1']);
+    await reader.waitForMessages(2);
+    const since = lastPosition(reader, 'room');
+    expect(since.seq).toBe('2');
+    await reader.close();
+
+    const missed = Array.from({ length: 500 }, (_, i) => `missed-${i}`);
+    await publishAll(publisher, 'room', missed);
+
+    const back = await connect(r2);
+    const ack = await join(back, 'room', since);
+    expect(ack).toEqual({ type: 'ack', id: ack.id, recovered: true, replayed: 500, position: { seq: '502', epoch: since.epoch } });
+    expect(back.frames.slice(0, back.frames.indexOf(ack)).filter((f) => f.type === 'message')).toHaveLength(500);
+    // Live messages from both instances after the replay.
+    const other = await connect(r1);
+    await publishAll(publisher, 'room', ['live-r2']);
+    await publishAll(other, 'room', ['live-r1']);
+    await waitForCondition(back, () => roomMessages(back, 'room').length >= 502, '502 messages');
+    const frames = roomMessages(back, 'room');
+    expect(frames.map((f) => f.data)).toEqual([...missed, 'live-r2', 'live-r1']);
+    expectConsecutive(frames, 2, since.epoch);
+    // History lives in one stream per room with the configured TTL.
+    expect(Number(await redis.cli('XLEN', 'rec500:history:{room}'))).toBe(504);
+    const ttl = Number(await redis.cli('TTL', 'rec500:history:{room}'));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(300);
+  });
+
+  it('lets the clients of a drained instance recover every message published during the drain from the survivor', async () => {
+    const redis = await startRedis();
+    const [drained, survivor] = await relayPair(env(redis, 'drain', { RELAY_DRAIN_WINDOW_MS: '1000' }));
+    const rooms = ['d0', 'd1'];
+    const readers = Array.from({ length: 6 }, () => new RecoveringClient(rooms));
+    recovering.push(...readers);
+    for (const r of readers) await r.connect(drained.wsUrl);
+    const publisher = await connect(survivor);
+
+    // Publishers keep going, one acked message at a time per room, until told to stop (bounded in count).
+    const published = new Map<string, string[]>(rooms.map((room) => [room, []]));
+    let running = true;
+    const pump = Promise.all(
+      rooms.map(async (room) => {
+        for (let i = 0; running && i < 5000; i++) {
+          const reply = await publish(publisher, room, `${room}-${i}`);
+          expect(reply).toMatchObject({ type: 'ack' });
+          published.get(room)!.push(`${room}-${i}`);
+        }
+      }),
+    );
+    try {
+      await waitForCondition(publisher, () => published.get('d1')!.length >= 20, 'publishing to start');
+      drained.signal('SIGTERM');
+      // Each reader reconnects to the survivor with since as soon as the drain closes it (1001).
+      await Promise.all(
+        readers.map(async (r) => {
+          expect((await r.current.waitClose(WAIT_MS)).code).toBe(1001);
+          const acks = await r.connect(survivor.wsUrl);
+          for (const ack of acks) expect(ack).toMatchObject({ recovered: true });
+        }),
+      );
+      const mark = published.get('d0')!.length;
+      await waitForCondition(publisher, () => published.get('d0')!.length >= mark + 20, '20 more messages after the reconnects');
+    } finally {
+      running = false;
+      await pump;
+    }
+    expect(await drained.waitExit()).toEqual({ code: 0, signal: null });
+    for (const r of readers) {
+      for (const room of rooms) {
+        const want = published.get(room)!;
+        const got = (): unknown[] => r.received.filter((m) => m.room === room).map((m) => m.data);
+        await r.waitUntil(() => got().length >= want.length, `all ${want.length} messages of ${room}`).catch((err: Error) => {
+          const missing = want.filter((d) => !got().includes(d));
+          throw new Error(`${err.message}; got ${got().length}, missing ${JSON.stringify(missing.slice(0, 20))}; acks ${JSON.stringify(r.acks)}`);
+        });
+        const frames = r.received.filter((m) => m.room === room);
+        expect(frames.map((f) => f.data)).toEqual(want);
+        expectConsecutive(frames, 0, String(frames[0].epoch));
+      }
+    }
+  });
+
+  it('answers recovered:false with a new epoch after Redis restarted empty', async () => {
+    const redis = await startRedis();
+    const [r1] = await relayPair(env(redis, 'epoch'));
+    const c = await connect(r1);
+    await join(c, 'room');
+    await publishAll(c, 'room', ['a', 'b']);
+    await c.waitForMessages(2);
+    const since = lastPosition(c, 'room');
+    await c.close();
+
+    await redis.restart();
+    await r1.waitHealthy(20_000);
+    const back = await connect(r1);
+    const ack = await join(back, 'room', since);
+    expect(ack).toEqual({ type: 'ack', id: ack.id, recovered: false, position: { seq: '0', epoch: expect.any(String) } });
+    expect((ack.position as { epoch: string }).epoch).not.toBe(since.epoch);
+    await publishAll(back, 'room', ['after']);
+    expect(await back.waitForMessages(1)).toEqual([
+      { type: 'message', room: 'room', data: 'after', from: back.welcome.connectionId, seq: '1', epoch: (ack.position as { epoch: string }).epoch },
+    ]);
+  });
+
+  it('answers recovered:false when the gap is older than the history or over the replay cap, and replays nothing', async () => {
+    const redis = await startRedis();
+    const small = await startRelay(env(redis, 'small', { RELAY_HISTORY_SIZE: '10', RELAY_HISTORY_REPLAY_MAX: '15' }));
+    const capped = await startRelay(env(redis, 'capped', { RELAY_HISTORY_SIZE: '100', RELAY_HISTORY_REPLAY_MAX: '8' }));
+    await Promise.all([small.waitHealthy(20_000), capped.waitHealthy(20_000)]);
+    for (const [relay, refused, accepted, replayed] of [
+      [small, '9', '10', 10],
+      [capped, '11', '12', 8],
+    ] as const) {
+      const c = await connect(relay);
+      const first = await join(c, 'room');
+      const epoch = (first.position as { epoch: string }).epoch;
+      await publishAll(c, 'room', Array.from({ length: 20 }, (_, i) => i));
+      await c.waitForMessages(20);
+      const probe = await connect(relay);
+      const no = await join(probe, 'room', { seq: refused, epoch });
+      expect(no).toEqual({ type: 'ack', id: no.id, recovered: false, position: { seq: '20', epoch } });
+      expect(probe.messages()).toEqual([]);
+      const future = await join(probe, 'room', { seq: '21', epoch });
+      expect(future).toEqual({ type: 'ack', id: future.id, recovered: false, position: { seq: '20', epoch } });
+      const yes = await join(probe, 'room', { seq: accepted, epoch });
+      expect(yes).toEqual({ type: 'ack', id: yes.id, recovered: true, replayed, position: { seq: '20', epoch } });
+      expectConsecutive(probe.messages(), 20 - replayed, epoch);
+    }
+    // Exact MAXLEN: the stream holds the configured size, no more.
+    expect(Number(await redis.cli('XLEN', 'small:history:{room}'))).toBe(10);
+  });
+
+  it('with RELAY_HISTORY_SIZE=0 publishes without seq/epoch, keeps no keys, and never recovers', async () => {
+    const redis = await startRedis();
+    const [r1, r2] = await relayPair(env(redis, 'off', { RELAY_HISTORY_SIZE: '0' }));
+    const a = await connect(r1);
+    const b = await connect(r2);
+    expect(await join(a, 'room')).toEqual({ type: 'ack', id: expect.any(String) });
+    await join(b, 'room');
+    await publishAll(a, 'room', ['x']);
+    const expected = { type: 'message', room: 'room', data: 'x', from: a.welcome.connectionId };
+    expect(await b.waitForMessages(1)).toEqual([expected]);
+    expect(await a.waitForMessages(1)).toEqual([expected]);
+    const ack = await join(b, 'room', { seq: '1', epoch: 'e' });
+    expect(ack).toEqual({ type: 'ack', id: ack.id, recovered: false });
+    expect((await redis.cli('KEYS', 'off:*')).trim()).toBe('');
+  });
+});
