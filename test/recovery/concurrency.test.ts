@@ -1,0 +1,108 @@
+/** 20 publishers and 20 clients that keep dropping and rejoining with `since`, on two relays of one Redis. */
+import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
+import { TestClient } from '../helpers/ws-client';
+import { requireRedisServer, startRedis, stopAllRedis } from '../helpers/redis-server';
+import { RecoveringClient, expectConsecutive, join, publish, type Position } from './recovery-helpers';
+
+jest.setTimeout(180_000);
+
+const ROOMS = ['c0', 'c1', 'c2', 'c3'];
+/** Per publisher; with 20 publishers a room gets at most 500 messages, within the default history of 1000. */
+const MAX_PER_PUBLISHER = 100;
+const CYCLES = 3;
+
+const clients: TestClient[] = [];
+const recovering: RecoveringClient[] = [];
+
+beforeAll(() => {
+  requireRedisServer();
+});
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+  await Promise.all(recovering.splice(0).map((c) => c.close()));
+  await stopAllRelays();
+  await stopAllRedis();
+});
+
+describe('recovery under concurrency', () => {
+  it('gives every recovering client a gap-free, duplicate-free sequence per room while 20 publishers keep publishing', async () => {
+    const redis = await startRedis();
+    const env = { REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: 'conc', RELAY_RATE_LIMIT: '100000', RELAY_RATE_BURST: '100000' };
+    const relays: RelayProcess[] = await Promise.all([startRelay(env), startRelay(env)]);
+    await Promise.all(relays.map((r) => r.waitHealthy(20_000)));
+
+    const readers = Array.from({ length: 20 }, (_, i) => new RecoveringClient([ROOMS[i % 4], ROOMS[(i + 1) % 4]]));
+    recovering.push(...readers);
+    const firstPositions = new Map<RecoveringClient, Map<string, Position>>();
+    await Promise.all(
+      readers.map(async (r, i) => {
+        const acks = await r.connect(relays[i % 2].wsUrl);
+        firstPositions.set(r, new Map(acks.map((ack, k) => [[ROOMS[i % 4], ROOMS[(i + 1) % 4]][k], ack.position as Position])));
+      }),
+    );
+    const publishers = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const c = await TestClient.connect(relays[i % 2].wsUrl);
+        clients.push(c);
+        return c;
+      }),
+    );
+
+    let cyclesDone = false;
+    let sent = 0;
+    const refusals: unknown[] = [];
+    const publishing = Promise.all(
+      publishers.map(async (p, i) => {
+        for (let n = 0; n < MAX_PER_PUBLISHER && !(cyclesDone && n >= 20); n++) {
+          const reply = await publish(p, ROOMS[(i + n) % 4], `p${i}-${n}`);
+          if (reply.type !== 'ack') refusals.push(reply);
+          sent++;
+        }
+      }),
+    );
+    const cycling = Promise.all(
+      readers.map(async (r, i) => {
+        for (let cycle = 1; cycle <= CYCLES; cycle++) {
+          // Let a few messages arrive first, so each reconnect resumes from the middle of the stream.
+          const before = r.received.length;
+          await r.waitUntil(() => r.received.length >= before + 3 || sent >= 20 * MAX_PER_PUBLISHER, 'a few messages before dropping');
+          await r.close();
+          const acks = await r.connect(relays[(i + cycle) % 2].wsUrl);
+          for (const ack of acks) expect(ack).toMatchObject({ type: 'ack', recovered: true });
+        }
+      }),
+    );
+    try {
+      await cycling;
+    } finally {
+      cyclesDone = true;
+      await publishing;
+    }
+    expect(refusals).toEqual([]);
+    // The rejoins really had gaps to fill while publishing went on.
+    const replayed = readers.flatMap((r) => r.acks).reduce((sum, ack) => sum + (typeof ack.replayed === 'number' ? ack.replayed : 0), 0);
+    expect(replayed).toBeGreaterThan(0);
+
+    // The final position of each room, from a fresh join.
+    const probe = await TestClient.connect(relays[0].wsUrl);
+    clients.push(probe);
+    const finals = new Map<string, Position>();
+    for (const room of ROOMS) finals.set(room, (await join(probe, room)).position as Position);
+    expect([...finals.values()].reduce((sum, p) => sum + Number(p.seq), 0)).toBe(sent);
+
+    for (const [i, r] of readers.entries()) {
+      for (const room of [ROOMS[i % 4], ROOMS[(i + 1) % 4]]) {
+        const final = finals.get(room)!;
+        await r.waitUntil(() => r.position(room)?.seq === final.seq, `reader ${i} to reach ${room}#${final.seq}`);
+        const first = firstPositions.get(r)!.get(room)!;
+        expect(first.epoch).toBe(final.epoch);
+        expectConsecutive(
+          r.received.filter((m) => m.room === room),
+          Number(first.seq),
+          final.epoch,
+        );
+      }
+    }
+  });
+});
