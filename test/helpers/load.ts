@@ -28,7 +28,7 @@ export async function joinAll(clients: readonly TestClient[], room: string, conc
     const replies = await Promise.all(
       clients.slice(start, start + concurrency).map((c) => c.request({ type: 'join', room, id: `join-${room}` }, 20_000)),
     );
-    for (const reply of replies) expect(reply).toEqual({ type: 'ack', id: `join-${room}` });
+    for (const reply of replies) expect(reply).toMatchObject({ type: 'ack', id: `join-${room}` });
   }
 }
 

@@ -75,8 +75,8 @@ describe('Redis failover by REPLICAOF', () => {
     on2[0].send({ type: 'publish', room: ROOM, data: 'after-failover-2', id: 'a2' });
     await Promise.all(clients.map((c) => c.waitFor((f) => f.data === 'after-failover-1', 10_000)));
     await Promise.all(clients.map((c) => c.waitFor((f) => f.data === 'after-failover-2', 10_000)));
-    expect(await on1[0].waitFor((f) => f.id === 'a1')).toEqual({ type: 'ack', id: 'a1' });
-    expect(await on2[0].waitFor((f) => f.id === 'a2')).toEqual({ type: 'ack', id: 'a2' });
+    expect(await on1[0].waitFor((f) => f.id === 'a1')).toMatchObject({ type: 'ack', id: 'a1' });
+    expect(await on2[0].waitFor((f) => f.id === 'a2')).toMatchObject({ type: 'ack', id: 'a2' });
     expect(watcher.closes).toEqual([]);
     for (const r of relays) expect(r.proc.exitCode).toBeNull();
   });
