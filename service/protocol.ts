@@ -35,6 +35,11 @@ const MAX_ID_LENGTH = 64;
 const SEQ_RE = /^(0|[1-9][0-9]{0,14})$/;
 const MAX_EPOCH_LENGTH = 64;
 const CLIENT_TYPES = ['join', 'leave', 'publish', 'ping'] as const;
+/**
+ * Deepest nesting of arrays and objects accepted in `data`. The relay re-serialises `data` into the message frame,
+ * and JSON.stringify recurses: a few thousand levels (a 10 KB frame) overflow the stack and the frame got no answer.
+ */
+export const MAX_DATA_DEPTH = 100;
 
 /** Position in a room's history a client wants to resume from: the seq and epoch of the last message it has. */
 export interface Since {
@@ -108,6 +113,9 @@ export function parseClientFrame(text: string): ParseResult {
       if (!('data' in obj)) {
         return fail('bad_frame', 'publish needs a "data" field (any JSON value); omit "room" to broadcast to every client', id);
       }
+      if (exceedsDepth(obj.data, MAX_DATA_DEPTH)) {
+        return fail('bad_frame', `"data" nests arrays/objects more than ${MAX_DATA_DEPTH} levels deep; at most ${MAX_DATA_DEPTH} are allowed, send a flatter value`, id);
+      }
       if (obj.room === undefined) return ok({ type: 'publish', data: obj.data, id });
       const room = checkRoom(obj.room, 'publish', id);
       if (typeof room !== 'string') return room;
@@ -170,6 +178,20 @@ function ok(frame: ClientFrame): ParseResult {
 
 function fail(code: ErrorCode, message: string, id?: string): { ok: false } & ProtocolError {
   return id === undefined ? { ok: false, code, message } : { ok: false, code, message, id };
+}
+
+/** Whether a parsed JSON value nests deeper than `max`; iterative, so hostile input cannot overflow the stack here. */
+function exceedsDepth(value: unknown, max: number): boolean {
+  const stack: Array<{ v: unknown; depth: number }> = [{ v: value, depth: 0 }];
+  while (stack.length > 0) {
+    const { v, depth } = stack.pop() as { v: unknown; depth: number };
+    if (v === null || typeof v !== 'object') continue;
+    if (depth + 1 > max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (child !== null && typeof child === 'object') stack.push({ v: child, depth: depth + 1 });
+    }
+  }
+  return false;
 }
 
 function describe(v: unknown): string {
