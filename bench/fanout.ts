@@ -1,8 +1,10 @@
 import { performance } from 'node:perf_hooks';
+import { pinSelf, type CpuPinning } from './lib/cpu-pinning';
 import { cpuSecondsOf, machineCpu } from './lib/proc-stats';
 import { startBenchRedis, startBenchRelay, type BenchRedis, type BenchRelay } from './lib/servers';
 import { median, pause, pollUntil } from './lib/stats';
-import { connectMany, connectMember, DeliverySink, RatePublisher, type LoadSocket } from './lib/ws-load';
+import { connectRawMember } from './lib/raw-subscriber';
+import { connectMany, connectMember, DeliverySink, RatePublisher, type LoadSocket, type WsLoadSocket } from './lib/ws-load';
 
 /** A relay implementation under test: how to start one instance of it. */
 export interface FanoutTargetSpec {
@@ -37,6 +39,8 @@ export interface FanoutOptions {
   readonly minDeliveredRatio?: number;
   /** A step keeps up only while p99 latency stays below this. @default 500 */
   readonly maxP99Ms?: number;
+  /** Keep the generator and the servers on separate CPUs (see lib/cpu-pinning.ts). @default none */
+  readonly pinning?: CpuPinning | null;
   /** Progress lines (one per run). */
   readonly log?: (line: string) => void;
 }
@@ -56,6 +60,8 @@ export interface FanoutRun {
   readonly relayCores: number;
   readonly redisCores: number;
   readonly clientCores: number;
+  /** Share of the generator's CPU spent in the kernel (socket reads and writes). */
+  readonly clientSystemShare: number;
   /** Fraction of the whole machine's CPU that was busy. */
   readonly machineBusy: number;
   /** Deliveries still missing after the drain (dropped or shed). */
@@ -95,6 +101,7 @@ export interface FanoutResult {
   readonly repeats: number;
   readonly warmupMs: number;
   readonly measureMs: number;
+  readonly pinning: CpuPinning | null;
   readonly targets: FanoutTargetResult[];
 }
 
@@ -109,7 +116,7 @@ const DRAIN_TIMEOUT_MS = 15_000;
 class TargetRig {
   relays: BenchRelay[] = [];
   subscribers: LoadSocket[] = [];
-  publisherSocket: LoadSocket | null = null;
+  publisherSocket: WsLoadSocket | null = null;
   publisher: RatePublisher | null = null;
   readonly sink = new DeliverySink();
   crashes = 0;
@@ -119,6 +126,7 @@ class TargetRig {
     readonly redis: BenchRedis,
     private readonly instances: number,
     private readonly subscriberCount: number,
+    private readonly serverCpus: string | undefined,
   ) {}
 
   healthy(): boolean {
@@ -142,7 +150,13 @@ class TargetRig {
     if (this.relays.length === 0) {
       for (let i = 0; i < this.instances; i++) {
         this.relays.push(
-          await startBenchRelay(`${this.spec.name}-${i}`, this.spec.script, { ...this.spec.env, REDIS_URL: this.redis.url }, this.spec.cwd),
+          await startBenchRelay(
+            `${this.spec.name}-${i}`,
+            this.spec.script,
+            { ...this.spec.env, REDIS_URL: this.redis.url },
+            this.spec.cwd,
+            this.serverCpus,
+          ),
         );
       }
     }
@@ -150,7 +164,7 @@ class TargetRig {
     const kept = this.subscribers.filter((s) => s.isOpen());
     const missing = this.subscriberCount - kept.length;
     const fresh = await connectMany(missing, CONNECT_CONCURRENCY, (i) =>
-      connectMember(this.relayFor(kept.length + i).wsUrl, ROOM, this.sink.onMessage),
+      connectRawMember(this.relayFor(kept.length + i).wsUrl, ROOM, this.sink.onFrame),
     );
     this.subscribers = [...kept, ...fresh];
     if (!this.publisherSocket || !this.publisherSocket.isOpen()) {
@@ -219,9 +233,11 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
   const log = opts.log ?? (() => undefined);
   if (opts.rates.length === 0) throw new Error('runFanout: `rates` is empty; give at least one publish rate in msg/s');
 
-  const redis = await startBenchRedis();
+  const pinning = opts.pinning ?? null;
+  const redis = await startBenchRedis(pinning?.servers);
+  const unpin = pinning ? pinSelf(pinning.generator) : () => undefined;
   const states: TargetState[] = opts.targets.map((spec) => ({
-    rig: new TargetRig(spec, redis, instances, subscribers),
+    rig: new TargetRig(spec, redis, instances, subscribers, pinning?.servers),
     phase: 'climb',
     ladderIndex: 0,
     lo: 0,
@@ -241,7 +257,7 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
           log(
             `${p.state.rig.spec.name} ${p.rate} msg/s run ${rep + 1}/${repeats}: ${Math.round(run.deliveriesPerSec)} deliveries/s, ` +
               `ratio ${run.deliveredRatio.toFixed(3)}, p50 ${run.p50Ms.toFixed(1)} ms, p99 ${run.p99Ms.toFixed(1)} ms, ` +
-              `cpu relay ${run.relayCores.toFixed(2)} redis ${run.redisCores.toFixed(2)} client ${run.clientCores.toFixed(2)} cores, closed ${run.closedSubscribers}, machine busy ${(run.machineBusy * 100).toFixed(0)} %`,
+              `cpu relay ${run.relayCores.toFixed(2)} redis ${run.redisCores.toFixed(2)} client ${run.clientCores.toFixed(2)} cores (${(run.clientSystemShare * 100).toFixed(0)} % kernel), closed ${run.closedSubscribers}, machine busy ${(run.machineBusy * 100).toFixed(0)} %`,
           );
         }
       }
@@ -277,6 +293,7 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
       repeats,
       warmupMs,
       measureMs,
+      pinning,
       targets: states.map((s) => {
         const sat = s.points.filter((p) => p.keptUp && p.rate === s.lo)[0];
         return {
@@ -292,6 +309,7 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
   } finally {
     for (const s of states) await s.rig.stop();
     await redis.stop();
+    unpin();
   }
 }
 
@@ -385,6 +403,7 @@ async function measureRun(rig: TargetRig, rate: number, warmupMs: number, measur
     relayCores: relaySeconds / seconds,
     redisCores: (redisCpu1 - redisCpu0) / seconds,
     clientCores: (client1.user + client1.system) / 1e6 / seconds,
+    clientSystemShare: client1.user + client1.system > 0 ? client1.system / (client1.user + client1.system) : 0,
     machineBusy: (machine1.busy - machine0.busy) / Math.max(1, machine1.total - machine0.total),
     lost: Math.max(0, expectedTotal - (sink.delivered - deliveredAtStart)),
     closedSubscribers: rig.subscribers.filter((s) => !s.isOpen()).length,
@@ -406,6 +425,7 @@ function summarise(rate: number, runs: FanoutRun[], crashes: number, minRatio: n
     relayCores: m((r) => r.relayCores),
     redisCores: m((r) => r.redisCores),
     clientCores: m((r) => r.clientCores),
+    clientSystemShare: m((r) => r.clientSystemShare),
     machineBusy: m((r) => r.machineBusy),
     lost: runs.reduce((a, r) => a + r.lost, 0),
     closedSubscribers: runs.reduce((a, r) => a + r.closedSubscribers, 0),

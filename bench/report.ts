@@ -160,18 +160,36 @@ function fanoutSection(f: FanoutResult): string[] {
       '(RELAY_HISTORY_SIZE=0), `relay-recovery` on (RELAY_HISTORY_SIZE=1000, the default); everything else at its defaults.',
     '',
   );
-  out.push('| target | saturation (msg/s) | deliveries/s at saturation | half-saturation p50 / p99 / max |', '|---|---|---|---|');
+  out.push(
+    f.pinning
+      ? `CPU pinning (taskset): the load generator runs on CPU ${f.pinning.generator}, every relay instance and Redis on CPU ` +
+          `${f.pinning.servers}, so the generator never takes CPU from the servers and the saturation is the servers' own.`
+      : 'No CPU pinning: the load generator and the servers share every CPU.',
+    '',
+  );
+  out.push(
+    '| target | saturation (msg/s) | deliveries/s at saturation | server CPU s / 100k deliveries at half saturation | half-saturation p50 / p99 / max |',
+    '|---|---|---|---|---|',
+  );
   for (const t of f.targets) {
     const h = t.halfSaturation;
     out.push(
       `| ${t.name} | ${t.saturationRate}${t.saturationIsLowerBound ? '+' : ''} | ${fmtInt(t.saturationDeliveriesPerSec)} | ` +
+        `${h && Number.isFinite(h.serverCpuPer100k) ? h.serverCpuPer100k.toFixed(2) : '—'} | ` +
         `${h ? `${fmtMs(h.p50Ms)} / ${fmtMs(h.p99Ms)} / ${fmtMs(h.maxMs)} at ${h.rate} msg/s` : '—'} |`,
     );
   }
-  const relay = f.targets.find((t) => t.name === 'relay');
   const floor = f.targets.find((t) => t.name === 'floor');
-  if (relay && floor && floor.saturationDeliveriesPerSec > 0) {
-    out.push('', `Ratio relay/floor at saturation: **${(relay.saturationDeliveriesPerSec / floor.saturationDeliveriesPerSec).toFixed(2)}**.`);
+  if (floor && floor.saturationDeliveriesPerSec > 0) {
+    out.push('');
+    for (const t of f.targets.filter((x) => x !== floor)) {
+      const cpu = t.halfSaturation && floor.halfSaturation ? floor.halfSaturation.serverCpuPer100k / t.halfSaturation.serverCpuPer100k : Number.NaN;
+      out.push(
+        `- ${t.name}/floor: saturation throughput **${(t.saturationDeliveriesPerSec / floor.saturationDeliveriesPerSec).toFixed(2)}**` +
+          (Number.isFinite(cpu) ? `; CPU efficiency (floor's CPU per delivery ÷ ${t.name}'s, at half saturation) ${cpu.toFixed(2)}` : '') +
+          '.',
+      );
+    }
   }
   out.push('');
   for (const t of f.targets) {
@@ -187,11 +205,17 @@ function fanoutSection(f: FanoutResult): string[] {
   const maxClient = Math.max(0, ...f.targets.flatMap((t) => t.points.map((p) => p.clientCores)));
   out.push(
     '**Is the load generator the bottleneck?** It runs in one process (one clock for send and receive timestamps) and is kept cheap: ' +
-      '`ws` clients with permessage-deflate and UTF-8 validation off; a receiver counts every frame and reads only the 13 timestamp digits ' +
-      'at the start of the payload (no JSON.parse, no allocation per message); latencies go into a fixed log-bucket histogram. ' +
-      `Its CPU is measured per run (the "generator" column): at most ${maxClient.toFixed(2)} of a core here, so it never saturated its ` +
-      'own core. On this machine all processes share the cores, so the generator does take CPU from the servers; it takes the same ' +
-      'from the relay and from the floor, which is why the comparison is a ratio measured in the same run.',
+      'the publisher is a `ws` client with permessage-deflate off; each subscriber is a minimal WebSocket reader on a plain TCP ' +
+      'socket (bench/lib/raw-subscriber.ts) that walks the frames inside each received chunk in place, counts them and reads only ' +
+      'the 13 timestamp digits at the start of the payload (no JSON.parse, no Buffer, event or stream object per message); ' +
+      'latencies go into a fixed log-bucket histogram. Most of what remains is the kernel: one read per frame, because the ' +
+      'servers write every frame separately (the "kernel" share in the generator column). ' +
+      `Its CPU is measured in every run (the "generator" column): at most ${maxClient.toFixed(2)} of a core in this run` +
+      (maxClient < 0.9 ? ', so it always had headroom on its own CPU' : ': **close to a full core, so the generator may have limited the highest rates**') +
+      '. ' +
+      (f.pinning
+        ? 'With pinning it cannot slow the servers down by taking their CPU either.'
+        : 'Without pinning it takes CPU from the servers, the same for every target, which compresses the ratio towards 1; the CPU-efficiency ratio above does not have that bias.'),
     '',
   );
   return out;
@@ -204,7 +228,7 @@ function pointRow(p: FanoutPoint, suffix = ''): string {
   return (
     `| ${p.rate}${suffix} | ${fmtInt(p.publishedPerSec)} | ${fmtInt(p.deliveriesPerSec)} | ${(p.deliveredRatio * 100).toFixed(1)} % | ` +
     `${fmtMs(p.p50Ms)} | ${fmtMs(p.p99Ms)} | ${fmtMs(p.maxMs)} | ${Number.isFinite(p.serverCpuPer100k) ? p.serverCpuPer100k.toFixed(2) : '—'} | ` +
-    `${p.relayCores.toFixed(2)} / ${p.redisCores.toFixed(2)} / ${p.clientCores.toFixed(2)} | ${(p.machineBusy * 100).toFixed(0)} % | ` +
+    `${p.relayCores.toFixed(2)} / ${p.redisCores.toFixed(2)} / ${p.clientCores.toFixed(2)} (${(p.clientSystemShare * 100).toFixed(0)} % kernel) | ${(p.machineBusy * 100).toFixed(0)} % | ` +
     `${p.keptUp ? 'yes' : 'no'}${issues ? ` (${issues})` : ''} |`
   );
 }

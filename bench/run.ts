@@ -5,6 +5,7 @@ import { bundleService, REPO_ROOT } from '../app/bundle';
 import { runArtifact, type ArtifactResult } from './artifact-start';
 import { runFanout, type FanoutResult, type FanoutTargetSpec } from './fanout';
 import { runIdleFootprint, type IdleResult } from './idle-footprint';
+import { defaultPinning } from './lib/cpu-pinning';
 import { killAllNow, stopAll } from './lib/processes';
 import { captureEnvironment, type LoadSample, sampleLoad } from './lib/environment';
 import { renderReport } from './report';
@@ -31,18 +32,21 @@ interface CliOptions {
   /** Environment of the relay-recovery target; null: no such target. */
   recoveryEnv: Record<string, string> | null;
   cpuProfDir: string | null;
+  /** Generator and servers on separate CPUs during the fan-out. */
+  pin: boolean;
 }
 
-const USAGE = `usage: npm run bench -- [--only fanout,idle,synth,artifact] [--quick] [--out FILE] [--recovery-env KEY=VALUE[,KEY=VALUE] | --no-recovery] [--cpu-prof DIR]
+const USAGE = `usage: npm run bench -- [--only fanout,idle,synth,artifact] [--quick] [--out FILE] [--recovery-env KEY=VALUE[,KEY=VALUE] | --no-recovery] [--no-pin] [--cpu-prof DIR]
   --only          run only these benchmarks (default: all four)
   --quick         tiny configuration (seconds, for trying the harness; numbers are not meaningful)
   --out           report file (default: BENCHMARKS.md at the repository root)
   --recovery-env  environment of the fan-out's relay-recovery target (default ${Object.entries(DEFAULT_RECOVERY_ENV).map(([k, v]) => `${k}=${v}`).join(',')})
   --no-recovery   no relay-recovery target
+  --no-pin        let the fan-out's load generator and servers share every CPU (default: generator on CPU 0, servers on the rest)
   --cpu-prof      run every relay and floor process with node --cpu-prof, profiles in DIR (summarise: tsx bench/profile-summary.ts)`;
 
 function parseArgs(argv: readonly string[]): CliOptions {
-  const opts: CliOptions = { only: new Set(BENCHMARKS), quick: false, out: join(REPO_ROOT, 'BENCHMARKS.md'), recoveryEnv: { ...DEFAULT_RECOVERY_ENV }, cpuProfDir: null };
+  const opts: CliOptions = { only: new Set(BENCHMARKS), quick: false, out: join(REPO_ROOT, 'BENCHMARKS.md'), recoveryEnv: { ...DEFAULT_RECOVERY_ENV }, cpuProfDir: null, pin: true };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = (): string => {
@@ -66,6 +70,7 @@ function parseArgs(argv: readonly string[]): CliOptions {
       }
       opts.recoveryEnv = env;
     } else if (arg === '--no-recovery') opts.recoveryEnv = null;
+    else if (arg === '--no-pin') opts.pin = false;
     else if (arg === '--cpu-prof') opts.cpuProfDir = resolve(value());
     else if (arg === '--help' || arg === '-h') {
       process.stdout.write(`${USAGE}\n`);
@@ -108,7 +113,8 @@ async function main(): Promise<void> {
   let artifact: ArtifactResult | undefined;
 
   if (opts.only.has('fanout')) {
-    log('fan-out: relay vs floor, interleaved');
+    const pinning = opts.pin ? defaultPinning() : null;
+    log(`fan-out: relay vs floor, interleaved; ${pinning ? `generator on CPU ${pinning.generator}, servers on CPU ${pinning.servers}` : 'no CPU pinning'}`);
     const targets = [relayTarget('relay', {}), floorTarget];
     // Only a relay that knows the variable has recovery to measure.
     const hasRecovery = readFileSync(bundle.serverJs, 'utf8').includes('RELAY_HISTORY_SIZE');
@@ -116,8 +122,8 @@ async function main(): Promise<void> {
     else if (opts.recoveryEnv) log('the relay has no RELAY_HISTORY_SIZE: no relay-recovery target');
     fanout = await runFanout(
       opts.quick
-        ? { targets, subscribers: 20, rates: [100, 200], repeats: 1, bisectSteps: 0, warmupMs: 200, measureMs: 500, log }
-        : { targets, subscribers: 200, rates: [250, 500, 1000, 2000, 4000, 8000], repeats: 3, bisectSteps: 3, log },
+        ? { targets, subscribers: 20, rates: [100, 200], repeats: 1, bisectSteps: 0, warmupMs: 200, measureMs: 500, pinning, log }
+        : { targets, subscribers: 200, rates: [250, 500, 1000, 2000, 4000, 8000], repeats: 3, bisectSteps: 3, pinning, log },
     );
   }
   if (opts.only.has('idle')) {

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pinned } from './cpu-pinning';
 import { BenchProcessError, freePort, jsonLine, startProcess, type BenchProcess } from './processes';
 
 const START_TIMEOUT_MS = 15_000;
@@ -13,16 +14,17 @@ export interface BenchRedis {
   stop(): Promise<void>;
 }
 
-/** Starts a throwaway redis-server on a free loopback port (never 6379), no persistence. */
-export async function startBenchRedis(): Promise<BenchRedis> {
+/** Starts a throwaway redis-server on a free loopback port (never 6379), no persistence; optionally on `cpus` only. */
+export async function startBenchRedis(cpus?: string): Promise<BenchRedis> {
   let lastError: unknown;
   for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
     const port = await freePort();
     if (port === 6379) continue;
     const dir = mkdtempSync(join(tmpdir(), 'bench-redis-'));
-    const proc = startProcess('redis-server', 'redis-server', [
+    const [cmd, args] = pinned(cpus, 'redis-server', [
       '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no',
     ]);
+    const proc = startProcess('redis-server', cmd, args);
     try {
       await proc.waitLine((l) => (l.includes('Ready to accept connections') ? true : undefined), START_TIMEOUT_MS);
       return {
@@ -54,14 +56,21 @@ export interface BenchRelay {
 }
 
 /**
- * Runs a relay script (the bundled relay's server.js, or bench/floor-relay.js) on an ephemeral loopback port.
- * Both print the JSON line {msg:'relay listening', port} when ready.
+ * Runs a relay script (the bundled relay's server.js, or bench/floor-relay.js) on an ephemeral loopback port,
+ * optionally on `cpus` only. Both print the JSON line {msg:'relay listening', port} when ready.
  */
-export async function startBenchRelay(name: string, script: string, env: Record<string, string>, cwd?: string): Promise<BenchRelay> {
+export async function startBenchRelay(
+  name: string,
+  script: string,
+  env: Record<string, string>,
+  cwd?: string,
+  cpus?: string,
+): Promise<BenchRelay> {
   // BENCH_CPU_PROF_DIR: every relay writes a V8 CPU profile there when it exits (see bench/profile-summary.ts).
   const profDir = process.env.BENCH_CPU_PROF_DIR;
   const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', `${name}.${Date.now()}.cpuprofile`] : [];
-  const proc = startProcess(name, process.execPath, [...nodeArgs, script], {
+  const [cmd, args] = pinned(cpus, process.execPath, [...nodeArgs, script]);
+  const proc = startProcess(name, cmd, args, {
     cwd,
     env: { ...process.env, NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
   });

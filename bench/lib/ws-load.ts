@@ -32,14 +32,21 @@ export class DeliverySink {
   measuring = false;
   readonly latency = new LatencyHistogram();
 
+  /** For `ws` clients: one message event per frame. */
   onMessage = (data: WebSocket.RawData): void => {
+    if (Buffer.isBuffer(data)) this.onFrame(data, 0, data.length);
+    else this.delivered++;
+  };
+
+  /** For raw subscribers: the frame's payload is `buf[start, end)`, read in place. */
+  onFrame = (buf: Buffer, start: number, end: number): void => {
     this.delivered++;
-    if (!this.measuring || !Buffer.isBuffer(data)) return;
-    const at = data.indexOf(DATA_KEY);
-    if (at < 0) return;
+    if (!this.measuring) return;
+    const at = buf.indexOf(DATA_KEY, start);
+    const from = at + DATA_KEY.length;
+    if (at < 0 || from + TS_DIGITS > end) return;
     let us = 0;
-    const start = at + DATA_KEY.length;
-    for (let i = start; i < start + TS_DIGITS; i++) us = us * 10 + ((data[i] ?? DIGIT_0) - DIGIT_0);
+    for (let i = from; i < from + TS_DIGITS; i++) us = us * 10 + ((buf[i] ?? DIGIT_0) - DIGIT_0);
     this.latency.record(performance.now() - us / 1000);
   };
 }
@@ -49,15 +56,19 @@ export function timestampPayload(): string {
   return String(Math.round(performance.now() * 1000)).padStart(TS_DIGITS, '0') + FILLER;
 }
 
-/** One open socket past the welcome frame. */
+/** One open socket past the welcome frame (and the join, when there was one). */
 export interface LoadSocket {
-  readonly ws: WebSocket;
   isOpen(): boolean;
   close(): Promise<void>;
 }
 
+/** A LoadSocket on a `ws` client. */
+export interface WsLoadSocket extends LoadSocket {
+  readonly ws: WebSocket;
+}
+
 /** Opens a socket, waits for the welcome frame, optionally joins `room` and waits for its ack. */
-export function connectMember(url: string, room: string | null, onMessage?: (data: WebSocket.RawData) => void): Promise<LoadSocket> {
+export function connectMember(url: string, room: string | null, onMessage?: (data: WebSocket.RawData) => void): Promise<WsLoadSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, CLIENT_OPTIONS);
     let settled = false;
@@ -93,7 +104,7 @@ export function connectMember(url: string, room: string | null, onMessage?: (dat
   });
 }
 
-function socketOf(ws: WebSocket): LoadSocket {
+function socketOf(ws: WebSocket): WsLoadSocket {
   // Errors after the handshake surface as a close; the harness counts closed sockets.
   ws.on('error', () => undefined);
   return {
@@ -161,7 +172,7 @@ export class RatePublisher {
   private readonly prefix: string;
 
   constructor(
-    private readonly socket: LoadSocket,
+    private readonly socket: WsLoadSocket,
     room: string,
   ) {
     this.prefix = `{"type":"publish","room":${JSON.stringify(room)},"data":"`;

@@ -125,11 +125,11 @@ describe('bench harness errors and report', () => {
   it('renders every target with pass, fail or not measured', () => {
     const point = {
       rate: 100, runs: 1, publishedPerSec: 100, deliveriesPerSec: 20_000, deliveredRatio: 1, p50Ms: 2, p99Ms: 9, maxMs: 12,
-      serverCpuPer100k: 1.5, relayCores: 0.3, redisCores: 0.05, clientCores: 0.2, machineBusy: 0.6, lost: 0, closedSubscribers: 0,
+      serverCpuPer100k: 1.5, relayCores: 0.3, redisCores: 0.05, clientCores: 0.2, clientSystemShare: 0.5, machineBusy: 0.6, lost: 0, closedSubscribers: 0,
       crashes: 0, keptUp: true,
     };
     const fanout = {
-      instances: 2, subscribers: 200, payloadBytes: 64, repeats: 1, warmupMs: 100, measureMs: 100,
+      instances: 2, subscribers: 200, payloadBytes: 64, repeats: 1, warmupMs: 100, measureMs: 100, pinning: null,
       targets: [
         { name: 'relay', points: [point], saturationRate: 100, saturationDeliveriesPerSec: 18_000, saturationIsLowerBound: false, halfSaturation: { ...point, rate: 50, p99Ms: 60 } },
         { name: 'floor', points: [point], saturationRate: 100, saturationDeliveriesPerSec: 20_000, saturationIsLowerBound: false },
