@@ -1,0 +1,92 @@
+/** relay-client.js (Node, with ws) resuming rooms through a relay switch: from the join ack's position, and resync. */
+import WebSocket from 'ws';
+import { RelayClient, type RelayClientEvents, type RelayMessage } from '../../service/public/relay-client';
+import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
+import { TestClient } from '../helpers/ws-client';
+import { requireRedisServer, startRedis, stopAllRedis, type RedisServer } from '../helpers/redis-server';
+import { WAIT_MS, publishAll } from './recovery-helpers';
+
+jest.setTimeout(120_000);
+
+const opened: RelayClient[] = [];
+const testClients: TestClient[] = [];
+
+beforeAll(() => {
+  requireRedisServer();
+});
+
+afterEach(async () => {
+  for (const c of opened.splice(0)) c.close();
+  await Promise.all(testClients.splice(0).map((c) => c.close()));
+  await stopAllRelays();
+  await stopAllRedis();
+});
+
+function nextEvent<E extends keyof RelayClientEvents>(c: RelayClient, event: E, pred: (p: RelayClientEvents[E]) => boolean = () => true): Promise<RelayClientEvents[E]> {
+  return new Promise((resolve, reject) => {
+    const listener = (payload: RelayClientEvents[E]): void => {
+      if (!pred(payload)) return;
+      clearTimeout(timer);
+      c.off(event, listener);
+      resolve(payload);
+    };
+    const timer = setTimeout(() => {
+      c.off(event, listener);
+      reject(new Error(`no matching "${event}" event within ${WAIT_MS} ms (client state ${c.state})`));
+    }, WAIT_MS);
+    c.on(event, listener);
+  });
+}
+
+async function setup(redis: RedisServer): Promise<{ r1: RelayProcess; r2: RelayProcess; client: RelayClient; got: RelayMessage[]; publisher: TestClient }> {
+  const env = { REDIS_URL: redis.url, RELAY_DRAIN_WINDOW_MS: '100', RELAY_RATE_LIMIT: '100000', RELAY_RATE_BURST: '100000' };
+  const r1 = await startRelay(env);
+  const r2 = await startRelay(env);
+  await Promise.all([r1.waitHealthy(20_000), r2.waitHealthy(20_000)]);
+  const client = new RelayClient({ urls: [r1.wsUrl, r2.wsUrl], WebSocket, backoff: { initialMs: 50, maxMs: 400 } });
+  opened.push(client);
+  const got: RelayMessage[] = [];
+  client.on('message', (m) => got.push(m));
+  await client.connect();
+  const publisher = await TestClient.connect(r2.wsUrl);
+  testClients.push(publisher);
+  return { r1, r2, client, got, publisher };
+}
+
+describe('relay-client.js with recovery', () => {
+  it('resumes from the join ack position when it had received nothing before its relay went away', async () => {
+    const redis = await startRedis();
+    const { r1, r2, client, got, publisher } = await setup(redis);
+    const ack = await client.join('quiet');
+    expect(ack.position).toEqual({ seq: '0', epoch: expect.any(String) });
+
+    const lost = nextEvent(client, 'close');
+    r1.signal('SIGTERM');
+    await lost;
+    await publishAll(publisher, 'quiet', ['m0', 'm1', 'm2']);
+    await nextEvent(client, 'open', (w) => w.url === r2.wsUrl);
+    await publishAll(publisher, 'quiet', ['m3']);
+    if (got.length < 4) await nextEvent(client, 'message', () => got.length >= 4);
+    expect(got.map((m) => [m.data, m.seq])).toEqual([['m0', '1'], ['m1', '2'], ['m2', '3'], ['m3', '4']]);
+  });
+
+  it('emits resync and continues from the new position when its history was lost', async () => {
+    const redis = await startRedis();
+    const { r1, r2, client, got, publisher } = await setup(redis);
+    await client.join('room');
+    await publishAll(publisher, 'room', ['old']);
+    if (got.length < 1) await nextEvent(client, 'message');
+    const old = got[0];
+
+    await redis.restart();
+    await Promise.all([r1.waitHealthy(20_000), r2.waitHealthy(20_000)]);
+    const resync = nextEvent(client, 'resync');
+    r1.signal('SIGTERM');
+    const event = await resync;
+    expect(event).toEqual({ room: 'room', since: { seq: '1', epoch: old.epoch }, position: { seq: '0', epoch: expect.any(String) } });
+    expect(event.position?.epoch).not.toBe(old.epoch);
+    await publishAll(publisher, 'room', ['new']);
+    if (got.length < 2) await nextEvent(client, 'message', () => got.length >= 2);
+    expect(got.map((m) => [m.data, m.seq])).toEqual([['old', '1'], ['new', '1']]);
+  });
+});

@@ -1,0 +1,34 @@
+/** The recovery settings: defaults, the off switch and the messages for bad values. */
+import { ConfigError, loadServiceConfig } from '../../service/config';
+
+describe('recovery configuration', () => {
+  it('defaults to a history of 1000 messages per room, 300 s idle TTL and a replay cap of 1000', () => {
+    expect(loadServiceConfig({})).toMatchObject({ historySize: 1000, historyTtlSeconds: 300, historyReplayMax: 1000 });
+  });
+
+  it('accepts RELAY_HISTORY_SIZE=0 to turn recovery off', () => {
+    expect(loadServiceConfig({ RELAY_HISTORY_SIZE: '0', RELAY_HISTORY_TTL_SECONDS: '60', RELAY_HISTORY_REPLAY_MAX: '50' })).toMatchObject({
+      historySize: 0,
+      historyTtlSeconds: 60,
+      historyReplayMax: 50,
+    });
+  });
+
+  it('fails with one error naming every bad recovery variable, its value and the allowed range', () => {
+    let caught: unknown;
+    try {
+      loadServiceConfig({ RELAY_HISTORY_SIZE: '-1', RELAY_HISTORY_TTL_SECONDS: '0', RELAY_HISTORY_REPLAY_MAX: 'lots' });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    const err = caught as ConfigError;
+    expect(err.code).toBe('invalid_config');
+    expect(err.problems).toEqual([
+      { variable: 'RELAY_HISTORY_SIZE', value: '-1', allowed: 'expected an integer from 0 to 1000000 (default 1000)' },
+      { variable: 'RELAY_HISTORY_TTL_SECONDS', value: '0', allowed: 'expected an integer from 1 to 604800 (default 300)' },
+      { variable: 'RELAY_HISTORY_REPLAY_MAX', value: 'lots', allowed: 'expected an integer from 1 to 1000000 (default 1000)' },
+    ]);
+    expect(err.message).toContain('  - RELAY_HISTORY_SIZE="-1": expected an integer from 0 to 1000000 (default 1000)');
+  });
+});
