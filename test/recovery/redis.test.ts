@@ -35,6 +35,17 @@ async function relayPair(e: Record<string, string>): Promise<[RelayProcess, Rela
   return [relays[0], relays[1]];
 }
 
+/** Polls /healthz until it answers `status`, bounded in count and time. */
+async function waitForHealth(relay: RelayProcess, status: number): Promise<void> {
+  let last = 0;
+  for (let i = 0; i < 200; i++) {
+    last = (await relay.health()).status;
+    if (last === status) return;
+    await new Promise((resolve) => setTimeout(resolve, 100)); // poll interval, not a wait for a result
+  }
+  throw new Error(`relay health stayed ${last}, expected ${status}`);
+}
+
 beforeAll(() => {
   requireRedisServer();
 });
@@ -183,6 +194,23 @@ describe('recovery through Redis', () => {
     }
     // Exact MAXLEN: the stream holds the configured size, no more.
     expect(Number(await redis.cli('XLEN', 'small:history:{room}'))).toBe(10);
+  });
+
+  it('answers a join with since recovered:false and no position while Redis is down, and refuses publishes', async () => {
+    const redis = await startRedis();
+    const [r1] = await relayPair(env(redis, 'down'));
+    const c = await connect(r1);
+    const first = await join(c, 'room');
+    await redis.kill();
+    await waitForHealth(r1, 503);
+    const ack = await join(c, 'other', first.position as { seq: string; epoch: string });
+    expect(ack).toEqual({ type: 'ack', id: ack.id, recovered: false });
+    expect(await publish(c, 'room', 'lost')).toEqual({
+      type: 'error',
+      id: expect.any(String),
+      code: 'backplane_unavailable',
+      message: 'the redis backplane is down; the message was not delivered, retry shortly',
+    });
   });
 
   it('with RELAY_HISTORY_SIZE=0 publishes without seq/epoch, keeps no keys, and never recovers', async () => {
