@@ -34,6 +34,8 @@ interface HeldFrame {
  */
 interface JoinState {
   queue: HeldFrame[] | null;
+  /** Bytes in `queue`; bounded by the send-buffer cap like frames queued on the socket itself. */
+  queuedBytes: number;
   epoch: string | undefined;
   floor: number;
 }
@@ -150,6 +152,8 @@ export class Hub {
       if (join !== undefined) {
         if (join.queue !== null) {
           join.queue.push({ frame, seq });
+          join.queuedBytes += frame.length;
+          if (join.queuedBytes > this.opts.config.sendBufferBytes) this.dropSlowConsumer(conn);
           continue;
         }
         if (isCovered(join, frame, seq)) continue;
@@ -304,7 +308,7 @@ export class Hub {
       this.joining.set(room, joins);
     }
     const queue: HeldFrame[] = [];
-    const state: JoinState = { queue, epoch: undefined, floor: -1 };
+    const state: JoinState = { queue, queuedBytes: 0, epoch: undefined, floor: -1 };
     joins.set(conn, state);
     let read: HistoryRead | undefined;
     try {
@@ -414,13 +418,18 @@ export class Hub {
     if (conn.closing || conn.ws.readyState !== WebSocket.OPEN) return false;
     const len = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
     if (conn.ws.bufferedAmount + len > this.opts.config.sendBufferBytes) {
-      this.opts.metrics.slowConsumers.inc();
-      conn.log.warn({ bufferedAmount: conn.ws.bufferedAmount }, 'closing slow consumer');
-      this.closeConnection(conn, 1013, 'slow consumer');
+      this.dropSlowConsumer(conn);
       return false;
     }
     conn.ws.send(data, { binary: false });
     return true;
+  }
+
+  private dropSlowConsumer(conn: ConnectionState): void {
+    if (conn.closing) return;
+    this.opts.metrics.slowConsumers.inc();
+    conn.log.warn({ bufferedAmount: conn.ws.bufferedAmount }, 'closing slow consumer');
+    this.closeConnection(conn, 1013, 'slow consumer');
   }
 
   private sendError(conn: ConnectionState, err: ProtocolError): void {
