@@ -291,7 +291,11 @@ export class RedisBackplane implements Backplane {
       client.on('reconnecting', () => {
         if (!current()) return;
         if (client === sub) this.#subSynced = false;
-        if (client === pub) this.#roleOk = false;
+        if (client === pub) {
+          this.#roleOk = false;
+          // A reconnect may reach a restarted server with an empty script cache.
+          this.#scriptsLoadedFor = -1;
+        }
         this.#recompute();
       });
       client.on('end', () => {
@@ -334,22 +338,23 @@ export class RedisBackplane implements Backplane {
   async #checkRole(generation: number): Promise<void> {
     const pub = this.#pub;
     if (pub === undefined || this.#roleCheckFor === generation) return;
-    if (this.#roleUnsupported) {
-      this.#roleOk = true;
-      this.#recompute();
-      return;
-    }
     this.#roleCheckFor = generation;
     try {
+      // Before the first publish on this connection pair; see loadScripts for why.
+      if (this.historyEnabled && this.#scriptsLoadedFor !== generation) {
+        await withTimeout(loadScripts((a) => pub.sendCommand(a)), COMMAND_TIMEOUT_MS, () => new Error(`SCRIPT LOAD: no reply within ${COMMAND_TIMEOUT_MS} ms`));
+        if (generation !== this.#generation) return;
+        this.#scriptsLoadedFor = generation;
+      }
+      if (this.#roleUnsupported) {
+        this.#roleOk = true;
+        this.#recompute();
+        return;
+      }
       const reply = await withTimeout(pub.sendCommand(['ROLE']), COMMAND_TIMEOUT_MS, () => new Error(`no reply within ${COMMAND_TIMEOUT_MS} ms`));
       if (generation !== this.#generation) return;
       const role = parseRole(reply);
       if (role.role === 'master') {
-        if (this.historyEnabled && this.#scriptsLoadedFor !== generation) {
-          await withTimeout(loadScripts((a) => pub.sendCommand(a)), COMMAND_TIMEOUT_MS, () => new Error(`SCRIPT LOAD: no reply within ${COMMAND_TIMEOUT_MS} ms`));
-          if (generation !== this.#generation) return;
-          this.#scriptsLoadedFor = generation;
-        }
         this.#failoverHops = 0;
         this.#roleOk = true;
         this.#recompute();
