@@ -85,7 +85,8 @@ async function cycle(count: number): Promise<void> {
 const mb = (bytes: number): string => `${(bytes / MB).toFixed(1)} MB`;
 
 beforeAll(async () => {
-  relay = await startRelay({ NODE_OPTIONS: '--inspect=127.0.0.1:0' });
+  // Appended, so options the test run already sets (e.g. a heap limit) still apply.
+  relay = await startRelay({ NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:0`.trim() });
   await relay.waitHealthy();
   const line = relay.logs.find((l) => l.startsWith('Debugger listening on ws://127.0.0.1:'));
   if (!line) throw new Error(`the relay did not print its inspector URL; output:\n${relay.logs.join('\n')}`);
