@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
-import type { Backplane, HistoryPosition, HistoryRead, Target } from './backplane/types';
+import { BackplaneUnavailableError, type Backplane, type HistoryPosition, type HistoryRead, type Target } from './backplane/types';
 import type { ServiceConfig } from './config';
 import type { RelayMetrics } from './metrics';
 import {
@@ -17,6 +17,8 @@ import {
 
 /** Rejected frames are counted over this window to tell a burst from sustained abuse. */
 const REJECT_WINDOW_MS = 10_000;
+/** Unacked publish bytes per connection before its socket stops being read (see trackInflight). */
+const INFLIGHT_PUBLISH_BYTES = 1024 * 1024;
 /** How long a socket we closed may take to finish the close handshake before it is terminated. */
 const DEFAULT_CLOSE_GRACE_MS = 2_000;
 
@@ -61,6 +63,10 @@ interface ConnectionState extends Connection {
   closing: boolean;
   /** Frames of one connection are handled in arrival order (joins await the subscription). */
   queue: Promise<void>;
+  /** Bytes of this connection's publishes sent to the backplane and not yet acked. */
+  inflightBytes: number;
+  /** Whether reading from the socket is paused until the backplane catches up. */
+  readPaused: boolean;
   markClosed: () => void;
 }
 
@@ -126,6 +132,8 @@ export class Hub {
       alive: true,
       closing: false,
       queue: Promise.resolve(),
+      inflightBytes: 0,
+      readPaused: false,
       markClosed,
     };
     this.conns.add(conn);
@@ -397,20 +405,44 @@ export class Hub {
     // instance delivers in seq order; without history this instance delivers first and then publishes.
     if (!backplane.historyEnabled) this.deliverLocal(room, frame);
     // Not awaited: the backplane keeps command order, so later frames need not wait for this round trip.
+    this.trackInflight(conn, frame.length);
     (backplane.historyEnabled ? backplane.append(room, frame) : backplane.publish(room, frame)).then(
-      () => this.send(conn, encodeAck(id)),
+      () => {
+        this.settleInflight(conn, frame.length);
+        this.send(conn, encodeAck(id));
+      },
       (err: unknown) => {
+        this.settleInflight(conn, frame.length);
         metrics.publishErrors.inc();
         conn.log.warn({ err }, 'backplane publish failed');
+        const reason = err instanceof BackplaneUnavailableError ? err.message : `${err instanceof Error ? err.message : String(err)}; retry shortly`;
         this.sendError(conn, {
           id,
           code: 'backplane_unavailable',
-          message: `${backplane.historyEnabled ? 'the message was not delivered' : 'the message reached this instance only'}: ${
-            err instanceof Error ? err.message : String(err)
-          }; retry shortly`,
+          message: `${backplane.historyEnabled ? 'the message was not delivered' : 'the message reached this instance only'}: ${reason}`,
         });
       },
     );
+  }
+
+  /**
+   * Backpressure towards a publisher that outpaces the backplane: past the in-flight cap its socket is not read
+   * (TCP pushes back on the client) until half of it is acked, so unacked publishes cannot grow memory without bound.
+   */
+  private trackInflight(conn: ConnectionState, bytes: number): void {
+    conn.inflightBytes += bytes;
+    if (!conn.readPaused && conn.inflightBytes > INFLIGHT_PUBLISH_BYTES) {
+      conn.readPaused = true;
+      conn.ws.pause();
+    }
+  }
+
+  private settleInflight(conn: ConnectionState, bytes: number): void {
+    conn.inflightBytes -= bytes;
+    if (conn.readPaused && conn.inflightBytes <= INFLIGHT_PUBLISH_BYTES / 2) {
+      conn.readPaused = false;
+      conn.ws.resume();
+    }
   }
 
   /** Sends text or bytes unless the socket's send buffer would exceed the cap, in which case it is closed as a slow consumer. */

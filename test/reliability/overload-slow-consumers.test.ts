@@ -20,10 +20,12 @@ const PAYLOAD_BYTES = 8 * 1024;
 /** Publisher-side cap on unsent bytes, so the test process itself stays bounded. */
 const PUBLISHER_BUFFER_BYTES = 512 * 1024;
 /**
- * Peak RSS allowed for each relay during the 10 s flood. Measured 200-300 MB on the 2-core machine, rising through
- * the flood (~84 MB at the start, +15 MB/s) with or without history, so this bounds a 10 s overload, not an endless one.
+ * Peak RSS allowed for each relay during the 10 s flood. Measured 130-170 MB on the 2-core machine: publishers that
+ * outrun the backplane have their sockets paused (hub in-flight cap), so RSS levels off instead of rising with the flood.
  */
-const RSS_BOUND_BYTES = 450 * MB;
+const RSS_BOUND_BYTES = 350 * MB;
+/** RSS growth allowed over the second half of the flood: it must level off (measured 20-35 MB; without the in-flight cap ~75 MB). */
+const RSS_LATE_GROWTH_BYTES = 60 * MB;
 const ROOM = 'flood';
 
 const raws: WebSocket[] = [];
@@ -153,6 +155,8 @@ describe('overload (slow)', () => {
       expect(r.proc.signalCode).toBeNull();
       expect(peakRss[i]).toBeLessThan(RSS_BOUND_BYTES);
     }
+    const mid = Math.floor(rssBySecond.length / 2);
+    expect((rssBySecond[rssBySecond.length - 1] - rssBySecond[mid]) * MB).toBeLessThanOrEqual(RSS_LATE_GROWTH_BYTES);
 
     // Afterwards: both relays healthy, and a fresh pair of clients talks across them.
     await Promise.all(publishers.map((p) => closeRaw(p)));
