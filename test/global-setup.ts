@@ -7,8 +7,6 @@ export const TEST_BUILD_DIR = join(REPO_ROOT, '.build', 'test-relay');
 
 // One bundle per test run: every relay process in the suite runs exactly the code that ships.
 export default async function globalSetup(): Promise<void> {
-  // Only while the service entry point is being written; the bundle is required as soon as it exists.
-  if (!existsSync(join(REPO_ROOT, 'service', 'main.ts'))) return;
   // Build beside the target and swap it in, so a concurrent run never sees a half-written folder.
   const fresh = `${TEST_BUILD_DIR}.${process.pid}`;
   const stale = `${TEST_BUILD_DIR}.${process.pid}.old`;
