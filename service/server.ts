@@ -148,12 +148,15 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
       const check = verifyHs256Token(url.searchParams.get('token'), config.tokenSecret);
       if (!check.ok) return refuse(socket, 401, 'unauthorized', check.reason);
     }
+    // Read before the callback: a closure over `req` would share its scope with the socket's error listener
+    // and keep the whole upgrade request alive for as long as the connection lasts.
+    const remoteAddress = req.socket.remoteAddress;
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (draining) {
         ws.close(1001, 'server shutting down');
         return;
       }
-      hub.add(ws, { remoteAddress: req.socket.remoteAddress });
+      hub.add(ws, { remoteAddress });
     });
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {

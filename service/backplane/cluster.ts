@@ -1,4 +1,4 @@
-import { createCluster, type RedisClusterType } from 'redis';
+import { createCluster, type RedisClusterType } from '@redis/client';
 import type { Logger } from 'pino';
 import {
   BackplaneUnavailableError,

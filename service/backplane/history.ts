@@ -5,7 +5,7 @@
  * in-memory backplane applies the same rules in-process (see memory.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { RESP_TYPES } from 'redis';
+import { RESP_TYPES } from '@redis/client';
 
 /** Sizing of every room's history; `size` 0 turns recovery off. */
 export interface HistoryOptions {

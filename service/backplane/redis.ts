@@ -1,4 +1,4 @@
-import { createClient, type RedisClientType } from 'redis';
+import { createClient, type RedisClientType } from '@redis/client';
 import type { Logger } from 'pino';
 import {
   BackplaneUnavailableError,
@@ -275,6 +275,9 @@ export class RedisBackplane implements Backplane {
       password: this.#settings.endpoint.password,
       // Commands must fail fast while offline instead of queueing behind a dead connection.
       disableOfflineQueue: true,
+      // Every command is bounded by withTimeout; node-redis's own per-command timer would cost a timer and an
+      // AbortSignal per publish on the hot path.
+      commandOptions: { timeout: 0 },
     };
     const pub = createClient(options);
     const sub = createClient(options);

@@ -176,6 +176,14 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
   return server;
 }
 
+/** Waits until every node reports cluster_state:ok (after creation, or after a node was restarted). */
+export async function waitClusterOk(cluster: RedisCluster): Promise<void> {
+  await waitUntil(async () => {
+    const infos = await Promise.all(cluster.nodes.map((node) => node.cli('CLUSTER', 'INFO')));
+    return infos.every((info) => info.includes('cluster_state:ok'));
+  }, CLUSTER_TIMEOUT_MS, 'every cluster node to report cluster_state:ok');
+}
+
 /** Starts `masters` cluster-enabled nodes and joins them with `redis-cli --cluster create`, no replicas. */
 export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
   const nodes: RedisServer[] = [];
@@ -203,10 +211,7 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
     }
     await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `${n.host}:${n.port}`), '--cluster-replicas', '0',
       '--cluster-yes'], { timeout: CLUSTER_TIMEOUT_MS });
-    await waitUntil(async () => {
-      const infos = await Promise.all(nodes.map((node) => node.cli('CLUSTER', 'INFO')));
-      return infos.every((info) => info.includes('cluster_state:ok'));
-    }, CLUSTER_TIMEOUT_MS, 'every cluster node to report cluster_state:ok');
+    await waitClusterOk(cluster);
   } catch (err) {
     await cluster.stop();
     throw err;

@@ -3,7 +3,7 @@ import { ClusterBackplane } from '../../service/backplane/cluster';
 import { BackplaneUnavailableError, roomChannel, type Backplane, type BackplaneState, type Target } from '../../service/backplane/types';
 import { startRelay, stopAllRelays } from '../helpers/relay-process';
 import { TestClient } from '../helpers/ws-client';
-import { freePort, requireRedisServer, startRedisCluster, stopAllRedis, waitUntil, type RedisCluster, type RedisServer } from '../helpers/redis-server';
+import { freePort, requireRedisServer, startRedisCluster, stopAllRedis, waitClusterOk, waitUntil, type RedisCluster, type RedisServer } from '../helpers/redis-server';
 
 const logger = pino({ level: 'silent' });
 const PREFIX = 'ctest';
@@ -133,6 +133,8 @@ describe('ClusterBackplane against a 3-master Redis Cluster', () => {
       return seenB.frames.some((f) => f.text === 'after');
     }, 10_000, 'delivery to resume');
     expect(seenB.states.slice(0, 3)).toEqual(['ready', 'down', 'ready']);
+    // The other nodes marked the shard failed; later tests need the whole cluster serving again.
+    await waitClusterOk(cluster);
   });
 });
 
