@@ -1,8 +1,5 @@
-import { App } from 'cdktf';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { RelayStack } from '../stacks/relay-stack';
-import { releaseSourcePath } from '../stacks/artifact-store';
 import { buildArtifact } from './artifact';
 import { REPO_ROOT } from './bundle';
 import { ConfigError, loadConfig } from './config';
@@ -14,7 +11,14 @@ const OUT_DIR = 'cdktf.out';
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const artifact = await buildArtifact();
+  // The bundle is built by esbuild's own process: start it first so it overlaps loading cdktf and the provider classes.
+  const building = buildArtifact();
+  // Handled where it is awaited below; this only keeps an early failure from counting as unhandled meanwhile.
+  building.catch(() => undefined);
+  const { App } = await import('cdktf');
+  const { RelayStack } = await import('../stacks/relay-stack');
+  const { releaseSourcePath } = await import('../stacks/artifact-store');
+  const artifact = await building;
   // Relative outdir: cdktf records it in manifest.json, and no absolute path may appear there.
   process.chdir(REPO_ROOT);
   const app = new App({ outdir: OUT_DIR });
