@@ -1,4 +1,4 @@
-import { createClient, type RedisClientType } from '@redis/client';
+import { RedisClient } from '@redis/client';
 import type { Logger } from 'pino';
 import {
   BackplaneUnavailableError,
@@ -65,7 +65,11 @@ const REDIRECT_GIVE_UP_MS = 5000;
 /** Connections to try in one failover episode before waiting for the next ROLE tick. */
 const MAX_FAILOVER_HOPS = 4;
 
-type Client = RedisClientType<{}, {}, {}, 3, {}>;
+/**
+ * The bare node-redis client: pub/sub, sendCommand and connection handling, without the ~1,000 generated command
+ * methods createClient() attaches (building those costs a few hundred ms of start-up and memory we never use).
+ */
+type Client = RedisClient<{}, {}, {}, 3, {}>;
 interface Address {
   readonly host: string;
   readonly port: number;
@@ -152,7 +156,7 @@ export class RedisBackplane implements Backplane {
     const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
     try {
       // Our own bound: node-redis's command timeout stops counting once the command is written to the socket.
-      await withTimeout(pub.publish(channel, encodeEnvelope(this.#opts.instanceId, frame)), PUBLISH_TIMEOUT_MS, publishTimedOut);
+      await withTimeout(pub.sendCommand(['PUBLISH', channel, encodeEnvelope(this.#opts.instanceId, frame)]), PUBLISH_TIMEOUT_MS, publishTimedOut);
     } catch (err) {
       throw new BackplaneUnavailableError(`publishing to redis failed (${describeError(err)}); retry shortly`);
     }
@@ -279,8 +283,8 @@ export class RedisBackplane implements Backplane {
       // AbortSignal per publish on the hot path.
       commandOptions: { timeout: 0 },
     };
-    const pub = createClient(options);
-    const sub = createClient(options);
+    const pub: Client = new RedisClient(options);
+    const sub: Client = new RedisClient(options);
     this.#pub = pub;
     this.#sub = sub;
     const current = () => generation === this.#generation;
