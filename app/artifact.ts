@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ZipFile } from 'yazl';
@@ -29,7 +29,16 @@ export interface BuildArtifactOptions {
    * @default `<repo>/dist/artifacts`
    */
   readonly outDir?: string;
+  /**
+   * Reuse the zip built from the same inputs (service/, the bundler, package.json, package-lock.json) instead of
+   * bundling again; the bytes would be identical. Synth sets it; reproducibility tests leave it off.
+   * @default false
+   */
+  readonly reuse?: boolean;
 }
+
+/** Files whose content decides the zip's bytes (with the dependency versions pinned by package-lock.json). */
+const INPUT_ROOTS = ['service', 'app/bundle.ts', 'app/artifact.ts', 'package.json', 'package-lock.json'];
 
 // Built from local components because yazl writes DOS (local) time: the stored bytes are then the same in every timezone.
 const FIXED_MTIME = new Date(2020, 0, 1, 0, 0, 0);
@@ -43,6 +52,51 @@ export function artifactS3Key(label: string): string {
 /** Bundles the relay and writes a byte-reproducible Beanstalk source bundle named by its SHA-256. */
 export async function buildArtifact(opts: BuildArtifactOptions = {}): Promise<Artifact> {
   const outDir = opts.outDir ?? DEFAULT_ARTIFACT_DIR;
+  if (!opts.reuse) return build(outDir);
+  const record = join(outDir, '.inputs', `${inputsDigest()}.json`);
+  const reused = reusable(record);
+  if (reused) return reused;
+  const artifact = await build(outDir);
+  mkdirSync(join(outDir, '.inputs'), { recursive: true });
+  writeFileSync(record, `${JSON.stringify(artifact)}\n`);
+  return artifact;
+}
+
+/** The artifact a record points at, if its zip is still there with the recorded bytes. */
+function reusable(record: string): Artifact | undefined {
+  try {
+    const artifact = JSON.parse(readFileSync(record, 'utf8')) as Artifact;
+    if (!existsSync(artifact.zipPath)) return undefined;
+    const sha256 = createHash('sha256').update(readFileSync(artifact.zipPath)).digest('hex');
+    return sha256 === artifact.sha256 ? artifact : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** SHA-256 over the relative path and content of every input file, in a fixed order. */
+function inputsDigest(): string {
+  const hash = createHash('sha256');
+  const visit = (rel: string): void => {
+    const abs = join(REPO_ROOT, rel);
+    if (!existsSync(abs)) return;
+    let names: string[] | undefined;
+    try {
+      names = readdirSync(abs).sort();
+    } catch {
+      names = undefined;
+    }
+    if (names === undefined) {
+      hash.update(`${rel}\0`).update(readFileSync(abs)).update('\0');
+      return;
+    }
+    for (const name of names) visit(`${rel}/${name}`);
+  };
+  for (const root of INPUT_ROOTS) visit(root);
+  return hash.digest('hex');
+}
+
+async function build(outDir: string): Promise<Artifact> {
   const pkg = readRepoPackage();
   const work = mkdtempSync(join(tmpdir(), 'relay-artifact-'));
   try {

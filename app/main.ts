@@ -12,7 +12,7 @@ const OUT_DIR = 'cdktf.out';
 async function main(): Promise<void> {
   const config = loadConfig();
   // The bundle is built by esbuild's own process: start it first so it overlaps loading cdktf and the provider classes.
-  const building = buildArtifact();
+  const building = buildArtifact({ reuse: true });
   // Handled where it is awaited below; this only keeps an early failure from counting as unhandled meanwhile.
   building.catch(() => undefined);
   const { App } = await import('cdktf');

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -127,4 +127,21 @@ describe('buildArtifact', () => {
     expect(utc.sha256).toBe(first.sha256);
     expect(readFileSync(tokyo.zipPath).equals(readFileSync(utc.zipPath))).toBe(true);
   }, 180_000);
+
+  it('reuses the zip built from the same inputs, and rebuilds when that zip no longer has the recorded bytes', async () => {
+    // GIVEN a zip built with reuse on
+    const dir = tempDir();
+    const built = await buildArtifact({ outDir: dir, reuse: true });
+    expect(built.sha256).toBe(first.sha256);
+    const writtenAt = statSync(built.zipPath).mtimeMs;
+    // WHEN built again from the same inputs THEN the same file is returned untouched
+    const reused = await buildArtifact({ outDir: dir, reuse: true });
+    expect(reused).toEqual(built);
+    expect(statSync(reused.zipPath).mtimeMs).toBe(writtenAt);
+    // WHEN the zip was damaged THEN it is rebuilt with the right bytes
+    writeFileSync(built.zipPath, 'not a zip');
+    const rebuilt = await buildArtifact({ outDir: dir, reuse: true });
+    expect(rebuilt.sha256).toBe(first.sha256);
+    expect(createHash('sha256').update(readFileSync(rebuilt.zipPath)).digest('hex')).toBe(first.sha256);
+  }, 120_000);
 });
