@@ -16,6 +16,8 @@ import {
   COMMAND_TIMEOUT_MS,
   PUBLISH_TIMEOUT_MS,
   StateReporter,
+  appendWithScript,
+  readWithScript,
   backoffWithJitter,
   describeError,
   redactUrl,
@@ -26,18 +28,13 @@ import {
 } from './redis-common';
 import type { RedisBackplaneOptions } from './redis';
 import {
-  APPEND_SCRIPT,
   BUFFER_REPLIES,
   EpochSource,
   HISTORY_OFF,
-  READ_SCRIPT,
   appendArgs,
   historyKeys,
   loadScripts,
-  parseReadReply,
-  parseSeqReply,
   readArgs,
-  runScript,
   type HistoryOptions,
   type HistoryPosition,
   type HistoryRead,
@@ -124,17 +121,8 @@ export class ClusterBackplane implements Backplane {
     const stored = target === null ? 0 : this.#history.size;
     const keys = historyKeys(this.#opts.channelPrefix, target);
     const args = appendArgs('SPUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
-    try {
-      // The keys carry the channel's hash tag, so the script and its SPUBLISH run on the shard that owns the room.
-      const reply = await withTimeout(
-        runScript((a) => cluster.sendCommand(keys[0], false, a, BUFFER_REPLIES), APPEND_SCRIPT, keys, args),
-        PUBLISH_TIMEOUT_MS,
-        () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`),
-      );
-      return parseSeqReply(reply);
-    } catch (err) {
-      throw new BackplaneUnavailableError(`publishing to the redis cluster failed (${describeError(err)}); retry shortly`);
-    }
+    // The keys carry the channel's hash tag, so the script and its SPUBLISH run on the shard that owns the room.
+    return appendWithScript((a) => cluster.sendCommand(keys[0], false, a, BUFFER_REPLIES), 'the redis cluster', keys, args);
   }
 
   async readHistory(room: string, since: HistoryPosition | undefined): Promise<HistoryRead> {
@@ -142,18 +130,7 @@ export class ClusterBackplane implements Backplane {
     if (this.#reporter.state !== 'ready' || cluster === undefined) throw new BackplaneUnavailableError();
     const keys = historyKeys(this.#opts.channelPrefix, room);
     const args = readArgs(this.#history, this.#epochs.next(), since);
-    try {
-      const reply = await withTimeout(
-        runScript((a) => cluster.sendCommand(keys[0], false, a, BUFFER_REPLIES), READ_SCRIPT, keys, args),
-        COMMAND_TIMEOUT_MS,
-        () => new Error(`no reply within ${COMMAND_TIMEOUT_MS} ms`),
-      );
-      return parseReadReply(reply);
-    } catch (err) {
-      throw new BackplaneUnavailableError(
-        `reading the history of room ${JSON.stringify(room)} from the redis cluster failed (${describeError(err)}); retry shortly`,
-      );
-    }
+    return readWithScript((a) => cluster.sendCommand(keys[0], false, a, BUFFER_REPLIES), 'the redis cluster', room, keys, args);
   }
 
   async subscribe(room: string): Promise<void> {

@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
-import type { BackplaneState, BackplaneStatus } from './types';
+import { APPEND_SCRIPT, READ_SCRIPT, parseReadReply, parseSeqReply, runScript, type HistoryRead, type SendCommand } from './history';
+import { BackplaneUnavailableError, type BackplaneState, type BackplaneStatus } from './types';
 
 /**
  * Longest pause between reconnect attempts; short because a relay without its backplane is degraded. At 2 s a
@@ -199,5 +200,30 @@ export class StateReporter {
         this.logger.error({ err }, 'backplane state listener threw');
       }
     }
+  }
+}
+
+/**
+ * Runs the append script on the node that owns the keys (`send`) and returns the message's seq. `store` names that
+ * store in the error a publisher sees ("redis", "the redis cluster").
+ */
+export async function appendWithScript(send: SendCommand, store: string, keys: readonly string[], args: Array<string | Buffer>): Promise<number> {
+  try {
+    const reply = await withTimeout(runScript(send, APPEND_SCRIPT, keys, args), PUBLISH_TIMEOUT_MS,
+      () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`));
+    return parseSeqReply(reply);
+  } catch (err) {
+    throw new BackplaneUnavailableError(`publishing to ${store} failed (${describeError(err)}); retry shortly`);
+  }
+}
+
+/** Runs the read script for a joining client's room; errors say which room and store. */
+export async function readWithScript(send: SendCommand, store: string, room: string, keys: readonly string[], args: string[]): Promise<HistoryRead> {
+  try {
+    const reply = await withTimeout(runScript(send, READ_SCRIPT, keys, args), COMMAND_TIMEOUT_MS,
+      () => new Error(`no reply within ${COMMAND_TIMEOUT_MS} ms`));
+    return parseReadReply(reply);
+  } catch (err) {
+    throw new BackplaneUnavailableError(`reading the history of room ${JSON.stringify(room)} from ${store} failed (${describeError(err)}); retry shortly`);
   }
 }

@@ -16,6 +16,8 @@ import {
   COMMAND_TIMEOUT_MS,
   PUBLISH_TIMEOUT_MS,
   StateReporter,
+  appendWithScript,
+  readWithScript,
   describeError,
   redactUrl,
   resolveConnectionSettings,
@@ -24,18 +26,13 @@ import {
   type RedisConnectionSettings,
 } from './redis-common';
 import {
-  APPEND_SCRIPT,
   BUFFER_REPLIES,
   EpochSource,
   HISTORY_OFF,
-  READ_SCRIPT,
   appendArgs,
   historyKeys,
   loadScripts,
-  parseReadReply,
-  parseSeqReply,
   readArgs,
-  runScript,
   type HistoryOptions,
   type HistoryPosition,
   type HistoryRead,
@@ -169,32 +166,14 @@ export class RedisBackplane implements Backplane {
     // Broadcasts are numbered but not stored: no join can ask for them.
     const stored = target === null ? 0 : this.#history.size;
     const args = appendArgs('PUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
-    try {
-      const reply = await withTimeout(
-        runScript((a) => pub.sendCommand(a, BUFFER_REPLIES), APPEND_SCRIPT, historyKeys(this.#opts.channelPrefix, target), args),
-        PUBLISH_TIMEOUT_MS,
-        publishTimedOut,
-      );
-      return parseSeqReply(reply);
-    } catch (err) {
-      throw new BackplaneUnavailableError(`publishing to redis failed (${describeError(err)}); retry shortly`);
-    }
+    return appendWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', historyKeys(this.#opts.channelPrefix, target), args);
   }
 
   async readHistory(room: string, since: HistoryPosition | undefined): Promise<HistoryRead> {
     const pub = this.#pub;
     if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
     const args = readArgs(this.#history, this.#epochs.next(), since);
-    try {
-      const reply = await withTimeout(
-        runScript((a) => pub.sendCommand(a, BUFFER_REPLIES), READ_SCRIPT, historyKeys(this.#opts.channelPrefix, room), args),
-        COMMAND_TIMEOUT_MS,
-        () => new Error(`no reply within ${COMMAND_TIMEOUT_MS} ms`),
-      );
-      return parseReadReply(reply);
-    } catch (err) {
-      throw new BackplaneUnavailableError(`reading the history of room ${JSON.stringify(room)} failed (${describeError(err)}); retry shortly`);
-    }
+    return readWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', room, historyKeys(this.#opts.channelPrefix, room), args);
   }
 
   async subscribe(room: string): Promise<void> {
