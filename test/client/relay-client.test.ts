@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { runInNewContext } from 'node:vm';
 import WebSocket from 'ws';
 import { RelayClient, type RelayClientEvents, type RelayError } from '../../service/public/relay-client';
+import { nextEvent } from '../helpers/client-events';
 import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
 
 // The client module exactly as the demo page loads it, driven from Node against bundled relay processes.
@@ -16,28 +17,6 @@ function client(urls: string[], extra: Partial<ConstructorParameters<typeof Rela
   const c = new RelayClient({ urls, WebSocket, backoff: FAST_BACKOFF, ...extra });
   opened.push(c);
   return c;
-}
-
-/** Resolves with the first `event` payload matching pred, emitted after this call. */
-function nextEvent<E extends keyof RelayClientEvents>(
-  c: RelayClient,
-  event: E,
-  pred: (payload: RelayClientEvents[E]) => boolean = () => true,
-  timeoutMs = WAIT_MS,
-): Promise<RelayClientEvents[E]> {
-  return new Promise((resolve, reject) => {
-    const listener = (payload: RelayClientEvents[E]): void => {
-      if (!pred(payload)) return;
-      clearTimeout(timer);
-      c.off(event, listener);
-      resolve(payload);
-    };
-    const timer = setTimeout(() => {
-      c.off(event, listener);
-      reject(new Error(`no matching "${event}" event within ${timeoutMs} ms (client state ${c.state})`));
-    }, timeoutMs);
-    c.on(event, listener);
-  });
 }
 
 async function rejection(p: Promise<unknown>): Promise<RelayError> {

@@ -1,10 +1,13 @@
 /** relay-client.js (Node, with ws) resuming rooms through a relay switch: from the join ack's position, and resync. */
 import WebSocket from 'ws';
-import { RelayClient, type RelayClientEvents, type RelayMessage } from '../../service/public/relay-client';
+import { RelayClient, type RelayMessage } from '../../service/public/relay-client';
+import { nextEvent as nextEventWithin } from '../helpers/client-events';
 import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
 import { TestClient } from '../helpers/ws-client';
 import { requireRedisServer, startRedis, stopAllRedis, type RedisServer } from '../helpers/redis-server';
 import { WAIT_MS, publishAll } from './recovery-helpers';
+
+const nextEvent: typeof nextEventWithin = (c, event, pred, timeoutMs = WAIT_MS) => nextEventWithin(c, event, pred, timeoutMs);
 
 jest.setTimeout(120_000);
 
@@ -21,22 +24,6 @@ afterEach(async () => {
   await stopAllRelays();
   await stopAllRedis();
 });
-
-function nextEvent<E extends keyof RelayClientEvents>(c: RelayClient, event: E, pred: (p: RelayClientEvents[E]) => boolean = () => true): Promise<RelayClientEvents[E]> {
-  return new Promise((resolve, reject) => {
-    const listener = (payload: RelayClientEvents[E]): void => {
-      if (!pred(payload)) return;
-      clearTimeout(timer);
-      c.off(event, listener);
-      resolve(payload);
-    };
-    const timer = setTimeout(() => {
-      c.off(event, listener);
-      reject(new Error(`no matching "${event}" event within ${WAIT_MS} ms (client state ${c.state})`));
-    }, WAIT_MS);
-    c.on(event, listener);
-  });
-}
 
 async function setup(redis: RedisServer): Promise<{ r1: RelayProcess; r2: RelayProcess; client: RelayClient; got: RelayMessage[]; publisher: TestClient }> {
   const env = { REDIS_URL: redis.url, RELAY_DRAIN_WINDOW_MS: '100', RELAY_RATE_LIMIT: '100000', RELAY_RATE_BURST: '100000' };
