@@ -8,6 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 
 const REPO_ROOT = resolve(__dirname, '..');
 const REDIS_READY_TIMEOUT_MS = 10_000;
@@ -118,19 +119,7 @@ function startChild(name: string, command: string, args: string[], env: Record<s
 
 function forwardLines(stream: NodeJS.ReadableStream | null, prefix: string, out: NodeJS.WritableStream): void {
   if (!stream) return;
-  let buf = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk: string) => {
-    buf += chunk;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      out.write(`[${prefix}] ${buf.slice(0, nl)}\n`);
-      buf = buf.slice(nl + 1);
-    }
-  });
-  stream.on('end', () => {
-    if (buf) out.write(`[${prefix}] ${buf}\n`);
-  });
+  createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line: string) => out.write(`[${prefix}] ${line}\n`));
 }
 
 function waitForLine(child: Child, pred: (line: string) => boolean, timeoutMs: number): Promise<void> {

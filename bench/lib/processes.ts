@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
 
 /** Thrown when a benchmark's child process fails to start or dies; `code` is stable for callers and tests. */
 export class BenchProcessError extends Error {
@@ -58,18 +59,10 @@ export function startProcess(
 
   const onStream = (stream: NodeJS.ReadableStream | null): void => {
     if (!stream) return;
-    let buf = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        tail.push(line);
-        if (tail.length > TAIL_LINES) tail.shift();
-        for (const l of [...lineListeners]) l(line);
-      }
+    createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line: string) => {
+      tail.push(line);
+      if (tail.length > TAIL_LINES) tail.shift();
+      for (const l of [...lineListeners]) l(line);
     });
   };
   onStream(proc.stdout);

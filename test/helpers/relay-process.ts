@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { TEST_BUILD_DIR } from '../global-setup';
 
 /** A bundled relay running as a child process, as it runs on a Beanstalk instance. */
@@ -40,17 +41,9 @@ export function startRelay(env: Record<string, string> = {}): Promise<RelayProce
   const exitListeners = new Set<() => void>();
 
   const onData = (stream: NodeJS.ReadableStream): void => {
-    let buf = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        logs.push(line);
-        for (const l of [...lineListeners]) l(line);
-      }
+    createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line: string) => {
+      logs.push(line);
+      for (const l of [...lineListeners]) l(line);
     });
   };
   onData(proc.stdout as NodeJS.ReadableStream);
