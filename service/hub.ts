@@ -52,22 +52,93 @@ export interface Connection {
   readonly closed: Promise<void>;
 }
 
-interface ConnectionState extends Connection {
+/**
+ * A connection's state. Idle connections are what an instance holds most of, so nothing is allocated per connection
+ * until it is needed: the child logger, the `closed` promise and the frame queue are created on first use, and the
+ * socket's listeners are shared functions that find their connection through the socket.
+ */
+class ConnectionState implements Connection {
+  readonly rooms = new Set<string>();
   tokens: number;
-  lastRefill: number;
-  rejects: number;
-  rejectWindowStart: number;
+  lastRefill = Date.now();
+  rejects = 0;
+  rejectWindowStart = 0;
   /** Whether a pong arrived since the last ping. */
-  alive: boolean;
+  alive = true;
   /** Set once we decided to close it: nothing more is sent. */
-  closing: boolean;
-  /** Frames of one connection are handled in arrival order (joins await the subscription). */
-  queue: Promise<void>;
+  closing = false;
+  /** Set once the socket has closed and left every room. */
+  removed = false;
+  /** Frames of one connection are handled in arrival order: the tail of the frames still being handled, if any. */
+  pending: Promise<void> | null = null;
   /** Bytes of this connection's publishes sent to the backplane and not yet acked. */
-  inflightBytes: number;
+  inflightBytes = 0;
   /** Whether reading from the socket is paused until the backplane catches up. */
-  readPaused: boolean;
-  markClosed: () => void;
+  readPaused = false;
+  /** Terminates the socket if a close we started does not finish in time. */
+  closeTimer: NodeJS.Timeout | null = null;
+  private childLog: Logger | null = null;
+  private closedPromise: Promise<void> | null = null;
+  private resolveClosed: (() => void) | null = null;
+
+  constructor(
+    readonly hub: Hub,
+    readonly id: string,
+    readonly ws: WebSocket,
+    private readonly parentLog: Logger,
+    rateBurst: number,
+  ) {
+    this.tokens = rateBurst;
+  }
+
+  get log(): Logger {
+    this.childLog ??= this.parentLog.child({ connectionId: this.id });
+    return this.childLog;
+  }
+
+  get closed(): Promise<void> {
+    if (this.closedPromise === null) {
+      this.closedPromise = this.removed
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            this.resolveClosed = resolve;
+          });
+    }
+    return this.closedPromise;
+  }
+
+  markRemoved(): void {
+    this.removed = true;
+    this.resolveClosed?.();
+    this.resolveClosed = null;
+  }
+}
+
+/** The connection a socket belongs to, stored on the socket so its listeners can be shared functions. */
+const CONNECTION = Symbol('relay.connection');
+type OwnedSocket = WebSocket & { [CONNECTION]: ConnectionState };
+
+function connectionOf(ws: WebSocket): ConnectionState {
+  return (ws as OwnedSocket)[CONNECTION];
+}
+
+function onSocketMessage(this: WebSocket, data: WebSocket.RawData, isBinary: boolean): void {
+  const conn = connectionOf(this);
+  conn.hub.receive(conn, data, isBinary);
+}
+
+function onSocketPong(this: WebSocket): void {
+  connectionOf(this).alive = true;
+}
+
+// ws reports protocol violations here (e.g. a frame over maxPayload, closed with 1009); it closes the socket itself.
+function onSocketError(this: WebSocket, err: Error): void {
+  connectionOf(this).log.info({ err }, 'socket error');
+}
+
+function onSocketClose(this: WebSocket, code: number, reason: Buffer): void {
+  const conn = connectionOf(this);
+  conn.hub.remove(conn, code, reason.toString());
 }
 
 export interface HubOptions {
@@ -114,37 +185,15 @@ export class Hub {
   /** Takes ownership of an upgraded socket and greets it. */
   add(ws: WebSocket, meta: { remoteAddress?: string } = {}): Connection {
     const id = randomBytes(9).toString('base64url');
-    let markClosed = (): void => {};
-    const closed = new Promise<void>((resolve) => {
-      markClosed = resolve;
-    });
-    const { config } = this.opts;
-    const conn: ConnectionState = {
-      id,
-      ws,
-      log: this.opts.logger.child({ connectionId: id }),
-      rooms: new Set(),
-      closed,
-      tokens: config.rateBurst,
-      lastRefill: Date.now(),
-      rejects: 0,
-      rejectWindowStart: 0,
-      alive: true,
-      closing: false,
-      queue: Promise.resolve(),
-      inflightBytes: 0,
-      readPaused: false,
-      markClosed,
-    };
+    const { config, logger } = this.opts;
+    const conn = new ConnectionState(this, id, ws, logger, config.rateBurst);
     this.conns.add(conn);
-    conn.log.info({ remoteAddress: meta.remoteAddress }, 'connection opened');
-    ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary));
-    ws.on('pong', () => {
-      conn.alive = true;
-    });
-    // ws reports protocol violations here (e.g. a frame over maxPayload, closed with 1009); it closes the socket itself.
-    ws.on('error', (err) => conn.log.info({ err }, 'socket error'));
-    ws.on('close', (code, reason) => this.remove(conn, code, reason.toString()));
+    logger.info({ connectionId: id, remoteAddress: meta.remoteAddress }, 'connection opened');
+    (ws as OwnedSocket)[CONNECTION] = conn;
+    ws.on('message', onSocketMessage);
+    ws.on('pong', onSocketPong);
+    ws.on('error', onSocketError);
+    ws.on('close', onSocketClose);
     this.send(conn, encodeWelcome(id, config.instanceId));
     return conn;
   }
@@ -209,7 +258,8 @@ export class Hub {
     }
   }
 
-  private onMessage(conn: ConnectionState, data: WebSocket.RawData, isBinary: boolean): void {
+  /** A frame from a client socket (the socket's 'message' listener). */
+  receive(conn: ConnectionState, data: WebSocket.RawData, isBinary: boolean): void {
     if (conn.closing) return;
     if (!this.takeToken(conn)) return;
     if (isBinary) {
@@ -228,9 +278,29 @@ export class Hub {
       return;
     }
     const frame = parsed.frame;
-    conn.queue = conn.queue
-      .then(() => this.handle(conn, frame))
-      .catch((err: unknown) => conn.log.error({ err }, 'frame handling failed'));
+    if (conn.pending !== null) {
+      this.track(conn, conn.pending.then(() => this.handle(conn, frame)));
+      return;
+    }
+    // Nothing in progress: handle it now; only a frame that has to wait (a join) makes later frames queue behind it.
+    let result: Promise<void> | undefined;
+    try {
+      result = this.handle(conn, frame);
+    } catch (err) {
+      conn.log.error({ err }, 'frame handling failed');
+      return;
+    }
+    if (result !== undefined) this.track(conn, result);
+  }
+
+  /** Makes `work` the tail of the connection's frames in progress, until it settles. */
+  private track(conn: ConnectionState, work: Promise<void>): void {
+    const tail: Promise<void> = work
+      .catch((err: unknown) => conn.log.error({ err }, 'frame handling failed'))
+      .then(() => {
+        if (conn.pending === tail) conn.pending = null;
+      });
+    conn.pending = tail;
   }
 
   /** Token bucket: every inbound frame costs one token; sustained abuse closes the socket with 1008. */
@@ -260,21 +330,22 @@ export class Hub {
     return false;
   }
 
-  private async handle(conn: ConnectionState, frame: ClientFrame): Promise<void> {
-    if (conn.closing) return;
+  /** Handles one frame; returns a promise only for a frame whose handling has to wait (a join). */
+  private handle(conn: ConnectionState, frame: ClientFrame): Promise<void> | undefined {
+    if (conn.closing) return undefined;
     switch (frame.type) {
       case 'ping':
         this.send(conn, encodePong(frame.id));
-        return;
+        return undefined;
       case 'join':
         return this.join(conn, frame.room, frame.id, frame.since);
       case 'leave':
         this.leave(conn, frame.room);
         this.send(conn, encodeAck(frame.id));
-        return;
+        return undefined;
       case 'publish':
         this.publish(conn, frame.room ?? null, frame.data, frame.id);
-        return;
+        return undefined;
     }
   }
 
@@ -474,11 +545,7 @@ export class Hub {
     if (conn.closing) return;
     conn.closing = true;
     conn.ws.close(code, reason);
-    const timer = this.later(this.closeGraceMs, () => conn.ws.terminate());
-    void conn.closed.then(() => {
-      clearTimeout(timer);
-      this.timers.delete(timer);
-    });
+    conn.closeTimer = this.later(this.closeGraceMs, () => conn.ws.terminate());
   }
 
   private heartbeat(): void {
@@ -498,12 +565,18 @@ export class Hub {
     }
   }
 
-  private remove(conn: ConnectionState, code: number, reason: string): void {
+  /** The socket closed (its 'close' listener): leaves every room and resolves `closed`. */
+  remove(conn: ConnectionState, code: number, reason: string): void {
     if (!this.conns.delete(conn)) return;
     conn.closing = true;
+    if (conn.closeTimer !== null) {
+      clearTimeout(conn.closeTimer);
+      this.timers.delete(conn.closeTimer);
+      conn.closeTimer = null;
+    }
     for (const room of [...conn.rooms]) this.leave(conn, room);
     conn.log.info({ code, reason }, 'connection closed');
-    conn.markClosed();
+    conn.markRemoved();
   }
 
   private later(ms: number, fn: () => void): NodeJS.Timeout {

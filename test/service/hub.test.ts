@@ -1,3 +1,5 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { loadServiceConfig } from '../../service/config';
 import { createRelay, type Relay } from '../../service/server';
 import { TestClient, type Frame } from '../helpers/ws-client';
@@ -50,6 +52,29 @@ describe('hub: frames and acks', () => {
     const ack = await c.waitFor((f) => f.type === 'ack' && !('id' in f));
     expect(pong).toEqual({ type: 'pong' });
     expect(ack).toEqual({ type: 'ack', position: position('0') });
+  });
+
+  it.each([['on', '1000'], ['off', '0']])('handles frames sent behind a join in arrival order (history %s)', async (_label, historySize) => {
+    const { url } = await startRelay({ RELAY_HISTORY_SIZE: historySize });
+    const c = await connect(url);
+    // Sent together: the publish and the ping wait for the join, so the sender is a member when its message goes out.
+    c.send({ type: 'join', room: 'seq', id: 'j' });
+    c.send({ type: 'publish', room: 'seq', data: 'first', id: 'p' });
+    c.send({ type: 'ping', id: 'q' });
+    await c.waitFor((f) => f.type === 'pong' && f.id === 'q');
+    await c.waitFor((f) => f.type === 'ack' && f.id === 'p');
+    await c.waitForMessages(1);
+    const replies = c.frames.filter((f) => f.type !== 'welcome').map((f) => `${String(f.type)}:${String(f.id ?? f.data)}`);
+    expect(replies.indexOf('ack:j')).toBe(0);
+    expect(replies).toContain('message:first');
+    expect(replies.indexOf('pong:q')).toBeGreaterThan(0);
+    // Once the join has finished, frames are handled as they arrive, and still in order.
+    c.send({ type: 'ping', id: 'r1' });
+    c.send({ type: 'leave', room: 'seq', id: 'r2' });
+    c.send({ type: 'ping', id: 'r3' });
+    await c.waitFor((f) => f.type === 'pong' && f.id === 'r3');
+    const tail = c.frames.slice(-3).map((f) => `${String(f.type)}:${String(f.id)}`);
+    expect(tail).toEqual(['pong:r1', 'ack:r2', 'pong:r3']);
   });
 
   it('acks a join with since as not recovered when history is off, and refuses a malformed since', async () => {
@@ -258,6 +283,32 @@ describe('hub: slow consumers and heartbeat', () => {
     await waitUntil(() => pings >= 3);
     expect(await healthy.request({ type: 'ping', id: 'still-here' })).toEqual({ type: 'pong', id: 'still-here' });
     expect(relay.hub.connectionCount).toBe(1);
+  });
+});
+
+describe('hub: connection logs', () => {
+  it('logs each connection opening, its errors and its close with its connection id', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString('utf8').split('\n')) if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
+        done();
+      },
+    });
+    const config = loadServiceConfig({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', RELAY_INSTANCE_ID: 'hub-log', RELAY_MAX_PAYLOAD_BYTES: '1024' });
+    const relay = createRelay(config, { logger: pino({ level: 'info' }, sink) });
+    relays.push(relay);
+    const { port } = await relay.start();
+    const c = await connect(`ws://127.0.0.1:${port}/ws`);
+    const id = c.welcome.connectionId;
+    // Over maxPayload: ws reports it on the socket's error event and closes with 1009.
+    c.sendRaw('x'.repeat(2048));
+    expect((await c.waitClose()).code).toBe(1009);
+    await waitUntil(() => lines.some((l) => l.msg === 'connection closed'));
+    const mine = lines.filter((l) => l.connectionId === id).map((l) => l.msg);
+    expect(mine).toEqual(['connection opened', 'socket error', 'connection closed']);
+    expect(lines.find((l) => l.msg === 'connection opened')).toMatchObject({ connectionId: id, remoteAddress: '127.0.0.1' });
+    expect(lines.find((l) => l.msg === 'connection closed')).toMatchObject({ connectionId: id, code: expect.any(Number) });
   });
 });
 
