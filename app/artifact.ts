@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ZipFile } from 'yazl';
-import { bundleService, REPO_ROOT } from './bundle';
+import { bundleService, RELAY_START_COMMAND, REPO_ROOT } from './bundle';
 
 /** Where `buildArtifact` writes zips unless told otherwise. */
 export const DEFAULT_ARTIFACT_DIR = join(REPO_ROOT, 'dist', 'artifacts');
@@ -104,7 +104,7 @@ async function build(outDir: string): Promise<Artifact> {
     const entries = new Map<string, Buffer>();
     entries.set('server.js', readFileSync(bundle.serverJs));
     entries.set('package.json', Buffer.from(deployedPackageJson(pkg.name, pkg.version)));
-    entries.set('Procfile', Buffer.from('web: node server.js\n'));
+    entries.set('Procfile', Buffer.from(`web: ${RELAY_START_COMMAND}\n`));
     for (const name of bundle.publicFiles) entries.set(`public/${name}`, readFileSync(join(work, 'bundle', 'public', name)));
 
     const zip = await zipEntries(entries);
@@ -131,7 +131,7 @@ function deployedPackageJson(name: string, version: string): string {
     private: true,
     engines: { node: '>=20' },
     main: 'server.js',
-    scripts: { start: 'node server.js' },
+    scripts: { start: RELAY_START_COMMAND },
   };
   return `${JSON.stringify(manifest, null, 2)}\n`;
 }

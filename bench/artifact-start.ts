@@ -1,4 +1,4 @@
-import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
@@ -42,7 +42,7 @@ export class ArtifactStartError extends Error {
 }
 
 /**
- * Builds the deployable zip, unzips it into a temporary folder and measures, from spawning `node server.js`
+ * Builds the deployable zip, unzips it into a temporary folder and measures, from spawning the Procfile's web command
  * to the first 200 from /healthz, how long the relay takes to become healthy.
  */
 export async function runArtifact(opts: ArtifactOptions = {}): Promise<ArtifactResult> {
@@ -77,7 +77,7 @@ export async function runArtifact(opts: ArtifactOptions = {}): Promise<ArtifactR
 async function timeToHealthy(appDir: string, env: Record<string, string>, timeoutMs: number): Promise<number> {
   const port = await freePort();
   const t0 = performance.now();
-  const proc = startProcess('artifact-relay', process.execPath, ['server.js'], {
+  const proc = startProcess('artifact-relay', process.execPath, procfileNodeArgs(appDir), {
     cwd: appDir,
     env: { ...process.env, NODE_ENV: 'production', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
   });
@@ -93,6 +93,16 @@ async function timeToHealthy(appDir: string, env: Record<string, string>, timeou
   } finally {
     await proc.stop();
   }
+}
+
+/** The arguments of the Procfile's `web: node …` command, so the relay starts exactly as the platform starts it. */
+function procfileNodeArgs(appDir: string): string[] {
+  const procfile = readFileSync(join(appDir, 'Procfile'), 'utf8');
+  const web = /^web:\s*(.+)$/m.exec(procfile)?.[1].trim().split(/\s+/);
+  if (!web || web[0] !== 'node') {
+    throw new ArtifactStartError(`the artifact's Procfile has no "web: node …" command; it reads:\n${procfile}`);
+  }
+  return web.slice(1);
 }
 
 function healthStatus(port: number): Promise<number> {

@@ -1,21 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import { pinSelf, type CpuPinning } from './lib/cpu-pinning';
 import { cpuSecondsOf, machineCpu } from './lib/proc-stats';
-import { startBenchRedis, startBenchRelay, type BenchRedis, type BenchRelay } from './lib/servers';
+import { startBenchRedis, startBenchRelay, type BenchRedis, type BenchRelay, type BenchTarget } from './lib/servers';
 import { median, pause, pollUntil } from './lib/stats';
 import { connectRawMember } from './lib/raw-subscriber';
 import { connectMany, connectMember, DeliverySink, RatePublisher, type LoadSocket, type WsLoadSocket } from './lib/ws-load';
 
 /** A relay implementation under test: how to start one instance of it. */
-export interface FanoutTargetSpec {
-  /** 'relay' or 'floor'. */
-  readonly name: string;
-  /** Script run with `node`. */
-  readonly script: string;
-  readonly cwd?: string;
-  /** Extra environment for each instance (REDIS_URL, PORT and HOST are set by the harness). */
-  readonly env: Record<string, string>;
-}
+export type FanoutTargetSpec = BenchTarget;
 
 export interface FanoutOptions {
   readonly targets: readonly FanoutTargetSpec[];
@@ -150,13 +142,7 @@ class TargetRig {
     if (this.relays.length === 0) {
       for (let i = 0; i < this.instances; i++) {
         this.relays.push(
-          await startBenchRelay(
-            `${this.spec.name}-${i}`,
-            this.spec.script,
-            { ...this.spec.env, REDIS_URL: this.redis.url },
-            this.spec.cwd,
-            this.serverCpus,
-          ),
+          await startBenchRelay(`${this.spec.name}-${i}`, this.spec, { REDIS_URL: this.redis.url }, this.serverCpus),
         );
       }
     }

@@ -1,14 +1,9 @@
 import { rssBytes } from './lib/proc-stats';
-import { startBenchRedis, startBenchRelay } from './lib/servers';
+import { startBenchRedis, startBenchRelay, type BenchTarget } from './lib/servers';
 import { median, pause } from './lib/stats';
 import { connectMany, connectMember, type LoadSocket } from './lib/ws-load';
 
-export interface IdleTargetSpec {
-  readonly name: string;
-  readonly script: string;
-  readonly cwd?: string;
-  readonly env: Record<string, string>;
-}
+export type IdleTargetSpec = BenchTarget;
 
 export interface IdleOptions {
   readonly targets: readonly IdleTargetSpec[];
@@ -60,7 +55,7 @@ export async function runIdleFootprint(opts: IdleOptions): Promise<IdleResult> {
   const results: IdleTargetResult[] = [];
   try {
     for (const spec of opts.targets) {
-      const relay = await startBenchRelay(`${spec.name}-idle`, spec.script, { ...spec.env, REDIS_URL: redis.url }, spec.cwd);
+      const relay = await startBenchRelay(`${spec.name}-idle`, spec, { REDIS_URL: redis.url });
       const opened: LoadSocket[] = [];
       try {
         const sample = async (): Promise<number> => {

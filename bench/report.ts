@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { RELAY_NODE_FLAGS } from '../app/bundle';
 import { REPO_ROOT } from '../app/bundle';
 import type { ArtifactResult } from './artifact-start';
 import type { FanoutPoint, FanoutResult, FanoutTargetResult } from './fanout';
@@ -157,7 +158,8 @@ function fanoutSection(f: FanoutResult): string[] {
       'delivered/expected ≥ 0.95, p99 ≤ 500 ms, the publisher reached 95 % of the rate and no process exited. Rates double until one ' +
       'falls behind, then the gap is bisected. Saturation = the highest rate that kept up. The relay runs with RELAY_RATE_LIMIT and ' +
       'RELAY_RATE_BURST at 1,000,000 (the publisher is trusted) and LOG_LEVEL=info; `relay` has message recovery off ' +
-      '(RELAY_HISTORY_SIZE=0), `relay-recovery` on (RELAY_HISTORY_SIZE=1000, the default); everything else at its defaults.',
+      '(RELAY_HISTORY_SIZE=0), `relay-recovery` on (RELAY_HISTORY_SIZE=1000, the default); both run with the Procfile\'s node ' +
+      `flags (${RELAY_NODE_FLAGS.join(' ')}); everything else at its defaults.`,
     '',
   );
   out.push(
@@ -236,7 +238,8 @@ function pointRow(p: FanoutPoint, suffix = ''): string {
 function idleSection(r: IdleResult): string[] {
   const out = ['## 2. Idle footprint', ''];
   out.push(
-    'One instance with Redis; RSS (VmRSS from /proc/<pid>/status) is the median of several samples after settling, before and after the ' +
+    `One instance with Redis, the relay started with its Procfile's node flags (${RELAY_NODE_FLAGS.join(' ')}) and the floor with none; ` +
+      'RSS (VmRSS from /proc/<pid>/status) is the median of several samples after settling, before and after the ' +
       'connections open (each joins one room; one warm-up connection first so lazily loaded code is not charged to the sockets). ' +
       'GC cannot be forced in the server, so garbage left by the handshakes counts too: an upper bound. The second-half ' +
       'column divides the growth from half to all connections by the connections added then; the young generation grows ' +
@@ -282,7 +285,7 @@ function artifactSection(a: ArtifactResult): string[] {
     '',
     `\`${a.label}.zip\`: ${fmtInt(a.zipBytes)} bytes, ${fmtInt(a.unzippedBytes)} bytes unzipped (${a.entries.join(', ')}), ` +
       `built by buildArtifact() in ${fmtMs(a.buildMs)}. ` +
-      'Start time: from spawning `node server.js` in the unzipped folder to the first 200 from /healthz (polled every 5 ms).',
+      'Start time: from spawning the Procfile\'s `web` command in the unzipped folder to the first 200 from /healthz (polled every 5 ms).',
     '',
     '| backplane | runs (ms) | median |',
     '|---|---|---|',

@@ -1,7 +1,7 @@
 // `npm run bench`: runs the four benchmarks against a fresh bundle of the relay and writes BENCHMARKS.md.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { bundleService, REPO_ROOT } from '../app/bundle';
+import { bundleService, RELAY_NODE_FLAGS, REPO_ROOT } from '../app/bundle';
 import { runArtifact, type ArtifactResult } from './artifact-start';
 import { runFanout, type FanoutResult, type FanoutTargetSpec } from './fanout';
 import { runIdleFootprint, type IdleResult } from './idle-footprint';
@@ -103,6 +103,7 @@ async function main(): Promise<void> {
     name,
     script: bundle.serverJs,
     cwd: join(REPO_ROOT, '.build', 'bench-relay'),
+    nodeFlags: RELAY_NODE_FLAGS,
     env: { ...RELAY_BENCH_ENV, RELAY_CHANNEL_PREFIX: `bench-${name.replace(/[^A-Za-z0-9]/g, '')}`, ...env },
   });
   const floorTarget: FanoutTargetSpec = { name: 'floor', script: floorScript, env: { RELAY_CHANNEL_PREFIX: 'bench-floor' } };
@@ -130,7 +131,7 @@ async function main(): Promise<void> {
     log('idle footprint');
     idle = await runIdleFootprint({
       targets: [
-        { name: 'relay', script: bundle.serverJs, cwd: join(REPO_ROOT, '.build', 'bench-relay'), env: { LOG_LEVEL: 'info' } },
+        { name: 'relay', script: bundle.serverJs, cwd: join(REPO_ROOT, '.build', 'bench-relay'), nodeFlags: RELAY_NODE_FLAGS, env: { LOG_LEVEL: 'info' } },
         { name: 'floor', script: floorScript, env: {} },
       ],
       connections: opts.quick ? 200 : 5000,

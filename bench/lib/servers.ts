@@ -55,24 +55,31 @@ export interface BenchRelay {
   stop(): Promise<void>;
 }
 
+/** A server the benchmarks measure: the bundled relay or the floor. */
+export interface BenchTarget {
+  /** 'relay', 'relay-recovery' or 'floor'. */
+  readonly name: string;
+  /** Script run with `node`. */
+  readonly script: string;
+  readonly cwd?: string;
+  /** Node flags before the script: the relay gets the ones its Procfile gives it (RELAY_NODE_FLAGS). */
+  readonly nodeFlags?: readonly string[];
+  /** Extra environment for each instance (REDIS_URL, PORT and HOST are set by the harness). */
+  readonly env: Record<string, string>;
+}
+
 /**
- * Runs a relay script (the bundled relay's server.js, or bench/floor-relay.js) on an ephemeral loopback port,
+ * Runs an instance of a target (the bundled relay's server.js, or bench/floor-relay.js) on an ephemeral loopback port,
  * optionally on `cpus` only. Both print the JSON line {msg:'relay listening', port} when ready.
  */
-export async function startBenchRelay(
-  name: string,
-  script: string,
-  env: Record<string, string>,
-  cwd?: string,
-  cpus?: string,
-): Promise<BenchRelay> {
+export async function startBenchRelay(name: string, target: BenchTarget, env: Record<string, string>, cpus?: string): Promise<BenchRelay> {
   // BENCH_CPU_PROF_DIR: every relay writes a V8 CPU profile there when it exits (see bench/profile-summary.ts).
   const profDir = process.env.BENCH_CPU_PROF_DIR;
-  const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', `${name}.${Date.now()}.cpuprofile`] : [];
-  const [cmd, args] = pinned(cpus, process.execPath, [...nodeArgs, script]);
+  const profArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', `${name}.${Date.now()}.cpuprofile`] : [];
+  const [cmd, args] = pinned(cpus, process.execPath, [...(target.nodeFlags ?? []), ...profArgs, target.script]);
   const proc = startProcess(name, cmd, args, {
-    cwd,
-    env: { ...process.env, NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    cwd: target.cwd,
+    env: { ...process.env, NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...target.env, ...env },
   });
   try {
     const port = await proc.waitLine((l) => {

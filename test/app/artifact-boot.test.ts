@@ -126,7 +126,7 @@ describe('the artifact boots as Beanstalk boots it', () => {
 
     const procfile = readFileSync(join(app, 'Procfile'), 'utf8');
     const match = /^web: (.+)$/m.exec(procfile);
-    expect(match?.[1]).toBe('node server.js');
+    expect(match?.[1]).toBe('node --max-semi-space-size=4 server.js');
     const [cmd, ...args] = (match?.[1] ?? '').split(' ');
     expect(cmd).toBe('node');
 

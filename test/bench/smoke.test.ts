@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../../app/bundle';
+import { RELAY_NODE_FLAGS, REPO_ROOT } from '../../app/bundle';
 import { runArtifact } from '../../bench/artifact-start';
 import { runFanout, type FanoutTargetSpec } from '../../bench/fanout';
 import { runIdleFootprint } from '../../bench/idle-footprint';
@@ -15,7 +15,7 @@ import { TEST_BUILD_DIR } from '../global-setup';
 const relayScript = join(TEST_BUILD_DIR, 'server.js');
 const floorScript = join(REPO_ROOT, 'bench', 'floor-relay.js');
 const targets: FanoutTargetSpec[] = [
-  { name: 'relay', script: relayScript, cwd: TEST_BUILD_DIR, env: { RELAY_RATE_LIMIT: '1000000', RELAY_RATE_BURST: '1000000', RELAY_CHANNEL_PREFIX: 'smoke-relay' } },
+  { name: 'relay', script: relayScript, cwd: TEST_BUILD_DIR, nodeFlags: RELAY_NODE_FLAGS, env: { RELAY_RATE_LIMIT: '1000000', RELAY_RATE_BURST: '1000000', RELAY_CHANNEL_PREFIX: 'smoke-relay' } },
   { name: 'floor', script: floorScript, env: { RELAY_CHANNEL_PREFIX: 'smoke-floor' } },
 ];
 
@@ -109,7 +109,7 @@ describe('bench smoke runs', () => {
 
 describe('bench harness errors and report', () => {
   it('fails with the relay output when a relay exits before it is ready', async () => {
-    const err: unknown = await startBenchRelay('bad-relay', relayScript, { RELAY_RATE_LIMIT: 'lots' }, TEST_BUILD_DIR).then(
+    const err: unknown = await startBenchRelay('bad-relay', { ...targets[0], env: {} }, { RELAY_RATE_LIMIT: 'lots' }).then(
       () => new Error('started'),
       (e: unknown) => e,
     );

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { RELAY_NODE_FLAGS } from '../../app/bundle';
 import { TEST_BUILD_DIR } from '../global-setup';
 
 /** A bundled relay running as a child process, as it runs on a Beanstalk instance. */
@@ -27,10 +28,10 @@ export interface RelayProcess {
 const START_TIMEOUT_MS = 15_000;
 const running = new Set<RelayProcess>();
 
-/** Starts `node .build/test-relay/server.js` on an ephemeral port; resolves once it logs 'relay listening'. */
+/** Starts the bundled relay (.build/test-relay/server.js) as the artifact runs it, on an ephemeral port; resolves once it logs 'relay listening'. */
 export function startRelay(env: Record<string, string> = {}): Promise<RelayProcess> {
   const serverJs = join(TEST_BUILD_DIR, 'server.js');
-  const proc = spawn(process.execPath, [serverJs], {
+  const proc = spawn(process.execPath, [...RELAY_NODE_FLAGS, serverJs], {
     cwd: TEST_BUILD_DIR,
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -19,7 +19,7 @@ const CONNECTIONS = 5_000;
 const ROOMS = 100;
 const CONCURRENCY = 100;
 const ROUNDS = 2;
-/** RSS after close and a full GC may exceed the start by at most this; measured +6 MB (the peak is +60 MB, ~12 KB per connection). */
+/** RSS after close and a full GC may exceed the start by at most this; measured +6 MB (the peak is +32 MB, ~6.6 KB per connection). */
 const RSS_BOUND_BYTES = 30 * MB;
 /** Growth allowed from the end of round 1 to the end of round 2; a per-connection leak would add ~10 KB × 5,000. */
 const ROUND_DRIFT_BYTES = 10 * MB;
