@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { BackplaneUnavailableError, type Backplane, type HistoryPosition, type HistoryRead, type Target } from './backplane/types';
@@ -75,6 +76,8 @@ class ConnectionState implements Connection {
   inflightBytes = 0;
   /** Whether reading from the socket is paused until the backplane catches up. */
   readPaused = false;
+  /** Whether the socket's writes are held until the current batch of deliveries is done. */
+  corked = false;
   /** Terminates the socket if a close we started does not finish in time. */
   closeTimer: NodeJS.Timeout | null = null;
   private childLog: Logger | null = null;
@@ -160,6 +163,8 @@ export class Hub {
   private readonly joining = new Map<string, Map<ConnectionState, JoinState>>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private pingTimer: NodeJS.Timeout | undefined;
+  /** Sockets corked for the current batch of deliveries; uncorked together on the next tick. */
+  private corkedConns: ConnectionState[] = [];
   private readonly closeGraceMs: number;
 
   constructor(private readonly opts: HubOptions) {
@@ -218,11 +223,36 @@ export class Hub {
         joins!.delete(conn);
         if (joins!.size === 0) this.joining.delete(target!);
       }
+      this.cork(conn);
       if (this.send(conn, frame)) delivered++;
     }
     if (delivered > 0) this.opts.metrics.messagesOut.inc(delivered);
     return delivered;
   }
+
+  /**
+   * Holds a socket's writes until the current batch of deliveries is done (one Redis read can carry many messages
+   * for the same room), so each socket gets one write system call per batch instead of one per message. The writes
+   * still count in `bufferedAmount`, so the send-buffer cap applies as before.
+   */
+  private cork(conn: ConnectionState): void {
+    if (conn.corked) return;
+    const socket = tcpSocketOf(conn.ws);
+    if (!socket) return;
+    socket.cork();
+    conn.corked = true;
+    this.corkedConns.push(conn);
+    if (this.corkedConns.length === 1) process.nextTick(this.uncorkAll);
+  }
+
+  private readonly uncorkAll = (): void => {
+    const conns = this.corkedConns;
+    this.corkedConns = [];
+    for (const conn of conns) {
+      conn.corked = false;
+      tcpSocketOf(conn.ws)?.uncork();
+    }
+  };
 
   /**
    * Closes every socket with 1001, in batches spread over `windowMs` so reconnecting clients do not stampede the
@@ -587,6 +617,11 @@ export class Hub {
     this.timers.add(timer);
     return timer;
   }
+}
+
+/** The socket under a WebSocket: ws has no public cork, and keeps it in `_socket` (null once closed). */
+function tcpSocketOf(ws: WebSocket): Duplex | null | undefined {
+  return (ws as WebSocket & { _socket?: Duplex | null })._socket;
 }
 
 const EPOCH_MARK = Buffer.from(',"epoch":"');

@@ -1,5 +1,7 @@
+import { Socket, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
+import WebSocket, { WebSocketServer } from 'ws';
 import { loadServiceConfig } from '../../service/config';
 import { createRelay, type Relay } from '../../service/server';
 import { TestClient, type Frame } from '../helpers/ws-client';
@@ -283,6 +285,44 @@ describe('hub: slow consumers and heartbeat', () => {
     await waitUntil(() => pings >= 3);
     expect(await healthy.request({ type: 'ping', id: 'still-here' })).toEqual({ type: 'pong', id: 'still-here' });
     expect(relay.hub.connectionCount).toBe(1);
+  });
+});
+
+describe('hub: write batching', () => {
+  it('relies on ws keeping the TCP socket in _socket, which it corks for a batch of deliveries', async () => {
+    // The hub corks each recipient's socket once per batch of deliveries; ws has no public cork. If a ws upgrade
+    // moves the socket, batching silently stops: this test is what notices.
+    const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+    const accepted = new Promise<WebSocket>((resolve) => server.once('connection', resolve));
+    const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    try {
+      const serverSide = await accepted;
+      const socket = (serverSide as WebSocket & { _socket?: unknown })._socket;
+      expect(socket).toBeInstanceOf(Socket);
+      // Corked writes are held and counted in bufferedAmount, which the send-buffer cap reads.
+      (socket as Socket).cork();
+      serverSide.send('held');
+      expect(serverSide.bufferedAmount).toBeGreaterThan(0);
+      const received = new Promise<string>((resolve) => client.once('message', (d: WebSocket.RawData) => resolve(String(d))));
+      (socket as Socket).uncork();
+      expect(await received).toBe('held');
+    } finally {
+      client.terminate();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  it('delivers every message of a burst to every member, in order', async () => {
+    // The burst stays within the rate limit, so every frame is published.
+    const { url } = await startRelay({ RELAY_RATE_BURST: '1000' });
+    const members = await Promise.all([connect(url), connect(url), connect(url)]);
+    for (const m of members) await m.request({ type: 'join', room: 'burst', id: 'j' });
+    const publisher = members[0];
+    for (let i = 0; i < 300; i++) publisher.send({ type: 'publish', room: 'burst', data: i });
+    for (const m of members) {
+      expect((await m.waitForMessages(300)).map((f) => f.data)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    }
   });
 });
 
