@@ -332,9 +332,12 @@ async function measureRun(rig: TargetRig, rate: number, warmupMs: number, measur
   const members = rig.subscribers.length;
   const pids = rig.pids();
   const redisPid = rig.redis.process.pid;
+  sink.measuring = false;
+  // A backlog left by an overloaded run may still be arriving after that run's drain gave up: let it finish first,
+  // so this run neither counts its deliveries nor their latency.
+  await waitQuiet(sink);
   const deliveredAtStart = sink.delivered;
   const sentAtStart = publisher.sent;
-  sink.measuring = false;
   publisher.start(rate);
   await pause(warmupMs);
 
@@ -360,19 +363,7 @@ async function measureRun(rig: TargetRig, rate: number, warmupMs: number, measur
 
   // Drain: wait until everything sent arrived, or nothing arrived for a while (the rest is lost).
   const expectedTotal = (publisher.sent - sentAtStart) * members;
-  let last = sink.delivered;
-  let lastChange = performance.now();
-  await pollUntil(
-    () => {
-      if (sink.delivered !== last) {
-        last = sink.delivered;
-        lastChange = performance.now();
-      }
-      return sink.delivered - deliveredAtStart >= expectedTotal || performance.now() - lastChange > DRAIN_QUIET_MS;
-    },
-    DRAIN_TIMEOUT_MS,
-    10,
-  );
+  await waitQuiet(sink, () => sink.delivered - deliveredAtStart >= expectedTotal);
 
   const seconds = (t1 - t0) / 1000;
   const deliveries = d1 - d0;
@@ -394,6 +385,23 @@ async function measureRun(rig: TargetRig, rate: number, warmupMs: number, measur
     lost: Math.max(0, expectedTotal - (sink.delivered - deliveredAtStart)),
     closedSubscribers: rig.subscribers.filter((s) => !s.isOpen()).length,
   };
+}
+
+/** Resolves once `done()` holds or no delivery arrived for DRAIN_QUIET_MS (at most DRAIN_TIMEOUT_MS). */
+async function waitQuiet(sink: DeliverySink, done: () => boolean = () => false): Promise<void> {
+  let last = sink.delivered;
+  let lastChange = performance.now();
+  await pollUntil(
+    () => {
+      if (sink.delivered !== last) {
+        last = sink.delivered;
+        lastChange = performance.now();
+      }
+      return done() || performance.now() - lastChange > DRAIN_QUIET_MS;
+    },
+    DRAIN_TIMEOUT_MS,
+    10,
+  );
 }
 
 function summarise(rate: number, runs: FanoutRun[], crashes: number, minRatio: number, maxP99: number): FanoutPoint {
