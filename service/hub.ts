@@ -163,7 +163,7 @@ export class Hub {
   private readonly joining = new Map<string, Map<ConnectionState, JoinState>>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private pingTimer: NodeJS.Timeout | undefined;
-  /** Sockets corked for the current batch of deliveries; uncorked together on the next tick. */
+  /** Sockets corked in this turn of the event loop; uncorked together once its I/O has been handled. */
   private corkedConns: ConnectionState[] = [];
   private readonly closeGraceMs: number;
 
@@ -231,9 +231,9 @@ export class Hub {
   }
 
   /**
-   * Holds a socket's writes until the current batch of deliveries is done (one Redis read can carry many messages
-   * for the same room), so each socket gets one write system call per batch instead of one per message. The writes
-   * still count in `bufferedAmount`, so the send-buffer cap applies as before.
+   * Holds a socket's writes until the current turn of the event loop has handled every socket that was ready (one
+   * Redis read alone can carry many messages for the same room), so each recipient gets one write system call per turn
+   * instead of one per message. The writes still count in `bufferedAmount`, so the send-buffer cap applies as before.
    */
   private cork(conn: ConnectionState): void {
     if (conn.corked) return;
@@ -242,7 +242,7 @@ export class Hub {
     socket.cork();
     conn.corked = true;
     this.corkedConns.push(conn);
-    if (this.corkedConns.length === 1) process.nextTick(this.uncorkAll);
+    if (this.corkedConns.length === 1) setImmediate(this.uncorkAll);
   }
 
   private readonly uncorkAll = (): void => {
