@@ -11,6 +11,8 @@ export interface IdleOptions {
   readonly connections?: number;
   /** @default 100 */
   readonly rooms?: number;
+  /** Measurements per target, each with a fresh instance, targets interleaved; medians are reported. @default 3 */
+  readonly runs?: number;
   /** RSS samples taken after settling; the median is used. @default 5 */
   readonly samples?: number;
   /** Gap between samples, and the settling time before the first. @default 500 */
@@ -20,10 +22,8 @@ export interface IdleOptions {
   readonly log?: (line: string) => void;
 }
 
-export interface IdleTargetResult {
-  readonly name: string;
-  readonly connections: number;
-  readonly rooms: number;
+/** One measurement of one target, on a fresh instance. */
+export interface IdleRun {
   readonly baselineRssBytes: number;
   readonly loadedRssBytes: number;
   readonly bytesPerConnection: number;
@@ -36,6 +36,14 @@ export interface IdleTargetResult {
   readonly closedWhileIdle: number;
 }
 
+/** Medians over the runs of one target (closedWhileIdle: the sum). */
+export interface IdleTargetResult extends IdleRun {
+  readonly name: string;
+  readonly connections: number;
+  readonly rooms: number;
+  readonly runs: IdleRun[];
+}
+
 export interface IdleResult {
   readonly targets: IdleTargetResult[];
 }
@@ -43,62 +51,85 @@ export interface IdleResult {
 /**
  * RSS growth per idle connection: each target runs as one instance against a throwaway Redis; its RSS is
  * sampled (median of several, after settling) before and after `connections` sockets each joined one of `rooms` rooms.
+ * Each target is measured `runs` times on a fresh instance, alternating with the other targets.
  */
 export async function runIdleFootprint(opts: IdleOptions): Promise<IdleResult> {
   const connections = opts.connections ?? 5000;
   const rooms = opts.rooms ?? 100;
-  const samples = opts.samples ?? 5;
-  const interval = opts.sampleIntervalMs ?? 500;
-  const concurrency = opts.connectConcurrency ?? 100;
+  const runs = opts.runs ?? 3;
   const log = opts.log ?? (() => undefined);
   const redis = await startBenchRedis();
-  const results: IdleTargetResult[] = [];
+  const byTarget = new Map<IdleTargetSpec, IdleRun[]>(opts.targets.map((t) => [t, []]));
   try {
-    for (const spec of opts.targets) {
-      const relay = await startBenchRelay(`${spec.name}-idle`, spec, { REDIS_URL: redis.url });
-      const opened: LoadSocket[] = [];
-      try {
-        const sample = async (): Promise<number> => {
-          const values: number[] = [];
-          for (let i = 0; i < samples; i++) {
-            await pause(interval);
-            values.push(rssBytes(relay.process.pid));
-          }
-          return median(values);
-        };
-        // One connection first, so lazily loaded code paths (upgrade, join, subscribe) are not charged to the sockets.
-        opened.push(await connectMember(relay.wsUrl, 'room-warmup'));
-        const baseline = await sample();
-        const half = Math.floor(connections / 2);
-        const first = await connectMany(half, concurrency, (i) => connectMember(relay.wsUrl, `room-${i % rooms}`));
-        opened.push(...first);
-        const halfway = await sample();
-        const second = await connectMany(connections - half, concurrency, (i) => connectMember(relay.wsUrl, `room-${(half + i) % rooms}`));
-        opened.push(...second);
-        const sockets = [...first, ...second];
-        const loaded = await sample();
-        const closed = sockets.filter((s) => !s.isOpen()).length;
-        const result: IdleTargetResult = {
-          name: spec.name,
-          connections,
-          rooms,
-          baselineRssBytes: baseline,
-          loadedRssBytes: loaded,
-          bytesPerConnection: (loaded - baseline) / connections,
-          marginalBytesPerConnection: (loaded - halfway) / (connections - half),
-          closedWhileIdle: closed,
-        };
-        log(`${spec.name}: ${connections} idle connections in ${rooms} rooms: RSS ${mb(baseline)} → ${mb(loaded)} MB, ${fmtKb(result.bytesPerConnection)} per connection (${fmtKb(result.marginalBytesPerConnection)} over the second half)`);
-        results.push(result);
-      } finally {
-        await closeAll(opened);
-        await relay.stop();
+    for (let run = 1; run <= runs; run++) {
+      for (const spec of opts.targets) {
+        const result = await measureOnce(spec, redis.url, connections, rooms, opts);
+        log(
+          `${spec.name} run ${run}/${runs}: ${connections} idle connections in ${rooms} rooms: RSS ${mb(result.baselineRssBytes)} → ` +
+            `${mb(result.loadedRssBytes)} MB, ${fmtKb(result.bytesPerConnection)} per connection ` +
+            `(${fmtKb(result.marginalBytesPerConnection)} over the second half)`,
+        );
+        byTarget.get(spec)?.push(result);
       }
     }
   } finally {
     await redis.stop();
   }
-  return { targets: results };
+  return {
+    targets: opts.targets.map((spec) => {
+      const measured = byTarget.get(spec) ?? [];
+      const m = (f: (r: IdleRun) => number): number => median(measured.map(f));
+      return {
+        name: spec.name,
+        connections,
+        rooms,
+        runs: measured,
+        baselineRssBytes: m((r) => r.baselineRssBytes),
+        loadedRssBytes: m((r) => r.loadedRssBytes),
+        bytesPerConnection: m((r) => r.bytesPerConnection),
+        marginalBytesPerConnection: m((r) => r.marginalBytesPerConnection),
+        closedWhileIdle: measured.reduce((a, r) => a + r.closedWhileIdle, 0),
+      };
+    }),
+  };
+}
+
+async function measureOnce(spec: IdleTargetSpec, redisUrl: string, connections: number, rooms: number, opts: IdleOptions): Promise<IdleRun> {
+  const samples = opts.samples ?? 5;
+  const interval = opts.sampleIntervalMs ?? 500;
+  const concurrency = opts.connectConcurrency ?? 100;
+  const relay = await startBenchRelay(`${spec.name}-idle`, spec, { REDIS_URL: redisUrl });
+  const opened: LoadSocket[] = [];
+  try {
+    const sample = async (): Promise<number> => {
+      const values: number[] = [];
+      for (let i = 0; i < samples; i++) {
+        await pause(interval);
+        values.push(rssBytes(relay.process.pid));
+      }
+      return median(values);
+    };
+    // One connection first, so lazily loaded code paths (upgrade, join, subscribe) are not charged to the sockets.
+    opened.push(await connectMember(relay.wsUrl, 'room-warmup'));
+    const baseline = await sample();
+    const half = Math.floor(connections / 2);
+    const first = await connectMany(half, concurrency, (i) => connectMember(relay.wsUrl, `room-${i % rooms}`));
+    opened.push(...first);
+    const halfway = await sample();
+    const second = await connectMany(connections - half, concurrency, (i) => connectMember(relay.wsUrl, `room-${(half + i) % rooms}`));
+    opened.push(...second);
+    const loaded = await sample();
+    return {
+      baselineRssBytes: baseline,
+      loadedRssBytes: loaded,
+      bytesPerConnection: (loaded - baseline) / connections,
+      marginalBytesPerConnection: (loaded - halfway) / (connections - half),
+      closedWhileIdle: [...first, ...second].filter((s) => !s.isOpen()).length,
+    };
+  } finally {
+    await closeAll(opened);
+    await relay.stop();
+  }
 }
 
 async function closeAll(sockets: LoadSocket[]): Promise<void> {

@@ -238,7 +238,9 @@ function pointRow(p: FanoutPoint, suffix = ''): string {
 function idleSection(r: IdleResult): string[] {
   const out = ['## 2. Idle footprint', ''];
   out.push(
-    `One instance with Redis, the relay started with its Procfile's node flags (${RELAY_NODE_FLAGS.join(' ')}) and the floor with none; ` +
+    `One instance with Redis, the relay started with its Procfile's node flags (${RELAY_NODE_FLAGS.join(' ')}) and the floor with none. ` +
+      `Each target is measured ${r.targets[0]?.runs.length ?? 0} time(s), each on a fresh instance, alternating with the other target; ` +
+      'the table gives medians over those runs. ' +
       'RSS (VmRSS from /proc/<pid>/status) is the median of several samples after settling, before and after the ' +
       'connections open (each joins one room; one warm-up connection first so lazily loaded code is not charged to the sockets). ' +
       'GC cannot be forced in the server, so garbage left by the handshakes counts too: an upper bound. The second-half ' +
@@ -247,13 +249,14 @@ function idleSection(r: IdleResult): string[] {
     '',
   );
   out.push(
-    '| target | connections | rooms | RSS before | RSS after | per connection | per connection, second half only | closed while idle |',
-    '|---|---|---|---|---|---|---|---|',
+    '| target | connections | rooms | RSS before | RSS after | per connection | per connection, each run | per connection, second half only | closed while idle |',
+    '|---|---|---|---|---|---|---|---|---|',
   );
   for (const t of r.targets) {
     out.push(
       `| ${t.name} | ${t.connections} | ${t.rooms} | ${mib(t.baselineRssBytes)} | ${mib(t.loadedRssBytes)} | ` +
-        `${fmtInt(t.bytesPerConnection)} B | ${fmtInt(t.marginalBytesPerConnection)} B | ${t.closedWhileIdle} |`,
+        `${fmtInt(t.bytesPerConnection)} B | ${t.runs.map((run) => fmtInt(run.bytesPerConnection)).join(', ')} B | ` +
+        `${fmtInt(t.marginalBytesPerConnection)} B | ${t.closedWhileIdle} |`,
     );
   }
   out.push('');

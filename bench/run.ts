@@ -136,6 +136,7 @@ async function main(): Promise<void> {
       ],
       connections: opts.quick ? 200 : 5000,
       rooms: 100,
+      runs: opts.quick ? 1 : 3,
       samples: opts.quick ? 2 : 5,
       sampleIntervalMs: opts.quick ? 200 : 500,
       log,

@@ -74,15 +74,26 @@ describe('bench smoke runs', () => {
   }, 60_000);
 
   it('idle footprint: opens, measures and closes the connections on both targets', async () => {
-    const result = await runIdleFootprint({ targets, connections: 200, rooms: 20, samples: 2, sampleIntervalMs: 100, log });
+    const result = await runIdleFootprint({ targets, connections: 200, rooms: 20, runs: 2, samples: 2, sampleIntervalMs: 100, log });
     expect(result.targets.map((t) => t.name)).toEqual(['relay', 'floor']);
     for (const t of result.targets) {
+      expect(t.runs).toHaveLength(2);
+      const perRun = t.runs.map((r) => r.bytesPerConnection).sort((a, b) => a - b);
+      expect(t.bytesPerConnection).toBeCloseTo((perRun[0] + perRun[1]) / 2);
       expect(t.baselineRssBytes).toBeGreaterThan(10 * 1024 * 1024);
       expect(t.loadedRssBytes).toBeGreaterThan(0);
       expect(Number.isFinite(t.bytesPerConnection)).toBe(true);
       expect(Number.isFinite(t.marginalBytesPerConnection)).toBe(true);
       expect(t.closedWhileIdle).toBe(0);
     }
+    const md = renderReport({
+      environment: captureEnvironment(), command: 'npm run bench', quick: true, startedAt: new Date(0), durationSec: 1,
+      loadBefore: sampleLoad(), loadAfter: sampleLoad(), idle: result,
+    });
+    const relay = result.targets[0];
+    const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+    expect(md).toContain('Each target is measured 2 time(s)');
+    expect(md).toContain(`| ${fmt(relay.bytesPerConnection)} B | ${relay.runs.map((r) => fmt(r.bytesPerConnection)).join(', ')} B |`);
     expectNoProcessLeft();
   }, 60_000);
 
