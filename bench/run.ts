@@ -153,7 +153,7 @@ async function main(): Promise<void> {
 
   const loadAfter = sampleLoad();
   const report = renderReport({
-    environment: captureEnvironment(),
+    environment: captureEnvironment(opts.out),
     command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     quick: opts.quick,
     startedAt: new Date(t0),

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { cpus, loadavg, totalmem } from 'node:os';
+import { isAbsolute, relative } from 'node:path';
 import { REPO_ROOT } from '../../app/bundle';
 
 /** What the numbers were measured on. */
@@ -10,7 +11,7 @@ export interface BenchEnvironment {
   readonly node: string;
   readonly redis: string;
   readonly commit: string;
-  /** True when the working tree had uncommitted changes to tracked files. */
+  /** True when the working tree had uncommitted changes to tracked files (other than the report being written). */
   readonly dirty: boolean;
 }
 
@@ -20,7 +21,8 @@ export interface LoadSample {
   readonly loadavg: readonly [number, number, number];
 }
 
-export function captureEnvironment(): BenchEnvironment {
+/** `reportFile`: the report this run writes; an earlier version of it is not a change to what was measured. */
+export function captureEnvironment(reportFile?: string): BenchEnvironment {
   const list = cpus();
   return {
     cpuModel: list[0]?.model.trim() ?? 'unknown',
@@ -29,8 +31,15 @@ export function captureEnvironment(): BenchEnvironment {
     node: process.version,
     redis: run('redis-server', ['--version']).replace(/^Redis server /, '').split(' ')[0] ?? 'unknown',
     commit: run('git', ['rev-parse', '--short', 'HEAD']),
-    dirty: run('git', ['status', '--porcelain', '--untracked-files=no']) !== '',
+    dirty: run('git', ['status', '--porcelain', '--untracked-files=no', '--', '.', ...excludePathspec(reportFile)]) !== '',
   };
+}
+
+/** A git pathspec leaving out `file` when it lies inside the repository. */
+function excludePathspec(file: string | undefined): string[] {
+  if (file === undefined) return [];
+  const rel = relative(REPO_ROOT, file);
+  return rel.startsWith('..') || isAbsolute(rel) ? [] : [`:(exclude)${rel}`];
 }
 
 export function sampleLoad(): LoadSample {
