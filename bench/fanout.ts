@@ -103,6 +103,8 @@ const PROBE_TIMEOUT_MS = 15_000;
 const DRAIN_QUIET_MS = 300;
 // Long enough for an overloaded target to work off its backlog, so it does not load the next run (possibly of the other target).
 const DRAIN_TIMEOUT_MS = 15_000;
+/** Servers using less CPU than this (all relay processes and Redis together, in cores) are taken as idle. */
+const SETTLED_CORES = 0.15;
 
 /** A running deployment of one target: Redis is shared, relays and sockets are its own. */
 class TargetRig {
@@ -231,6 +233,8 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
     bisectLeft: bisectSteps,
     points: [],
   }));
+  // Every target's rig: a run starts only once none of them is still working off a backlog.
+  const allRigs = states.map((s) => s.rig);
   try {
     const measurePoint = async (pending: { state: TargetState; rate: number }[]): Promise<FanoutPoint[]> => {
       const runs = pending.map(() => [] as FanoutRun[]);
@@ -238,7 +242,7 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
       for (let rep = 0; rep < repeats; rep++) {
         for (const [i, p] of pending.entries()) {
           await p.state.rig.ensure();
-          const run = await measureRun(p.state.rig, p.rate, warmupMs, measureMs);
+          const run = await measureRun(p.state.rig, p.rate, warmupMs, measureMs, allRigs);
           runs[i]?.push(run);
           log(
             `${p.state.rig.spec.name} ${p.rate} msg/s run ${rep + 1}/${repeats}: ${Math.round(run.deliveriesPerSec)} deliveries/s, ` +
@@ -326,16 +330,17 @@ function roundRate(r: number): number {
   return r >= 100 ? Math.round(r / 10) * 10 : Math.max(1, Math.round(r));
 }
 
-async function measureRun(rig: TargetRig, rate: number, warmupMs: number, measureMs: number): Promise<FanoutRun> {
+async function measureRun(rig: TargetRig, rate: number, warmupMs: number, measureMs: number, allRigs: readonly TargetRig[]): Promise<FanoutRun> {
   const sink = rig.sink;
   const publisher = rig.publisher as RatePublisher;
   const members = rig.subscribers.length;
   const pids = rig.pids();
   const redisPid = rig.redis.process.pid;
   sink.measuring = false;
-  // A backlog left by an overloaded run may still be arriving after that run's drain gave up: let it finish first,
-  // so this run neither counts its deliveries nor their latency.
-  await waitQuiet(sink);
+  // A backlog left by an overloaded run (of this target or another: they share Redis, the servers' CPU and the
+  // generator) may still be worked off after that run's drain gave up, also by relays whose subscribers were closed:
+  // let it finish first, so this run neither counts its deliveries nor competes with that work.
+  await waitSettled(allRigs);
   const deliveredAtStart = sink.delivered;
   const sentAtStart = publisher.sent;
   publisher.start(rate);
@@ -388,7 +393,7 @@ async function measureRun(rig: TargetRig, rate: number, warmupMs: number, measur
 }
 
 /** Resolves once `done()` holds or no delivery arrived for DRAIN_QUIET_MS (at most DRAIN_TIMEOUT_MS). */
-async function waitQuiet(sink: DeliverySink, done: () => boolean = () => false): Promise<void> {
+async function waitQuiet(sink: DeliverySink, done: () => boolean): Promise<void> {
   let last = sink.delivered;
   let lastChange = performance.now();
   await pollUntil(
@@ -401,6 +406,26 @@ async function waitQuiet(sink: DeliverySink, done: () => boolean = () => false):
     },
     DRAIN_TIMEOUT_MS,
     10,
+  );
+}
+
+/** Resolves once no rig's subscribers received anything and all servers together used under SETTLED_CORES of CPU for DRAIN_QUIET_MS (at most DRAIN_TIMEOUT_MS). */
+async function waitSettled(rigs: readonly TargetRig[]): Promise<void> {
+  const pids = [...new Set(rigs.flatMap((r) => [...r.pids(), r.redis.process.pid]))];
+  const delivered = (): number => rigs.reduce((n, r) => n + r.sink.delivered, 0);
+  let last = { at: performance.now(), cpu: cpuSecondsOf(pids), delivered: delivered() };
+  let quietSince = last.at;
+  await pollUntil(
+    () => {
+      const now = { at: performance.now(), cpu: cpuSecondsOf(pids), delivered: delivered() };
+      const cores = (now.cpu - last.cpu) / Math.max(0.001, (now.at - last.at) / 1000);
+      if (now.delivered !== last.delivered || cores > SETTLED_CORES) quietSince = now.at;
+      last = now;
+      return now.at - quietSince >= DRAIN_QUIET_MS;
+    },
+    DRAIN_TIMEOUT_MS,
+    // CPU time moves in 10 ms ticks: over 100 ms one tick is 0.1 core, under the threshold.
+    100,
   );
 }
 
