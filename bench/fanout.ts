@@ -368,7 +368,7 @@ async function measureRun(rig: TargetRig, rate: number, warmupMs: number, measur
 
   // Drain: wait until everything sent arrived, or nothing arrived for a while (the rest is lost).
   const expectedTotal = (publisher.sent - sentAtStart) * members;
-  await waitQuiet(sink, () => sink.delivered - deliveredAtStart >= expectedTotal);
+  await waitQuiet(changes(() => sink.delivered), 10, () => sink.delivered - deliveredAtStart >= expectedTotal);
 
   const seconds = (t1 - t0) / 1000;
   const deliveries = d1 - d0;
@@ -392,41 +392,50 @@ async function measureRun(rig: TargetRig, rate: number, warmupMs: number, measur
   };
 }
 
-/** Resolves once `done()` holds or no delivery arrived for DRAIN_QUIET_MS (at most DRAIN_TIMEOUT_MS). */
-async function waitQuiet(sink: DeliverySink, done: () => boolean): Promise<void> {
-  let last = sink.delivered;
-  let lastChange = performance.now();
+/**
+ * Polls every `intervalMs` until `done()` holds or `active()` (called once per poll: did anything happen since the
+ * last poll?) has been false for DRAIN_QUIET_MS; gives up after DRAIN_TIMEOUT_MS.
+ */
+async function waitQuiet(active: () => boolean, intervalMs: number, done: () => boolean = () => false): Promise<void> {
+  let quietSince = performance.now();
   await pollUntil(
     () => {
-      if (sink.delivered !== last) {
-        last = sink.delivered;
-        lastChange = performance.now();
-      }
-      return done() || performance.now() - lastChange > DRAIN_QUIET_MS;
+      const now = performance.now();
+      if (active()) quietSince = now;
+      return done() || now - quietSince >= DRAIN_QUIET_MS;
     },
     DRAIN_TIMEOUT_MS,
-    10,
+    intervalMs,
   );
 }
 
-/** Resolves once no rig's subscribers received anything and all servers together used under SETTLED_CORES of CPU for DRAIN_QUIET_MS (at most DRAIN_TIMEOUT_MS). */
+/** Whether `read()` changed since the last call. */
+function changes(read: () => number): () => boolean {
+  let last = read();
+  return () => {
+    const now = read();
+    const changed = now !== last;
+    last = now;
+    return changed;
+  };
+}
+
+/** Waits until no rig's subscribers receive anything and all servers together use under SETTLED_CORES of CPU. */
 async function waitSettled(rigs: readonly TargetRig[]): Promise<void> {
   const pids = [...new Set(rigs.flatMap((r) => [...r.pids(), r.redis.process.pid]))];
-  const delivered = (): number => rigs.reduce((n, r) => n + r.sink.delivered, 0);
-  let last = { at: performance.now(), cpu: cpuSecondsOf(pids), delivered: delivered() };
-  let quietSince = last.at;
-  await pollUntil(
-    () => {
-      const now = { at: performance.now(), cpu: cpuSecondsOf(pids), delivered: delivered() };
-      const cores = (now.cpu - last.cpu) / Math.max(0.001, (now.at - last.at) / 1000);
-      if (now.delivered !== last.delivered || cores > SETTLED_CORES) quietSince = now.at;
-      last = now;
-      return now.at - quietSince >= DRAIN_QUIET_MS;
-    },
-    DRAIN_TIMEOUT_MS,
-    // CPU time moves in 10 ms ticks: over 100 ms one tick is 0.1 core, under the threshold.
-    100,
-  );
+  const delivering = changes(() => rigs.reduce((n, r) => n + r.sink.delivered, 0));
+  let last = { at: performance.now(), cpu: cpuSecondsOf(pids) };
+  const busy = (): boolean => {
+    const now = { at: performance.now(), cpu: cpuSecondsOf(pids) };
+    const cores = (now.cpu - last.cpu) / Math.max(0.001, (now.at - last.at) / 1000);
+    last = now;
+    return cores > SETTLED_CORES;
+  };
+  // CPU time moves in 10 ms ticks: over 100 ms one tick is 0.1 core, under the threshold.
+  await waitQuiet(() => {
+    const moved = delivering();
+    return busy() || moved;
+  }, 100);
 }
 
 function summarise(rate: number, runs: FanoutRun[], crashes: number, minRatio: number, maxP99: number): FanoutPoint {
