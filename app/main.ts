@@ -56,7 +56,7 @@ function pruneZips(dir: string, keep: ReadonlySet<string>): void {
 main().catch((err: unknown) => {
   // Errors with a stable code (bad config, bad ledger, mismatched zip) are the user's to fix: the message says how.
   if (err instanceof ConfigError || (err instanceof Error && typeof (err as { code?: unknown }).code === 'string')) {
-    process.stderr.write(`${(err as Error).message}\n`);
+    process.stderr.write(`${err.message}\n`);
   } else {
     process.stderr.write(`synth failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   }

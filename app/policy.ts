@@ -84,7 +84,7 @@ class TerraformDoc {
     const ref = new RegExp(`^\\$\\{${escapeRegExp(address)}\\.(id|bucket|arn|name)\\}$`);
     return this.resources(type)
       .map(([, body]) => body)
-      .filter((body) => typeof body[attr] === 'string' && ref.test(body[attr] as string));
+      .filter((body) => typeof body[attr] === 'string' && ref.test(body[attr]));
   }
 
   /**
@@ -118,7 +118,7 @@ interface Statement {
 function fromDocumentStatement(s: JsonObject): Statement {
   const conditions = asArray(s.condition).flatMap((c) => {
     const cond = asObject(c);
-    return asArray(cond.values).map((v) => `${String(cond.test)}:${String(cond.variable)}=${String(v)}`);
+    return asArray(cond.values).map((v) => `${text(cond.test)}:${text(cond.variable)}=${text(v)}`);
   });
   return { effect: typeof s.effect === 'string' ? s.effect : 'Allow', actions: strings(s.actions), conditions };
 }
@@ -127,10 +127,10 @@ function fromJsonStatement(s: JsonObject): Statement {
   const conditions: string[] = [];
   for (const [test, vars] of Object.entries(asObject(s.Condition))) {
     for (const [variable, values] of Object.entries(asObject(vars))) {
-      for (const v of Array.isArray(values) ? values : [values]) conditions.push(`${test}:${variable}=${String(v)}`);
+      for (const v of Array.isArray(values) ? values : [values]) conditions.push(`${test}:${variable}=${text(v)}`);
     }
   }
-  return { effect: String(s.Effect ?? 'Allow'), actions: strings(s.Action), conditions };
+  return { effect: text(s.Effect ?? 'Allow'), actions: strings(s.Action), conditions };
 }
 
 function checkBuckets(tf: TerraformDoc): PolicyViolation[] {
@@ -188,7 +188,7 @@ function checkIngress(tf: TerraformDoc): PolicyViolation[] {
       out.push({
         rule: 'open-ingress',
         address,
-        message: `ingress from ${world.join(', ')} on ports ${String(from)}-${String(to)}; only the public load balancer may accept 80/443 from anywhere`,
+        message: `ingress from ${world.join(', ')} on ports ${text(from)}-${text(to)}; only the public load balancer may accept 80/443 from anywhere`,
       });
     }
   };
@@ -339,7 +339,7 @@ interface Setting {
 function settings(env: JsonObject): Setting[] {
   return asArray(env.setting).map((s) => {
     const o = asObject(s);
-    return { namespace: String(o.namespace ?? ''), name: String(o.name ?? ''), value: String(o.value ?? '') };
+    return { namespace: text(o.namespace ?? ''), name: text(o.name ?? ''), value: text(o.value ?? '') };
   });
 }
 
@@ -355,7 +355,7 @@ function entriesOf(group: JsonObject, prefix: string): [string, JsonObject][] {
     .map((name): [string, JsonObject] => [`${prefix}.${name}`, asObject(group[name])]);
 }
 
-function asObject(value: Json | unknown): JsonObject {
+function asObject(value: unknown): JsonObject {
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as JsonObject) : {};
 }
 
@@ -366,6 +366,12 @@ function asArray(value: Json | undefined): Json[] {
 
 function strings(value: Json | undefined): string[] {
   return asArray(value).filter((v): v is string => typeof v === 'string');
+}
+
+/** A JSON value as text for messages and comparisons: objects and arrays as JSON, not "[object Object]". */
+function text(value: Json | undefined): string {
+  if (value === undefined) return '';
+  return typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
 }
 
 function escapeRegExp(s: string): string {

@@ -171,7 +171,8 @@ function blocksOf(doc: unknown): Map<string, Block> {
 
 function stripMetadata(value: unknown): unknown {
   if (!isRecord(value)) return value;
-  const { ['//']: _metadata, ...rest } = value;
+  const rest = { ...value };
+  delete rest['//'];
   return rest;
 }
 

@@ -163,7 +163,7 @@ class TargetRig {
   }
 
   private relayFor(i: number): BenchRelay {
-    return this.relays[i % this.relays.length] as BenchRelay;
+    return this.relays[i % this.relays.length];
   }
 
   /** One message must reach every subscriber: proves every instance's subscription is live before measuring. */
@@ -260,7 +260,7 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
       if (pending.length === 0) break;
       const points = await measurePoint(pending);
       for (const [i, p] of pending.entries()) {
-        const point = points[i] as FanoutPoint;
+        const point = points[i];
         p.state.points.push(point);
         advance(p.state, point, opts.rates.length);
       }
@@ -272,7 +272,7 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
       const pending = states.filter((s) => s.lo > 0).map((state) => ({ state, rate: roundRate(state.lo / 2) }));
       if (pending.length > 0) {
         const points = await measurePoint(pending);
-        for (const [i, p] of pending.entries()) halfPoints.set(p.state, points[i] as FanoutPoint);
+        for (const [i, p] of pending.entries()) halfPoints.set(p.state, points[i]);
       }
     }
 
@@ -304,7 +304,7 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
 }
 
 function nextRate(s: TargetState, rates: readonly number[]): number {
-  return s.phase === 'climb' ? (rates[s.ladderIndex] as number) : roundRate((s.lo + s.hi) / 2);
+  return s.phase === 'climb' ? rates[s.ladderIndex] : roundRate((s.lo + s.hi) / 2);
 }
 
 function advance(s: TargetState, point: FanoutPoint, ladderLength: number): void {

@@ -40,7 +40,7 @@ function main(argv: string[]): void {
   const files: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--top') top = Number(argv[++i]);
-    else files.push(argv[i] as string);
+    else files.push(argv[i]);
   }
   if (files.length === 0 || !Number.isInteger(top) || top <= 0) {
     process.stderr.write('usage: tsx bench/profile-summary.ts [--top N] FILE.cpuprofile...\n');

@@ -101,7 +101,7 @@ function npmScriptBody(root: string, command: string): string | null {
   if (!m) return null;
   const pkg: unknown = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
   const scripts = pkg && typeof pkg === 'object' ? (pkg as { scripts?: Record<string, unknown> }).scripts : undefined;
-  const body = scripts?.[m[1] as string];
+  const body = scripts?.[m[1]];
   return typeof body === 'string' ? body : null;
 }
 

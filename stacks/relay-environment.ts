@@ -145,7 +145,7 @@ export class RelayEnvironment extends Construct {
       settings.push(
         s('aws:elbv2:listener:443', 'ListenerEnabled', true),
         s('aws:elbv2:listener:443', 'Protocol', 'HTTPS'),
-        s('aws:elbv2:listener:443', 'SSLCertificateArns', props.certificateArn as string),
+        s('aws:elbv2:listener:443', 'SSLCertificateArns', props.certificateArn),
         s('aws:elbv2:listener:443', 'SSLPolicy', props.sslPolicy ?? 'ELBSecurityPolicy-TLS13-1-2-2021-06'),
         s('aws:elbv2:listener:443', 'DefaultProcess', 'default'),
       );

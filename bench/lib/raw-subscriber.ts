@@ -53,7 +53,7 @@ export function connectRawMember(url: string, room: string, onFrame: FrameSink):
       let carry: Buffer | null = null;
 
       const handshakeFrame = (buf: Buffer, start: number, end: number): void => {
-        let frame: Record<string, unknown> = {};
+        let frame: Record<string, unknown>;
         try {
           frame = JSON.parse(buf.toString('utf8', start, end)) as Record<string, unknown>;
         } catch {
@@ -76,8 +76,8 @@ export function connectRawMember(url: string, room: string, onFrame: FrameSink):
         }
         let at = 0;
         while (at + 2 <= buf.length) {
-          const opcode = (buf[at] as number) & 0x0f;
-          let len = (buf[at + 1] as number) & 0x7f;
+          const opcode = buf[at] & 0x0f;
+          let len = buf[at + 1] & 0x7f;
           let headerLen = 2;
           if (len === 126) {
             if (at + 4 > buf.length) break;
@@ -151,6 +151,6 @@ function sendFrame(sock: Socket, opcode: number, payload: Buffer): void {
     mask.copy(header, 4);
   }
   const body = Buffer.allocUnsafe(len);
-  for (let i = 0; i < len; i++) body[i] = (payload[i] as number) ^ (mask[i & 3] as number);
+  for (let i = 0; i < len; i++) body[i] = payload[i] ^ mask[i & 3];
   sock.write(Buffer.concat([header, body]));
 }

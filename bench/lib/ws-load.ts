@@ -142,21 +142,22 @@ export async function connectMany(
 ): Promise<LoadSocket[]> {
   const sockets: LoadSocket[] = new Array<LoadSocket>(count);
   let next = 0;
-  let failure: unknown = null;
+  // An array, not a `let`: the workers assign it from closures, which TypeScript's narrowing does not see.
+  const failures: Error[] = [];
   const worker = async (): Promise<void> => {
-    while (failure === null && next < count) {
+    while (failures.length === 0 && next < count) {
       const i = next++;
       try {
         sockets[i] = await open(i);
       } catch (err) {
-        failure = err;
+        failures.push(err instanceof Error ? err : new Error(`opening member ${i} failed`, { cause: err }));
       }
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, () => worker()));
-  if (failure !== null) {
+  if (failures.length > 0) {
     await Promise.all(sockets.filter(Boolean).map((s) => s.close()));
-    throw failure;
+    throw failures[0];
   }
   return sockets;
 }

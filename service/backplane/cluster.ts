@@ -22,7 +22,7 @@ import {
   describeError,
   redactUrl,
   resolveConnectionSettings,
-  socketOptions,
+  socketDefaults,
   withTimeout,
   type RedisConnectionSettings,
 } from './redis-common';
@@ -40,7 +40,8 @@ import {
   type HistoryRead,
 } from './history';
 
-type Cluster = RedisClusterType<{}, {}, {}, 3, {}>;
+// node-redis's defaults: no modules, functions, scripts or type mapping; RESP3.
+type Cluster = RedisClusterType;
 
 /**
  * Backplane over Redis Cluster (ElastiCache cluster mode enabled) with sharded pub/sub: SPUBLISH and
@@ -204,12 +205,11 @@ export class ClusterBackplane implements Backplane {
   async #connect(): Promise<void> {
     if (this.#closing !== undefined) return;
     const { endpoint } = this.#settings;
-    const { host: _host, port: _port, ...socketDefaults } = socketOptions(this.#settings, endpoint.host, endpoint.port);
     const cluster: Cluster = createCluster({
       rootNodes: [{ socket: { host: endpoint.host, port: endpoint.port } }],
       // Every node connection (discovered ones included) takes TLS, AUTH and backoff from here.
       defaults: {
-        socket: socketDefaults,
+        socket: socketDefaults(this.#settings),
         username: endpoint.username,
         password: endpoint.password,
         disableOfflineQueue: true,

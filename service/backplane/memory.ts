@@ -40,20 +40,27 @@ export class MemoryBackplane implements Backplane {
     this.historyEnabled = history.size > 0;
   }
 
-  async start(): Promise<void> {
-    if (this.historyEnabled && this.sweepTimer === undefined && this.state !== 'closed') {
-      this.sweepTimer = setInterval(() => this.sweep(), Math.min(SWEEP_INTERVAL_MS, this.history.ttlSeconds * 1000));
-      this.sweepTimer.unref();
-    }
-    this.setState('ready');
+  start(): Promise<void> {
+    return settle(() => {
+      if (this.historyEnabled && this.sweepTimer === undefined && this.state !== 'closed') {
+        this.sweepTimer = setInterval(() => this.sweep(), Math.min(SWEEP_INTERVAL_MS, this.history.ttlSeconds * 1000));
+        this.sweepTimer.unref();
+      }
+      this.setState('ready');
+    });
   }
 
-  async publish(_target: Target, _frame: Buffer): Promise<void> {
-    if (this.state !== 'ready') throw new BackplaneUnavailableError(`the in-memory backplane is ${this.state}`);
+  /** Nobody else to reach; still rejects while not ready, as the Redis backplanes do while down. */
+  publish(): Promise<void> {
+    return settle(() => this.assertReady());
   }
 
-  async append(target: Target, frame: Buffer): Promise<number> {
-    if (this.state !== 'ready') throw new BackplaneUnavailableError(`the in-memory backplane is ${this.state}`);
+  append(target: Target, frame: Buffer): Promise<number> {
+    return settle(() => this.appendNow(target, frame));
+  }
+
+  private appendNow(target: Target, frame: Buffer): number {
+    this.assertReady();
     const h = this.room(target);
     h.seq++;
     const numbered = Buffer.concat([frameHead(frame), Buffer.from(`,"seq":"${h.seq}","epoch":"${h.epoch}"}`)]);
@@ -67,8 +74,12 @@ export class MemoryBackplane implements Backplane {
     return h.seq;
   }
 
-  async readHistory(room: string, since: HistoryPosition | undefined): Promise<HistoryRead> {
-    if (this.state !== 'ready') throw new BackplaneUnavailableError(`the in-memory backplane is ${this.state}`);
+  readHistory(room: string, since: HistoryPosition | undefined): Promise<HistoryRead> {
+    return settle(() => this.readHistoryNow(room, since));
+  }
+
+  private readHistoryNow(room: string, since: HistoryPosition | undefined): HistoryRead {
+    this.assertReady();
     const h = this.room(room);
     const position = { seq: String(h.seq), epoch: h.epoch };
     const outcome = classify(since, h.epoch, h.seq, Math.min(h.frames.length, this.history.size), this.history.replayMax);
@@ -77,9 +88,14 @@ export class MemoryBackplane implements Backplane {
     return { position, outcome, frames: gap === 0 ? [] : h.frames.slice(h.frames.length - gap) };
   }
 
-  async subscribe(_room: string): Promise<void> {}
+  /** No channels: frames never arrive from elsewhere. */
+  subscribe(): Promise<void> {
+    return Promise.resolve();
+  }
 
-  async unsubscribe(_room: string): Promise<void> {}
+  unsubscribe(): Promise<void> {
+    return Promise.resolve();
+  }
 
   onFrame(handler: FrameHandler): void {
     this.handler = handler;
@@ -93,12 +109,18 @@ export class MemoryBackplane implements Backplane {
     return { kind: this.kind, state: this.state };
   }
 
-  async close(): Promise<void> {
-    if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
-    this.sweepTimer = undefined;
-    this.histories.clear();
-    this.setState('closed');
-    this.listeners.clear();
+  close(): Promise<void> {
+    return settle(() => {
+      if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+      this.histories.clear();
+      this.setState('closed');
+      this.listeners.clear();
+    });
+  }
+
+  private assertReady(): void {
+    if (this.state !== 'ready') throw new BackplaneUnavailableError(`the in-memory backplane is ${this.state}`);
   }
 
   /** The target's live history, starting a new epoch when it never existed or sat idle past the TTL. */
@@ -125,4 +147,9 @@ export class MemoryBackplane implements Backplane {
     this.state = state;
     for (const l of this.listeners) l(this.status());
   }
+}
+
+/** Runs `fn` now and wraps its outcome in a promise; a throw becomes a rejection, as from an async method. */
+function settle<T>(fn: () => T): Promise<T> {
+  return new Promise((resolve) => resolve(fn()));
 }

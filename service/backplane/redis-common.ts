@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { inspect } from 'node:util';
 import type { Logger } from 'pino';
 import { APPEND_SCRIPT, READ_SCRIPT, parseReadReply, parseSeqReply, runScript, type HistoryRead, type SendCommand } from './history';
 import { BackplaneUnavailableError, type BackplaneState, type BackplaneStatus } from './types';
@@ -92,12 +93,12 @@ export function resolveConnectionSettings(url: string, authToken?: string, tlsCa
 
 /** Socket options for node-redis: TLS verification keeps the configured host's name even after a failover redirect. */
 export function socketOptions(settings: RedisConnectionSettings, host: string, port: number) {
-  const base = {
-    host,
-    port,
-    connectTimeout: CONNECT_TIMEOUT_MS,
-    reconnectStrategy: backoffWithJitter,
-  };
+  return { host, port, ...socketDefaults(settings) };
+}
+
+/** socketOptions without the address, for connections whose address node-redis picks (cluster nodes). */
+export function socketDefaults(settings: RedisConnectionSettings) {
+  const base = { connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: backoffWithJitter };
   if (!settings.endpoint.tls) return { ...base, tls: false as const };
   const configured = settings.endpoint.host;
   return {
@@ -127,7 +128,7 @@ export function describeError(err: unknown): string {
   const { message, name, code, errors } = err as { message?: unknown; name?: unknown; code?: unknown; errors?: unknown };
   const text = typeof message === 'string' && message !== '' ? message : '';
   if (text === '' && Array.isArray(errors) && errors.length > 0) return errors.map(describeError).join('; ');
-  const base = text !== '' ? text : typeof name === 'string' ? name : String(err);
+  const base = text !== '' ? text : typeof name === 'string' ? name : inspect(err, { breakLength: Infinity });
   return typeof code === 'string' && !base.includes(code) ? `${base} (${code})` : base;
 }
 

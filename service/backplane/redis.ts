@@ -66,7 +66,9 @@ const MAX_FAILOVER_HOPS = 4;
  * The bare node-redis client: pub/sub, sendCommand and connection handling, without the ~1,000 generated command
  * methods createClient() attaches (building those costs a few hundred ms of start-up and memory we never use).
  */
-type Client = RedisClient<{}, {}, {}, 3, {}>;
+type Client = RedisClient<NoExtensions, NoExtensions, NoExtensions, 3, NoExtensions>;
+/** No modules, functions, scripts or type mapping: what createClient() defaults to. */
+type NoExtensions = Record<string, never>;
 interface Address {
   readonly host: string;
   readonly port: number;

@@ -1,4 +1,5 @@
 /* The demo page (index.html): wires the form to RelayClient from relay-client.js. */
+/* global RelayClient -- defined by relay-client.js, loaded before this script */
 (function () {
   'use strict';
   var $ = function (id) { return document.getElementById(id); };

@@ -189,7 +189,7 @@
     if (socket) {
       try {
         socket.close(1000, 'client closed');
-      } catch (err) {
+      } catch {
         // Closing a socket that is still connecting throws in some implementations; it is discarded anyway.
       }
     }
@@ -246,7 +246,7 @@
     var frame;
     try {
       frame = JSON.parse(typeof raw === 'string' ? raw : String(raw));
-    } catch (err) {
+    } catch {
       this._emit('error', relayError('bad_frame', 'The relay sent a frame that is not JSON: ' + truncate(String(raw)) + '.'));
       return;
     }
@@ -390,7 +390,7 @@
     this._detach();
     try {
       socket.close();
-    } catch (err) {
+    } catch {
       // Already closing or never opened.
     }
     this._rejectPending('disconnected', 'The connection to ' + this.url + ' closed before the relay answered.');
@@ -508,7 +508,7 @@
     if (typeof value === 'function') return 'a function';
     try {
       return truncate(JSON.stringify(value));
-    } catch (err) {
+    } catch {
       return String(value);
     }
   }

@@ -5,21 +5,23 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { expect } from '@jest/globals';
 import WebSocket from 'ws';
 import { open, type Entry, type ZipFile } from 'yauzl';
 import { buildArtifact } from '../../app/artifact';
+import { frameText } from '../helpers/ws-client';
 
 function unzip(file: string, dest: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    open(file, { lazyEntries: true }, (err, zip?: ZipFile) => {
-      if (err || !zip) return reject(err);
+    open(file, { lazyEntries: true }, (err, zip: ZipFile) => {
+      if (err) return reject(err);
       zip.on('error', reject);
       zip.on('end', () => resolve());
       zip.on('entry', (entry: Entry) => {
         const target = join(dest, entry.fileName);
         mkdirSync(dirname(target), { recursive: true });
         zip.openReadStream(entry, (e, stream) => {
-          if (e || !stream) return reject(e);
+          if (e) return reject(e);
           pipeline(stream, createWriteStream(target)).then(() => zip.readEntry(), reject);
         });
       });
@@ -78,7 +80,7 @@ function firstFrame(ws: WebSocket, timeoutMs: number): Promise<unknown> {
     const timer = setTimeout(() => reject(new Error(`no frame within ${timeoutMs} ms`)), timeoutMs);
     ws.once('message', (data) => {
       clearTimeout(timer);
-      resolve(JSON.parse(data.toString()));
+      resolve(JSON.parse(frameText(data)));
     });
     ws.once('error', (err) => {
       clearTimeout(timer);

@@ -23,13 +23,13 @@ interface ZipEntry {
 function readZip(file: string): Promise<ZipEntry[]> {
   return new Promise((resolve, reject) => {
     open(file, { lazyEntries: true }, (err, zip) => {
-      if (err || !zip) return reject(err);
+      if (err) return reject(err);
       const out: ZipEntry[] = [];
       zip.on('error', reject);
       zip.on('end', () => resolve(out));
       zip.on('entry', (entry: Entry) => {
         zip.openReadStream(entry, (e, stream) => {
-          if (e || !stream) return reject(e);
+          if (e) return reject(e);
           const chunks: Buffer[] = [];
           stream.on('data', (c: Buffer) => chunks.push(c));
           stream.on('error', reject);

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { expect } from '@jest/globals';
 import { REPO_ROOT } from '../../app/bundle';
 import { readLedger } from '../../app/ledger';
 import { diffSynth, loadSynthTree } from '../../app/synth-diff';
@@ -77,8 +78,8 @@ it('a rollback changes exactly one attribute, the environment version label, in 
     {
       path: 'version_label',
       kind: 'changed',
-      before: expect.stringContaining(newer.sha256.slice(0, 12)) as unknown as string,
-      after: expect.stringContaining(older.sha256.slice(0, 12)) as unknown as string,
+      before: expect.stringContaining(newer.sha256.slice(0, 12)),
+      after: expect.stringContaining(older.sha256.slice(0, 12)),
     },
   ]);
 

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { runInNewContext } from 'node:vm';
+import { expect } from '@jest/globals';
 import WebSocket from 'ws';
 import { RelayClient, type RelayClientEvents, type RelayError } from '../../service/public/relay-client';
 import { nextEvent } from '../helpers/client-events';
@@ -9,7 +10,6 @@ import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-p
 
 // The client module exactly as the demo page loads it, driven from Node against bundled relay processes.
 
-const WAIT_MS = 15_000;
 const FAST_BACKOFF = { initialMs: 50, maxMs: 400 };
 const opened: RelayClient[] = [];
 
@@ -48,9 +48,10 @@ afterEach(async () => {
 
 describe('relay-client.js module formats', () => {
   it('exports { RelayClient } to CommonJS and defines the global RelayClient for a <script> tag', () => {
-    // require(), not import: the plain CommonJS path is what Node users take.
-    const cjs: unknown = require('../../service/public/relay-client.js');
-    expect(Object.keys(cjs as object)).toEqual(['RelayClient']);
+    // require(), not import: the plain CommonJS exports are what Node users get. requireActual is jest's require,
+    // so it returns the very module instance the import above loaded.
+    const cjs = jest.requireActual<object>('../../service/public/relay-client.js');
+    expect(Object.keys(cjs)).toEqual(['RelayClient']);
     expect((cjs as { RelayClient: unknown }).RelayClient).toBe(RelayClient);
 
     const source = readFileSync(join(__dirname, '..', '..', 'service', 'public', 'relay-client.js'), 'utf8');

@@ -39,6 +39,8 @@ async function openssl(args: string[]): Promise<void> {
     await run('openssl', args, { timeout: 30_000 });
   } catch (err) {
     const detail = err instanceof Error ? err.message : String(err);
-    throw new Error(`openssl ${args[0]} failed while generating test certificates: ${detail}. Install openssl and re-run the tests.`);
+    throw new Error(`openssl ${args[0]} failed while generating test certificates: ${detail}. Install openssl and re-run the tests.`, {
+      cause: err,
+    });
   }
 }

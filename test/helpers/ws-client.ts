@@ -227,8 +227,13 @@ export function rawUpgrade(url: string, headers: Record<string, string> = {}): P
   });
 }
 
+/** A received message as UTF-8 text, whichever of ws's shapes (Buffer, ArrayBuffer, fragments) it arrived in. */
+export function frameText(data: WebSocket.RawData): string {
+  return Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+}
+
 function parseFrame(data: WebSocket.RawData, isBinary: boolean): Frame {
-  const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+  const text = frameText(data);
   try {
     const parsed: unknown = JSON.parse(text);
     if (parsed && typeof parsed === 'object' && typeof (parsed as { type?: unknown }).type === 'string') {

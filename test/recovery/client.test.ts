@@ -1,4 +1,5 @@
 /** relay-client.js (Node, with ws) resuming rooms through a relay switch: from the join ack's position, and resync. */
+import { expect } from '@jest/globals';
 import WebSocket from 'ws';
 import { RelayClient, type RelayMessage } from '../../service/public/relay-client';
 import { nextEvent as nextEventWithin } from '../helpers/client-events';

@@ -1,4 +1,5 @@
 /** Recovery on the in-memory backplane (one process, no Redis): the same numbering and rules as Redis. */
+import { expect } from '@jest/globals';
 import { MemoryBackplane } from '../../service/backplane/memory';
 import { loadServiceConfig } from '../../service/config';
 import { createRelay, type Relay } from '../../service/server';

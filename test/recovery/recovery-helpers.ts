@@ -2,7 +2,7 @@
  * Helpers for the recovery tests: joins that return the ack, a client that keeps its place in each room and
  * rejoins with `since` on another relay, and checks that a sequence of numbered messages has no gap or duplicate.
  */
-import { TestClient, type Frame } from '../helpers/ws-client';
+import { TestClient, frameText, type Frame } from '../helpers/ws-client';
 
 export const WAIT_MS = 30_000;
 
@@ -89,7 +89,7 @@ export class RecoveringClient {
     const client = await TestClient.connect(url);
     this.client = client;
     // Frames are read here, in arrival order, so positions follow exactly what the socket delivered.
-    client.ws.on('message', (data) => this.observe(JSON.parse(String(data)) as Frame));
+    client.ws.on('message', (data) => this.observe(JSON.parse(frameText(data)) as Frame));
     const acks: Frame[] = [];
     for (const room of this.rooms) {
       const id = `j${++nextId}`;

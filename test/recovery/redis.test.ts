@@ -1,4 +1,5 @@
 /** Recovery across relay processes sharing one real redis-server. */
+import { expect } from '@jest/globals';
 import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
 import { TestClient } from '../helpers/ws-client';
 import { requireRedisServer, startRedis, stopAllRedis, type RedisServer } from '../helpers/redis-server';

@@ -9,7 +9,7 @@ import { signHs256Token } from '../../service/auth';
 import { closeRaw, getText, metricValue, openRaw, pool, socketCount } from '../helpers/load';
 import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
 import { waitUntil } from '../helpers/redis-server';
-import { rawUpgrade } from '../helpers/ws-client';
+import { frameText, rawUpgrade } from '../helpers/ws-client';
 
 jest.setTimeout(180_000);
 
@@ -131,7 +131,7 @@ describe('hostile HTTP', () => {
     expect(relay.proc.exitCode).toBeNull();
     // And it still serves a normal client.
     const ws = await openRaw(`${relay.wsUrl}?token=${TOKEN}`, { origin: ORIGIN });
-    const pong = new Promise<string>((resolve) => ws.once('message', (d: WebSocket.RawData) => resolve(String(d))));
+    const pong = new Promise<string>((resolve) => ws.once('message', (d: WebSocket.RawData) => resolve(frameText(d))));
     ws.send(JSON.stringify({ type: 'ping', id: 'after' }));
     expect(JSON.parse(await pong)).toEqual({ type: 'pong', id: 'after' });
     await closeRaw(ws);

@@ -12,6 +12,7 @@ import WebSocket from 'ws';
 import { MB, closeRaw, metricValue, openRaw, pool, rssBytes } from '../helpers/load';
 import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
 import { waitUntil } from '../helpers/redis-server';
+import { frameText } from '../helpers/ws-client';
 
 jest.setTimeout(240_000);
 
@@ -44,9 +45,9 @@ async function openJoined(room: string): Promise<WebSocket> {
     const timer = setTimeout(() => reject(new Error(`join ${room}: no ack within 20000 ms`)), 20_000);
     ws.once('message', (data: WebSocket.RawData) => {
       clearTimeout(timer);
-      const reply = JSON.parse(String(data)) as { type?: string; id?: string };
+      const reply = JSON.parse(frameText(data)) as { type?: string; id?: string };
       if (reply.type === 'ack' && reply.id === 'j') resolve();
-      else reject(new Error(`join ${room}: expected an ack, got ${String(data)}`));
+      else reject(new Error(`join ${room}: expected an ack, got ${frameText(data)}`));
     });
     ws.send(JSON.stringify({ type: 'join', room, id: 'j' }));
   });
@@ -62,7 +63,7 @@ async function collectedHeap(): Promise<number> {
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('HeapProfiler.collectGarbage: no answer within 20000 ms')), 20_000);
     const onMessage = (data: WebSocket.RawData): void => {
-      const reply = JSON.parse(String(data)) as { id?: number; error?: unknown };
+      const reply = JSON.parse(frameText(data)) as { id?: number; error?: unknown };
       if (reply.id !== id) return;
       clearTimeout(timer);
       ws.off('message', onMessage);

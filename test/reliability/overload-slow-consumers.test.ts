@@ -8,7 +8,7 @@ import WebSocket from 'ws';
 import { MB, closeRaw, injectedDelay, metricValue, openRaw, rssBytes, trustedEnv } from '../helpers/load';
 import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
 import { requireRedisServer, startRedis, stopAllRedis, waitUntil } from '../helpers/redis-server';
-import { TestClient } from '../helpers/ws-client';
+import { TestClient, frameText } from '../helpers/ws-client';
 
 jest.setTimeout(120_000);
 
@@ -55,7 +55,7 @@ async function consumer(relay: RelayProcess, paused: boolean): Promise<Consumer>
   const ws = new WebSocket(relay.wsUrl, { perMessageDeflate: false });
   raws.push(ws);
   const welcome = await new Promise<{ connectionId: string }>((resolve, reject) => {
-    ws.once('message', (data: WebSocket.RawData) => resolve(JSON.parse(String(data)) as { connectionId: string }));
+    ws.once('message', (data: WebSocket.RawData) => resolve(JSON.parse(frameText(data)) as { connectionId: string }));
     ws.once('error', reject);
   });
   const ack = new Promise<void>((resolve) => ws.once('message', () => resolve()));

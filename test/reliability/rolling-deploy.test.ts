@@ -55,11 +55,10 @@ describe('rolling deploy', () => {
     const leavingPub = publishEvery(onLeaving[0], 10, 3_000);
     const stayingPub = publishEvery(onStaying[0], 10, 3_000);
     let drainFrom = 0;
-    let signalledAt = 0;
     try {
       await onStaying[1].waitFor((f) => f.type === 'message' && f.from === onLeaving[0].welcome.connectionId, 10_000);
 
-      signalledAt = Date.now();
+      const signalledAt = Date.now();
       drainFrom = stayingPub.sent();
       leaving.signal('SIGTERM');
       // The load balancer must see the instance leave: health turns 503 while it drains.

@@ -1,10 +1,11 @@
 import { Socket, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import { expect } from '@jest/globals';
 import pino from 'pino';
 import WebSocket, { WebSocketServer } from 'ws';
 import { loadServiceConfig } from '../../service/config';
 import { createRelay, type Relay } from '../../service/server';
-import { TestClient, type Frame } from '../helpers/ws-client';
+import { TestClient, frameText, type Frame } from '../helpers/ws-client';
 
 /** An in-process relay on the memory backplane; every test closes what it opened in afterEach. */
 const relays: Relay[] = [];
@@ -304,7 +305,7 @@ describe('hub: write batching', () => {
       (socket as Socket).cork();
       serverSide.send('held');
       expect(serverSide.bufferedAmount).toBeGreaterThan(0);
-      const received = new Promise<string>((resolve) => client.once('message', (d: WebSocket.RawData) => resolve(String(d))));
+      const received = new Promise<string>((resolve) => client.once('message', (d: WebSocket.RawData) => resolve(frameText(d))));
       (socket as Socket).uncork();
       expect(await received).toBe('held');
     } finally {

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { expect } from '@jest/globals';
 import { TEST_BUILD_DIR } from '../global-setup';
 import { startRelay, stopAllRelays } from '../helpers/relay-process';
 import { TestClient, rawUpgrade } from '../helpers/ws-client';

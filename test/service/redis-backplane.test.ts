@@ -1,4 +1,5 @@
 import { createServer, type Socket } from 'node:net';
+import { expect } from '@jest/globals';
 import pino from 'pino';
 import { RedisBackplane, type RedisBackplaneOptions } from '../../service/backplane/redis';
 import { BackplaneUnavailableError, type Backplane, type BackplaneState, type Target } from '../../service/backplane/types';
@@ -29,16 +30,6 @@ function observe(bp: Backplane) {
 
 function waitState(bp: Backplane, state: BackplaneState, ms = 10_000): Promise<void> {
   return waitUntil(() => bp.status().state === state, ms, `backplane state ${state} (is ${bp.status().state})`);
-}
-
-/** Publishes until one gets through: after a reconnect, ready may precede the other side's resubscribe by a moment. */
-async function publishUntilSeen(from: Backplane, target: Target, seen: () => boolean, ms = 10_000): Promise<void> {
-  let n = 0;
-  await waitUntil(async () => {
-    await from.publish(target, Buffer.from(`probe-${n++}`)).catch(() => undefined);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    return seen();
-  }, ms, 'a probe frame to arrive');
 }
 
 beforeAll(() => requireRedisServer());
@@ -235,7 +226,7 @@ describe('RedisBackplane when Redis goes away', () => {
 describe('RedisBackplane logging and hangs', () => {
   it('logs one warning per outage, not one per reconnect attempt', async () => {
     const lines: Array<{ level: number; msg: string }> = [];
-    const capture = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const capture = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line) as { level: number; msg: string }) });
     const redis = await startRedis();
     // Stands in for Redis during the outage and counts reconnect attempts: accepts, then hangs up.
     const sockets = new Set<Socket>();

@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 import pino from 'pino';
 import { ClusterBackplane } from '../../service/backplane/cluster';
 import { BackplaneUnavailableError, roomChannel, type Backplane, type BackplaneState, type Target } from '../../service/backplane/types';

@@ -1,4 +1,5 @@
 /** Whole relay processes sharing a real redis-server: what two Beanstalk instances behind one ElastiCache do. */
+import { expect } from '@jest/globals';
 import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
 import { TestClient, type Frame } from '../helpers/ws-client';
 import { requireRedisServer, startRedis, stopAllRedis, waitUntil, type RedisServer } from '../helpers/redis-server';

@@ -50,6 +50,11 @@ function get(url: string, method = 'GET'): Promise<{ status: number; headers: Re
   });
 }
 
+/** A JSON response body, to read one field of it. */
+function jsonBody(res: { body: string }): Record<string, unknown> {
+  return JSON.parse(res.body) as Record<string, unknown>;
+}
+
 describe('HTTP endpoints', () => {
   it('reports health with 200 while the backplane is ready and 503 when it is not', async () => {
     const { relay, http, ws } = await startRelay();
@@ -118,7 +123,7 @@ describe('HTTP endpoints', () => {
     const post = await get(`${http}/healthz`, 'POST');
     expect(post.status).toBe(405);
     expect(post.headers.allow).toBe('GET, HEAD');
-    expect(JSON.parse(post.body).message).toBe('POST is not supported; use GET');
+    expect(jsonBody(post).message).toBe('POST is not supported; use GET');
   });
 });
 
@@ -140,7 +145,7 @@ describe('WebSocket upgrade', () => {
     });
     const none = await rawUpgrade(ws);
     expect(none.status).toBe(403);
-    expect(JSON.parse(none.body).message).toBe('origin (none) is not in RELAY_ALLOWED_ORIGINS');
+    expect(jsonBody(none).message).toBe('origin (none) is not in RELAY_ALLOWED_ORIGINS');
     const ok = await connect(ws, { origin: 'http://localhost:3000' });
     expect(ok.welcome.type).toBe('welcome');
   });
@@ -154,13 +159,13 @@ describe('WebSocket upgrade', () => {
     expect(JSON.parse(missing.body)).toEqual({ error: 'unauthorized', message: 'a token is required: connect to /ws?token=<HS256 JWT>' });
     const forged = await rawUpgrade(`${ws}?token=${signHs256Token({ sub: 'u' }, 'wrong-secret-456789')}`);
     expect(forged.status).toBe(401);
-    expect(JSON.parse(forged.body).message).toBe('token signature does not match; sign it with RELAY_TOKEN_SECRET using HS256');
+    expect(jsonBody(forged).message).toBe('token signature does not match; sign it with RELAY_TOKEN_SECRET using HS256');
     const expired = await rawUpgrade(`${ws}?token=${signHs256Token({ sub: 'u', exp: now - 60 }, secret)}`);
     expect(expired.status).toBe(401);
-    expect(JSON.parse(expired.body).message).toMatch(/^token expired at .+; request a new one$/);
+    expect(jsonBody(expired).message).toMatch(/^token expired at .+; request a new one$/);
     const early = await rawUpgrade(`${ws}?token=${signHs256Token({ sub: 'u', nbf: now + 3600 }, secret)}`);
     expect(early.status).toBe(401);
-    expect(JSON.parse(early.body).message).toMatch(/^token not valid before /);
+    expect(jsonBody(early).message).toMatch(/^token not valid before /);
     const ok = await connect(`${ws}?token=${signHs256Token({ sub: 'u', exp: now + 3600 }, secret)}`);
     expect(ok.welcome.type).toBe('welcome');
   });
@@ -171,7 +176,7 @@ describe('WebSocket upgrade', () => {
     const drained = relay.drain();
     const health = await get(`${http}/healthz`);
     expect(health.status).toBe(503);
-    expect(JSON.parse(health.body).status).toBe('draining');
+    expect(jsonBody(health).status).toBe('draining');
     const refused = await rawUpgrade(ws);
     expect(refused.status).toBe(503);
     expect(JSON.parse(refused.body)).toEqual({

@@ -30,7 +30,7 @@ const attachments = (s: Synth, roleKey: string) =>
 describe('BeanstalkIam', () => {
   it('trusts elasticbeanstalk.amazonaws.com with the elasticbeanstalk external id for the service role', () => {
     const s = synth();
-    const trust = JSON.parse(String(roleByName(s, 'relay-dev-eb-service').assume_role_policy));
+    const trust = JSON.parse(String(roleByName(s, 'relay-dev-eb-service').assume_role_policy)) as { Statement: unknown };
     expect(trust.Statement).toEqual([
       {
         Effect: 'Allow',
@@ -47,7 +47,7 @@ describe('BeanstalkIam', () => {
 
   it('gives the instance role WebTier only: no CloudWatchFullAccess, no Worker or Docker policy', () => {
     const s = synth();
-    const trust = JSON.parse(String(roleByName(s, 'relay-dev-eb-instance').assume_role_policy));
+    const trust = JSON.parse(String(roleByName(s, 'relay-dev-eb-instance').assume_role_policy)) as { Statement: unknown };
     expect(trust.Statement).toEqual([{ Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' }]);
     const policies = attachments(s, 'instance-role');
     expect(policies).toEqual(['AWSElasticBeanstalkWebTier']);

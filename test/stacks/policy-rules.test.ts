@@ -2,7 +2,7 @@
  * Each policy rule fires on a deliberately broken stack, and stays quiet on a compliant one.
  * The stacks are built with the real provider classes and synthesized, so the checks read real cdk.tf.json.
  */
-import { App, TerraformStack, Testing } from 'cdktf';
+import { TerraformStack, Testing } from 'cdktf';
 import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
 import { S3Bucket } from '@cdktf/provider-aws/lib/s3-bucket';
 import { S3BucketPublicAccessBlock } from '@cdktf/provider-aws/lib/s3-bucket-public-access-block';
@@ -40,7 +40,7 @@ type Breakage =
 /** A small stack that follows every rule unless told to break one. */
 function synthStack(breakage?: Breakage): unknown {
   const app = Testing.app();
-  const stack = new TerraformStack(app as App, 'policy-fixture');
+  const stack = new TerraformStack(app, 'policy-fixture');
   new AwsProvider(stack, 'aws', { region: 'eu-west-1' });
   const is = (b: Breakage): boolean => breakage === b;
 
