@@ -11,8 +11,12 @@ import { captureEnvironment, type LoadSample, sampleLoad } from './lib/environme
 import { renderReport } from './report';
 import { runSynth, type SynthResult } from './synth';
 
+/** Every benchmark client connects from 127.0.0.1 and stands for a different user: no per-address limits. */
+const LOOPBACK_CLIENTS_ENV: Record<string, string> = { RELAY_MAX_CONNECTIONS_PER_ADDRESS: '0', RELAY_CONNECT_RATE_PER_ADDRESS: '0' };
+
 /** The relay with its per-connection limits lifted (the benchmark's publisher is trusted) and message recovery off. */
 export const RELAY_BENCH_ENV: Record<string, string> = {
+  ...LOOPBACK_CLIENTS_ENV,
   RELAY_RATE_LIMIT: '1000000',
   RELAY_RATE_BURST: '1000000',
   RELAY_HISTORY_SIZE: '0',
@@ -131,7 +135,7 @@ async function main(): Promise<void> {
     log('idle footprint');
     idle = await runIdleFootprint({
       targets: [
-        { name: 'relay', script: bundle.serverJs, cwd: join(REPO_ROOT, '.build', 'bench-relay'), nodeFlags: RELAY_NODE_FLAGS, env: { LOG_LEVEL: 'info' } },
+        { name: 'relay', script: bundle.serverJs, cwd: join(REPO_ROOT, '.build', 'bench-relay'), nodeFlags: RELAY_NODE_FLAGS, env: { ...LOOPBACK_CLIENTS_ENV, LOG_LEVEL: 'info' } },
         { name: 'floor', script: floorScript, env: {} },
       ],
       connections: opts.quick ? 200 : 5000,

@@ -1,7 +1,8 @@
 import { accessSync, constants, statSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import { parseCidr } from './http/client-address';
+import { REDACTED, redactUrl } from './redact';
 
 /** The relay's settings, read once from the environment at start-up. */
 export interface ServiceConfig {
@@ -22,7 +23,7 @@ export interface ServiceConfig {
   readonly redisTlsCaFile?: string;
   /** Prefix of every Redis channel. @default 'relay' */
   readonly channelPrefix: string;
-  /** Tags this instance's publishes. @default '<hostname>-<pid>-<4 hex>' */
+  /** Tags this instance's publishes and is shown to clients; random so it reveals nothing about the host. @default 'relay-<16 hex>' */
   readonly instanceId: string;
   /** Largest inbound frame and largest outgoing message frame, in bytes. @default 65536 */
   readonly maxPayloadBytes: number;
@@ -42,6 +43,28 @@ export interface ServiceConfig {
   readonly allowedOrigins: readonly string[] | null;
   /** HS256 secret; when set, `?token=` is required on /ws. */
   readonly tokenSecret?: string;
+  /** RELAY_TOKEN_AUDIENCE: accepted `aud` values; when set, a token must name one of them. */
+  readonly tokenAudience?: readonly string[];
+  /** RELAY_TOKEN_ISSUER: accepted `iss` values; when set, a token's `iss` must be one of them. */
+  readonly tokenIssuer?: readonly string[];
+  /** RELAY_METRICS_PORT: port of the internal server (/metrics, /healthz/detail). @default PORT + 1000 (0 when PORT is 0) */
+  readonly metricsPort: number;
+  /** RELAY_METRICS_HOST: interface the internal server binds. @default HOST */
+  readonly metricsHost: string;
+  /** RELAY_MAX_CONNECTIONS: WebSocket connections this instance accepts (beyond: 503, /healthz 503 "full"). @default 10000 */
+  readonly maxConnections: number;
+  /** RELAY_MAX_CONNECTIONS_PER_ADDRESS: connections one client address may hold on this instance; 0 = no limit. @default 256 */
+  readonly maxConnectionsPerAddress: number;
+  /** RELAY_CONNECT_RATE_PER_ADDRESS: new connections per second one address earns; 0 = no limit. @default 10 */
+  readonly connectRatePerAddress: number;
+  /** RELAY_CONNECT_BURST_PER_ADDRESS: new connections one address may open at once before the rate applies. @default 50 */
+  readonly connectBurstPerAddress: number;
+  /** RELAY_TRUSTED_PROXY: CIDR blocks of the load balancer, whose X-Forwarded-For is believed; null trusts none. @default null */
+  readonly trustedProxies: readonly string[] | null;
+  /** RELAY_HEADERS_TIMEOUT_MS: time a client has to send a request's headers (else 408 and close). @default 10000 */
+  readonly headersTimeoutMs: number;
+  /** RELAY_REQUEST_TIMEOUT_MS: time for a whole request, and idle time allowed on a socket before it is upgraded. @default 15000 */
+  readonly requestTimeoutMs: number;
   /** Window over which clients are closed on SIGTERM. @default 5000 */
   readonly drainWindowMs: number;
   /** Hard deadline for shutdown; must exceed the drain window. @default 15000 */
@@ -116,6 +139,26 @@ function oneOf<T extends string>(values: readonly T[], def: T) {
     });
 }
 
+/** An optional comma-separated list; each entry trimmed, empty entries dropped, every entry checked. */
+function list(isValid: (entry: string) => boolean, allowed: string) {
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined) return null;
+      const entries = v
+        .split(',')
+        .map((e) => e.trim())
+        .filter((e) => e.length > 0);
+      const bad = entries.filter((e) => !isValid(e));
+      if (entries.length === 0 || bad.length > 0) {
+        ctx.addIssue({ code: 'custom', message: `${allowed}${bad.length > 0 ? `; not valid: ${bad.join(', ')}` : ''}` });
+        return z.NEVER;
+      }
+      return entries;
+    });
+}
+
 function matching(re: RegExp, allowed: string) {
   return z
     .string()
@@ -145,7 +188,7 @@ const schema = z.object({
   ),
   RELAY_INSTANCE_ID: matching(
     INSTANCE_ID_RE,
-    'expected 1-128 characters of A-Z a-z 0-9 : _ . - and no spaces (default <hostname>-<pid>-<random>)',
+    'expected 1-128 characters of A-Z a-z 0-9 : _ . - and no spaces (default relay-<16 random hex>)',
   ),
   RELAY_MAX_PAYLOAD_BYTES: int(65536, 256, 16 * 1024 * 1024),
   RELAY_RATE_LIMIT: int(100, 1, 1_000_000),
@@ -181,6 +224,31 @@ const schema = z.object({
     .refine((v) => v === undefined || v.length >= 16, {
       message: 'expected a secret of at least 16 characters (unset = no token required)',
     }),
+  RELAY_TOKEN_AUDIENCE: list((e) => e.length <= 256, 'expected a comma-separated list of audience names (unset = aud not checked)'),
+  RELAY_TOKEN_ISSUER: list((e) => e.length <= 256, 'expected a comma-separated list of issuer names (unset = iss not checked)'),
+  RELAY_METRICS_PORT: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined) return undefined;
+      const n = /^\d+$/.test(v) ? Number(v) : Number.NaN;
+      if (!Number.isSafeInteger(n) || n > 65535) {
+        ctx.addIssue({ code: 'custom', message: 'expected an integer from 0 to 65535 (default PORT + 1000, or 0 when PORT is 0)' });
+        return z.NEVER;
+      }
+      return n;
+    }),
+  RELAY_METRICS_HOST: z.string().optional(),
+  RELAY_MAX_CONNECTIONS: int(10_000, 1, 1_000_000),
+  RELAY_MAX_CONNECTIONS_PER_ADDRESS: int(256, 0, 1_000_000),
+  RELAY_CONNECT_RATE_PER_ADDRESS: int(10, 0, 1_000_000),
+  RELAY_CONNECT_BURST_PER_ADDRESS: int(50, 1, 1_000_000),
+  RELAY_TRUSTED_PROXY: list(
+    (e) => parseCidr(e) !== null,
+    'expected a comma-separated list of IP addresses or CIDR blocks of the load balancer, such as 10.0.0.0/16 (unset = trust no proxy)',
+  ),
+  RELAY_HEADERS_TIMEOUT_MS: int(10_000, 1000, 300_000),
+  RELAY_REQUEST_TIMEOUT_MS: int(15_000, 1000, 300_000),
   RELAY_DRAIN_WINDOW_MS: int(5000, 0, 600_000),
   RELAY_SHUTDOWN_TIMEOUT_MS: int(15_000, 1, 3_600_000),
   RELAY_HISTORY_SIZE: int(1000, 0, 1_000_000),
@@ -203,7 +271,7 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const variable = String(issue.path[0]);
-      problems.push({ variable, value: input[variable], allowed: issue.message });
+      problems.push({ variable, value: shownValue(variable, input[variable]), allowed: issue.message });
     }
   }
   const v = parsed.success ? parsed.data : undefined;
@@ -219,6 +287,17 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
       allowed: `expected more than RELAY_DRAIN_WINDOW_MS (${drain} ms) so clients can be drained before the deadline`,
     });
   }
+  const headersParsed = schema.shape.RELAY_HEADERS_TIMEOUT_MS.safeParse(input.RELAY_HEADERS_TIMEOUT_MS);
+  const requestParsed = schema.shape.RELAY_REQUEST_TIMEOUT_MS.safeParse(input.RELAY_REQUEST_TIMEOUT_MS);
+  if (headersParsed.success && requestParsed.success && requestParsed.data < headersParsed.data) {
+    problems.push({
+      variable: 'RELAY_REQUEST_TIMEOUT_MS',
+      value: input.RELAY_REQUEST_TIMEOUT_MS,
+      allowed: `expected at least RELAY_HEADERS_TIMEOUT_MS (${headersParsed.data} ms): the headers are part of the request`,
+    });
+  }
+  const metrics = metricsPortProblem(input);
+  if (metrics) problems.push(metrics);
   if (input.REDIS_MODE === 'cluster' && input.REDIS_URL === undefined) {
     problems.push({ variable: 'REDIS_URL', value: undefined, allowed: 'required when REDIS_MODE=cluster' });
   }
@@ -244,6 +323,17 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
     pingIntervalMs: v.RELAY_PING_INTERVAL_MS,
     allowedOrigins: v.RELAY_ALLOWED_ORIGINS,
     tokenSecret: v.RELAY_TOKEN_SECRET,
+    tokenAudience: v.RELAY_TOKEN_AUDIENCE ?? undefined,
+    tokenIssuer: v.RELAY_TOKEN_ISSUER ?? undefined,
+    metricsPort: v.RELAY_METRICS_PORT ?? defaultMetricsPort(v.PORT),
+    metricsHost: v.RELAY_METRICS_HOST ?? v.HOST,
+    maxConnections: v.RELAY_MAX_CONNECTIONS,
+    maxConnectionsPerAddress: v.RELAY_MAX_CONNECTIONS_PER_ADDRESS,
+    connectRatePerAddress: v.RELAY_CONNECT_RATE_PER_ADDRESS,
+    connectBurstPerAddress: v.RELAY_CONNECT_BURST_PER_ADDRESS,
+    trustedProxies: v.RELAY_TRUSTED_PROXY,
+    headersTimeoutMs: v.RELAY_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: v.RELAY_REQUEST_TIMEOUT_MS,
     drainWindowMs: v.RELAY_DRAIN_WINDOW_MS,
     shutdownTimeoutMs: v.RELAY_SHUTDOWN_TIMEOUT_MS,
     historySize: v.RELAY_HISTORY_SIZE,
@@ -252,10 +342,38 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
   };
 }
 
+/** Random, not the host name: on EC2 the host name spells the private IP, and the id goes out in every welcome. */
 function defaultInstanceId(): string {
-  // Host names may hold characters the envelope format forbids; keep only the allowed ones.
-  const host = hostname().replace(/[^A-Za-z0-9:_.-]/g, '') || 'relay';
-  return `${host}-${process.pid}-${randomBytes(2).toString('hex')}`;
+  return `relay-${randomBytes(8).toString('hex')}`;
+}
+
+/** Beside the public port, so relays on one host with different PORTs never collide (npm run dev, tests with PORT=0). */
+function defaultMetricsPort(port: number): number {
+  return port === 0 ? 0 : port + 1000;
+}
+
+/** RELAY_METRICS_PORT must exist (explicitly when PORT + 1000 is out of range) and differ from PORT. */
+function metricsPortProblem(input: Record<string, string>): ConfigProblem | null {
+  const port = schema.shape.PORT.safeParse(input.PORT);
+  const metrics = schema.shape.RELAY_METRICS_PORT.safeParse(input.RELAY_METRICS_PORT);
+  if (!port.success || !metrics.success) return null;
+  const value = metrics.data ?? defaultMetricsPort(port.data);
+  if (value > 65535) {
+    return { variable: 'RELAY_METRICS_PORT', value: undefined, allowed: `required when PORT is above 64535 (PORT is ${port.data})` };
+  }
+  if (value !== 0 && value === port.data) {
+    return { variable: 'RELAY_METRICS_PORT', value: input.RELAY_METRICS_PORT, allowed: `expected a port other than PORT (${port.data})` };
+  }
+  return null;
+}
+
+/** Variables whose values never appear in an error message: they are, or may contain, secrets. */
+const SECRET_VARIABLES = new Set(['RELAY_TOKEN_SECRET', 'REDIS_AUTH_TOKEN']);
+
+function shownValue(variable: string, value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (SECRET_VARIABLES.has(variable)) return REDACTED;
+  return variable === 'REDIS_URL' ? redactUrl(value) : value;
 }
 
 function isRedisUrl(v: string): boolean {

@@ -2,7 +2,7 @@ import { ConfigError, loadServiceConfig, type ServiceConfig } from './config';
 import { createLogger } from './logger';
 import { createRelay } from './server';
 
-/** Process entry: config from the environment, start, drain on SIGTERM/SIGINT. */
+/** Process entry: config from the environment, start, drain on SIGTERM/SIGINT or after an uncaught error. */
 async function main(): Promise<void> {
   let config: ServiceConfig;
   try {
@@ -12,19 +12,13 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const logger = createLogger(config.logLevel, { instanceId: config.instanceId });
-  // A stray error (a Redis socket hiccup, a bad client) must never take every connection down with it.
-  process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception'));
-  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
-
   const relay = createRelay(config, { logger });
   let stopping = false;
-  const shutdown = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      logger.warn({ signal }, 'second signal: exiting at once');
-      process.exit(1);
-    }
+
+  /** Drains and exits with `exitCode`, or with 1 once RELAY_SHUTDOWN_TIMEOUT_MS has passed. */
+  const shutdown = (reason: string, exitCode: 0 | 1): void => {
     stopping = true;
-    logger.info({ signal, deadlineMs: config.shutdownTimeoutMs }, 'shutting down');
+    logger.info({ reason, deadlineMs: config.shutdownTimeoutMs }, 'shutting down');
     const deadline = setTimeout(() => {
       logger.error({ deadlineMs: config.shutdownTimeoutMs }, 'shutdown deadline passed: forcing exit');
       process.exit(1);
@@ -34,20 +28,35 @@ async function main(): Promise<void> {
       .drain()
       .then(() => relay.close())
       .then(() => {
-        logger.info('shutdown complete');
-        process.exit(0);
+        logger.info({ exitCode }, 'shutdown complete');
+        process.exit(exitCode);
       })
       .catch((err: unknown) => {
         logger.error({ err }, 'shutdown failed');
         process.exit(1);
       });
   };
-  process.on('SIGTERM', shutdown);
-  process.on('SIGINT', shutdown);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting at once');
+      process.exit(1);
+    }
+    shutdown(signal, 0);
+  };
+  // After an error nothing caught, the process's state is unknown: it must not carry on serving. Clients still get
+  // their 1001 and the backplane is closed, then exit 1 tells the platform to start a fresh process.
+  const onFatal = (kind: string) => (err: unknown) => {
+    logger.fatal({ err }, kind);
+    if (!stopping) shutdown(kind, 1);
+  };
+  process.on('uncaughtException', onFatal('uncaught exception'));
+  process.on('unhandledRejection', onFatal('unhandled rejection'));
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 
-  const { port } = await relay.start();
+  const { port, metricsPort } = await relay.start();
   // instanceId rides on every line through the logger's base fields.
-  logger.info({ port, backplane: relay.backplane.kind }, 'relay listening');
+  logger.info({ port, metricsPort, backplane: relay.backplane.kind }, 'relay listening');
 }
 
 main().catch((err: unknown) => {

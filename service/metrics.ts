@@ -9,8 +9,10 @@ export class RelayMetrics {
   readonly publishErrors: Counter;
   readonly slowConsumers: Counter;
   readonly errors: Counter<'code'>;
+  readonly upgradesRefused: Counter<'reason'>;
+  readonly clientErrors: Counter<'status'>;
 
-  constructor(sample: { connections: () => number; rooms: () => number }) {
+  constructor(sample: { connections: () => number; rooms: () => number; maxConnections?: number }) {
     const registers = [this.registry];
     new Gauge({
       name: 'relay_connections',
@@ -48,6 +50,23 @@ export class RelayMetrics {
       name: 'relay_errors_total',
       help: 'Error frames sent to clients, by code.',
       labelNames: ['code'],
+      registers,
+    });
+    new Gauge({
+      name: 'relay_connections_max',
+      help: 'RELAY_MAX_CONNECTIONS: connections this instance accepts before refusing upgrades with 503.',
+      registers,
+    }).set(sample.maxConnections ?? 0);
+    this.upgradesRefused = new Counter({
+      name: 'relay_upgrades_refused_total',
+      help: 'WebSocket upgrades answered with an HTTP error instead of 101, by reason (the JSON error field).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.clientErrors = new Counter({
+      name: 'relay_http_client_errors_total',
+      help: 'Connections the HTTP parser refused (malformed, oversized or too slow requests), by the status answered.',
+      labelNames: ['status'],
       registers,
     });
     collectDefaultMetrics({ register: this.registry });

@@ -1,14 +1,20 @@
-import { readFile, readdir } from 'node:fs/promises';
-import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { extname, join } from 'node:path';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
-import { verifyHs256Token } from './auth';
+import { verifyToken, type TokenClaims, type TokenRules } from './auth';
 import { createBackplane } from './backplane';
 import type { Backplane, BackplaneStatus } from './backplane/types';
 import type { ServiceConfig } from './config';
+import { AdmissionControl } from './http/admission';
+import { TrustedProxies, resolveClientAddress } from './http/client-address';
+import { createHttpServer } from './http/http-server';
+import { createInternalServer } from './http/internal-server';
+import { parseRequestTarget } from './http/request-target';
+import { sendJson, writeRawResponse } from './http/responses';
+import { servePublicFile } from './http/static-files';
 import { Hub } from './hub';
 import { createLogger } from './logger';
 import { RelayMetrics } from './metrics';
@@ -24,154 +30,239 @@ export interface RelayOptions {
   readonly closeGraceMs?: number;
 }
 
+/** What the public /healthz shows: no addresses, no error text. */
 export interface HealthReport {
-  readonly status: 'ok' | 'degraded' | 'draining';
+  readonly status: 'ok' | 'degraded' | 'full' | 'draining';
   readonly instanceId: string;
   readonly connections: number;
   readonly rooms: number;
-  readonly backplane: BackplaneStatus;
+  readonly backplane: Pick<BackplaneStatus, 'kind' | 'state'>;
 }
 
-/** A relay instance: HTTP server, WebSocket upgrade, hub and backplane. */
+/** What /healthz/detail shows on the internal port. */
+export interface HealthDetail extends Omit<HealthReport, 'backplane'> {
+  readonly backplane: BackplaneStatus;
+  readonly admitted: number;
+  readonly maxConnections: number;
+  readonly trackedAddresses: number;
+  readonly pendingUpgrades: number;
+  readonly uptimeSeconds: number;
+}
+
+/** What the hub learns about a connection at the upgrade. */
+export interface ConnectionMeta {
+  /** The client's address (behind a trusted proxy, from X-Forwarded-For). */
+  readonly remoteAddress?: string;
+  /** The verified token's claims, when RELAY_TOKEN_SECRET is set. */
+  readonly claims?: TokenClaims;
+}
+
+/** A relay instance: public HTTP server with the WebSocket upgrade, internal metrics server, hub and backplane. */
 export interface Relay {
   readonly config: ServiceConfig;
   readonly hub: Hub;
   readonly backplane: Backplane;
   readonly metrics: RelayMetrics;
   readonly server: Server;
+  /** The server on RELAY_METRICS_PORT (/metrics, /healthz/detail). */
+  readonly internalServer: Server;
+  readonly admission: AdmissionControl;
   readonly logger: Logger;
-  /** Listens and starts the backplane (a backplane that cannot connect yet keeps retrying; health says 503 meanwhile). */
-  start(): Promise<{ port: number }>;
+  /** Listens on both ports and starts the backplane (a backplane that cannot connect yet keeps retrying; health says 503 meanwhile). */
+  start(): Promise<{ port: number; metricsPort: number }>;
   /** Refuses new upgrades, turns health to 503 and closes clients with 1001 over the drain window. */
   drain(): Promise<void>;
-  /** Terminates what is left, closes the backplane and the server. Idempotent. */
+  /** Terminates what is left (sockets mid-upgrade included), closes the backplane and both servers. Idempotent. */
   close(): Promise<void>;
   isDraining(): boolean;
   health(): { statusCode: number; body: HealthReport };
+  detail(): { statusCode: number; body: HealthDetail };
 }
-
-const CONTENT_TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json; charset=utf-8',
-  '.map': 'application/json; charset=utf-8',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.ico': 'image/x-icon',
-  '.txt': 'text/plain; charset=utf-8',
-};
 
 export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Relay {
   const logger = opts.logger ?? createLogger(config.logLevel, { instanceId: config.instanceId });
   const backplane = opts.backplane ?? createBackplane(config, logger);
   const publicDir = opts.publicDir ?? join(__dirname, 'public');
   // The gauges read the hub only when scraped, after it exists.
-  const metrics: RelayMetrics = new RelayMetrics({ connections: () => hub.connectionCount, rooms: () => hub.roomCount });
+  const metrics: RelayMetrics = new RelayMetrics({
+    connections: () => hub.connectionCount,
+    rooms: () => hub.roomCount,
+    maxConnections: config.maxConnections,
+  });
   const hub: Hub = new Hub({ config, backplane, metrics, logger, closeGraceMs: opts.closeGraceMs });
   const wss = new WebSocketServer({ noServer: true, maxPayload: config.maxPayloadBytes, perMessageDeflate: false, clientTracking: false });
+  const admission = new AdmissionControl({
+    maxConnections: config.maxConnections,
+    maxPerAddress: config.maxConnectionsPerAddress,
+    connectRatePerAddress: config.connectRatePerAddress,
+    connectBurstPerAddress: config.connectBurstPerAddress,
+  });
+  const trusted = config.trustedProxies ? new TrustedProxies(config.trustedProxies) : null;
+  const tokenRules: TokenRules | null = config.tokenSecret
+    ? { secret: config.tokenSecret, audience: config.tokenAudience, issuer: config.tokenIssuer }
+    : null;
+  /** Sockets between the upgrade request and the hand-over to the hub: nothing else would close them at shutdown. */
+  const upgrading = new Set<Duplex>();
+  const startedAt = Date.now();
   let draining = false;
   let closing: Promise<void> | undefined;
 
   backplane.onStateChange((s) => logger.info({ backplane: s }, 'backplane state changed'));
 
+  const status = (): HealthReport['status'] =>
+    draining ? 'draining' : backplane.status().state !== 'ready' ? 'degraded' : admission.atCapacity ? 'full' : 'ok';
+
   const health = (): { statusCode: number; body: HealthReport } => {
-    const bp = backplane.status();
-    const status = draining ? 'draining' : bp.state === 'ready' ? 'ok' : 'degraded';
+    const s = status();
+    const { kind, state } = backplane.status();
     return {
-      statusCode: status === 'ok' ? 200 : 503,
-      body: { status, instanceId: config.instanceId, connections: hub.connectionCount, rooms: hub.roomCount, backplane: bp },
+      statusCode: s === 'ok' ? 200 : 503,
+      body: { status: s, instanceId: config.instanceId, connections: hub.connectionCount, rooms: hub.roomCount, backplane: { kind, state } },
     };
   };
 
-  const server = createServer((req, res) => {
-    handleRequest(req, res).catch((err: unknown) => {
-      logger.error({ err, url: req.url }, 'request failed');
-      if (!res.headersSent) sendJson(res, 500, { error: 'internal', message: 'internal error; see the relay logs' });
-      else res.destroy();
-    });
-  });
+  const detail = (): { statusCode: number; body: HealthDetail } => {
+    const h = health();
+    return {
+      statusCode: h.statusCode,
+      body: {
+        ...h.body,
+        backplane: backplane.status(),
+        admitted: admission.count,
+        maxConnections: config.maxConnections,
+        trackedAddresses: admission.trackedAddresses,
+        pendingUpgrades: upgrading.size,
+        uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      },
+    };
+  };
+
+  const timeouts = { headersTimeoutMs: config.headersTimeoutMs, requestTimeoutMs: config.requestTimeoutMs, logger, metrics };
+  const server = createHttpServer(timeouts, handleRequest);
+  const internalServer = createInternalServer({ ...timeouts, detail });
 
   async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://relay.invalid').pathname;
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.setHeader('Allow', 'GET, HEAD');
-      sendJson(res, 405, { error: 'method_not_allowed', message: `${req.method} is not supported; use GET` });
+    const target = parseRequestTarget(req.url);
+    if (!target) {
+      sendJson(res, 400, { error: 'bad_request', message: 'the request target is not a valid path' }, { Connection: 'close' });
       return;
     }
-    if (path === '/healthz') {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendJson(res, 405, { error: 'method_not_allowed', message: `${req.method} is not supported; use GET` }, { Allow: 'GET, HEAD' });
+      return;
+    }
+    if (target.path === '/healthz') {
       const h = health();
-      res.setHeader('Cache-Control', 'no-store');
       sendJson(res, h.statusCode, h.body);
       return;
     }
-    if (path === '/metrics') {
-      const text = await metrics.registry.metrics();
-      res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
-      res.end(text);
+    if (target.path === '/ws') {
+      sendJson(res, 426, { error: 'upgrade_required', message: '/ws speaks WebSocket only; connect with a WebSocket client' }, { Upgrade: 'websocket' });
       return;
     }
-    if (path === '/ws') {
-      res.setHeader('Upgrade', 'websocket');
-      sendJson(res, 426, { error: 'upgrade_required', message: '/ws speaks WebSocket only; connect with a WebSocket client' });
-      return;
+    if (!(await servePublicFile(publicDir, target.path, req, res))) {
+      sendJson(res, 404, { error: 'not_found', message: `no such path: ${target.path}` });
     }
-    const file = await findPublicFile(publicDir, path === '/' ? 'index.html' : path.slice(1));
-    if (!file) {
-      sendJson(res, 404, { error: 'not_found', message: `no such path: ${path}` });
-      return;
-    }
-    const body = await readFile(join(publicDir, file));
-    res.writeHead(200, {
-      'Content-Type': CONTENT_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream',
-      'Content-Length': body.length,
-      'X-Content-Type-Options': 'nosniff',
-    });
-    res.end(req.method === 'HEAD' ? undefined : body);
   }
 
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', (err) => logger.debug({ err }, 'upgrade socket error'));
-    const url = new URL(req.url ?? '/', 'http://relay.invalid');
-    if (url.pathname !== '/ws') {
-      return refuse(socket, 404, 'not_found', `no WebSocket endpoint at ${url.pathname}; connect to /ws`);
+  // Listeners that live as long as a socket are created here, once, not inside the upgrade handler: a closure made
+  // there would share its scope with the handler's and keep the whole upgrade request alive with the connection.
+  function onUpgradeSocketError(err: Error): void {
+    logger.debug({ err }, 'upgrade socket error');
+  }
+  function forgetUpgrading(this: Duplex): void {
+    upgrading.delete(this);
+  }
+  function destroyOnTimeout(this: Duplex): void {
+    this.destroy();
+  }
+
+  /** Answers a refused upgrade with a JSON body and closes the socket; counted by reason, logged without the request. */
+  function refuse(socket: Duplex, status: number, error: string, message: string, headers: Record<string, string> = {}): void {
+    metrics.upgradesRefused.inc({ reason: error });
+    logger.debug({ status, error }, 'upgrade refused');
+    writeRawResponse(socket, status, JSON.stringify({ error, message }), headers);
+  }
+
+  function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', onUpgradeSocketError);
+    upgrading.add(socket);
+    socket.once('close', forgetUpgrading);
+    // Bounds the checks below (the token check is asynchronous); ws clears it once the socket is a WebSocket.
+    // The HTTP server only ever hands over net sockets.
+    (socket as Socket).setTimeout(config.requestTimeoutMs, destroyOnTimeout);
+
+    const target = parseRequestTarget(req.url);
+    if (!target) return refuse(socket, 400, 'bad_request', 'the request target is not a valid path; connect to /ws');
+    if (target.path !== '/ws') return refuse(socket, 404, 'not_found', `no WebSocket endpoint at ${target.path}; connect to /ws`);
+    if (draining) return refuse(socket, 503, 'draining', 'this instance is shutting down; reconnect to another instance');
+    const client = resolveClientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], trusted);
+    const ticket = admission.admit(client.key);
+    if (!ticket.ok) {
+      const retry: Record<string, string> = ticket.retryAfterSeconds === undefined ? {} : { 'Retry-After': String(ticket.retryAfterSeconds) };
+      return refuse(socket, ticket.status, ticket.error, ticket.message, retry);
     }
-    if (draining) {
-      return refuse(socket, 503, 'draining', 'this instance is shutting down; reconnect to another instance');
-    }
+    // The socket's close ends the admission, whether it is refused below, fails the handshake or lives on as a WebSocket.
+    socket.once('close', ticket.release);
     const origin = req.headers.origin;
     if (config.allowedOrigins && (!origin || !config.allowedOrigins.includes(origin))) {
       return refuse(socket, 403, 'forbidden_origin', `origin ${origin === undefined ? '(none)' : JSON.stringify(origin)} is not in RELAY_ALLOWED_ORIGINS`);
     }
-    if (config.tokenSecret) {
-      const check = verifyHs256Token(url.searchParams.get('token'), config.tokenSecret);
-      if (!check.ok) return refuse(socket, 401, 'unauthorized', check.reason);
-    }
-    // Read before the callback: a closure over `req` would share its scope with the socket's error listener
-    // and keep the whole upgrade request alive for as long as the connection lasts.
-    const remoteAddress = req.socket.remoteAddress;
+    const remoteAddress = client.address;
+    if (!tokenRules) return accept(req, socket, head, { remoteAddress });
+    verifyToken(target.query.get('token'), tokenRules).then(
+      (check) => {
+        if (!check.ok) refuse(socket, 401, 'unauthorized', check.reason);
+        else accept(req, socket, head, { remoteAddress, claims: check.claims });
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'token check failed');
+        refuse(socket, 500, 'internal', 'the token could not be checked; see the relay logs');
+      },
+    );
+  }
+
+  function accept(req: IncomingMessage, socket: Duplex, head: Buffer, meta: ConnectionMeta): void {
+    if (socket.destroyed) return;
+    if (draining) return refuse(socket, 503, 'draining', 'this instance is shutting down; reconnect to another instance');
     wss.handleUpgrade(req, socket, head, (ws) => {
+      upgrading.delete(socket);
       if (draining) {
         ws.close(1001, 'server shutting down');
         return;
       }
-      hub.add(ws, { remoteAddress });
+      hub.add(ws, meta);
     });
-  });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    logger.debug({ err }, 'client error');
-    // A listener here replaces node's own answer, so give the status it would have (431 for oversized headers)
-    // instead of hanging up silently; a client that gets no status cannot tell what it did wrong.
-    const untouched = socket.writable && (socket as Duplex & { bytesWritten?: number }).bytesWritten === 0;
-    if (!untouched) {
-      socket.destroy();
-      return;
+  }
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    try {
+      onUpgrade(req, socket, head);
+    } catch (err) {
+      // Nothing above should throw; if something does, this socket is answered and the process carries on.
+      logger.error({ err }, 'upgrade failed');
+      refuse(socket, 500, 'internal', 'internal error; see the relay logs');
     }
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    socket.once('finish', () => socket.destroy());
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   });
+
+  const listen = (srv: Server, port: number, host: string, variable: string): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(Object.assign(new Error(`cannot listen on ${host}:${port} (${variable}): ${err.message}`), { code: err.code ?? 'listen_failed' }));
+      };
+      srv.once('error', onError);
+      srv.listen(port, host, () => {
+        srv.off('error', onError);
+        resolve((srv.address() as AddressInfo).port);
+      });
+    });
+
+  const closeServer = (srv: Server): Promise<void> =>
+    new Promise((resolve) => {
+      if (!srv.listening) return resolve();
+      srv.close(() => resolve());
+      srv.closeAllConnections();
+    });
 
   return {
     config,
@@ -179,20 +270,18 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
     backplane,
     metrics,
     server,
+    internalServer,
+    admission,
     logger,
     health,
+    detail,
     isDraining: () => draining,
     async start() {
       hub.start();
       backplane.start().catch((err: unknown) => logger.warn({ err }, 'backplane not ready at start-up; it keeps retrying'));
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(config.port, config.host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      return { port: (server.address() as AddressInfo).port };
+      const metricsPort = await listen(internalServer, config.metricsPort, config.metricsHost, 'RELAY_METRICS_PORT');
+      const port = await listen(server, config.port, config.host, 'PORT');
+      return { port, metricsPort };
     },
     async drain() {
       draining = true;
@@ -203,10 +292,8 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
       closing ??= (async () => {
         draining = true;
         hub.stop();
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        });
+        for (const socket of upgrading) socket.destroy();
+        await Promise.all([closeServer(server), closeServer(internalServer)]);
         try {
           await backplane.close();
         } catch (err) {
@@ -216,33 +303,4 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
       return closing;
     },
   };
-}
-
-/** Only plain names that exist in the folder are served, so no path can escape it. */
-async function findPublicFile(dir: string, name: string): Promise<string | null> {
-  if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(name)) return null;
-  try {
-    const entries = await readdir(dir, { withFileTypes: true });
-    return entries.some((e) => e.isFile() && e.name === name) ? name : null;
-  } catch {
-    return null;
-  }
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-/** Answers a refused upgrade with a real HTTP response, then closes the socket once it is written. */
-function refuse(socket: Duplex, status: number, error: string, message: string): void {
-  const body = JSON.stringify({ error, message });
-  socket.once('finish', () => socket.destroy());
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
-      'Connection: close\r\n' +
-      'Content-Type: application/json; charset=utf-8\r\n' +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
 }

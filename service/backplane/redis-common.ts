@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { inspect } from 'node:util';
 import type { Logger } from 'pino';
+import { redactUrl as redactSecretsInUrl } from '../redact';
 import { APPEND_SCRIPT, READ_SCRIPT, parseReadReply, parseSeqReply, runScript, type HistoryRead, type SendCommand } from './history';
 import { BackplaneUnavailableError, type BackplaneState, type BackplaneStatus } from './types';
 
@@ -118,7 +119,7 @@ export function backoffWithJitter(retries: number): number {
 
 /** A URL safe to log: the password replaced by `***`. */
 export function redactUrl(url: string): string {
-  return url.replace(/^(\w+:\/\/)([^@/]*:)?[^@/]*@/, (_m, scheme: string, user: string | undefined) => `${scheme}${user ?? ''}***@`);
+  return redactSecretsInUrl(url);
 }
 
 /** One line for logs and /healthz; node-redis wraps dual-stack connect failures in an AggregateError with no message. */

@@ -9,6 +9,7 @@ import { expect } from '@jest/globals';
 import WebSocket from 'ws';
 import { open, type Entry, type ZipFile } from 'yauzl';
 import { buildArtifact } from '../../app/artifact';
+import { signHs256Token } from '../../service/auth';
 import { frameText } from '../helpers/ws-client';
 
 function unzip(file: string, dest: string): Promise<void> {
@@ -39,6 +40,21 @@ function freePort(): Promise<number> {
       srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
     });
   });
+}
+
+/** A free port whose neighbour 1000 above is free too: the relay's default metrics port. */
+async function freePortWithMetricsPort(): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await freePort();
+    if (port + 1000 > 65535) continue;
+    const metricsFree = await new Promise<boolean>((resolve) => {
+      const srv = createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port + 1000, '0.0.0.0', () => srv.close(() => resolve(true)));
+    });
+    if (metricsFree) return port;
+  }
+  throw new Error('no free port with a free port 1000 above it in 20 attempts');
 }
 
 function waitForOutput(child: ChildProcess, needle: string, timeoutMs: number): Promise<void> {
@@ -89,6 +105,22 @@ function firstFrame(ws: WebSocket, timeoutMs: number): Promise<unknown> {
   });
 }
 
+/** The HTTP status a WebSocket upgrade to `url` is answered with (101 when it is accepted). */
+function upgradeStatus(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url);
+    socket.once('open', () => {
+      socket.terminate();
+      resolve(101);
+    });
+    socket.once('unexpected-response', (_req, res) => {
+      socket.terminate();
+      resolve(res.statusCode ?? 0);
+    });
+    socket.once('error', reject);
+  });
+}
+
 function stop(child: ChildProcess, timeoutMs: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
@@ -132,7 +164,7 @@ describe('the artifact boots as Beanstalk boots it', () => {
     const [cmd, ...args] = (match?.[1] ?? '').split(' ');
     expect(cmd).toBe('node');
 
-    const port = await freePort();
+    const port = await freePortWithMetricsPort();
     // Only what the platform sets: no REDIS_URL, so the relay runs with its in-memory backplane.
     child = spawn(process.execPath, args, { cwd: app, env: { PATH: process.env.PATH ?? '', PORT: String(port), NODE_ENV: 'production' }, stdio: ['ignore', 'pipe', 'pipe'] });
     await waitForOutput(child, 'relay listening', 60_000);
@@ -142,5 +174,27 @@ describe('the artifact boots as Beanstalk boots it', () => {
     ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
     const welcome = await firstFrame(ws, 30_000);
     expect(welcome).toEqual({ type: 'welcome', connectionId: expect.any(String), instanceId: expect.any(String), protocol: 1 });
+
+    // Metrics on the internal port (PORT + 1000 by default), never on the public one.
+    expect(await httpStatus(`http://127.0.0.1:${port}/metrics`)).toBe(404);
+    expect(await httpStatus(`http://127.0.0.1:${port + 1000}/metrics`)).toBe(200);
   }, 180_000);
+
+  it('verifies tokens with the bundled JWT library (jose), as a shared environment runs it', async () => {
+    const app = join(dir, 'app');
+    expect(existsSync(join(app, 'server.js'))).toBe(true);
+    if (child) await stop(child, 20_000);
+    const port = await freePortWithMetricsPort();
+    const secret = 'artifact-boot-secret-0123';
+    child = spawn(process.execPath, ['server.js'], {
+      cwd: app,
+      env: { PATH: process.env.PATH ?? '', PORT: String(port), NODE_ENV: 'production', RELAY_TOKEN_SECRET: secret, RELAY_TOKEN_AUDIENCE: 'relay' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    await waitForOutput(child, 'relay listening', 60_000);
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    expect(await upgradeStatus(`ws://127.0.0.1:${port}/ws?token=${signHs256Token({ sub: 'u', exp, aud: 'billing' }, secret)}`)).toBe(401);
+    ws = new WebSocket(`ws://127.0.0.1:${port}/ws?token=${signHs256Token({ sub: 'u', exp, aud: 'relay' }, secret)}`);
+    expect(await firstFrame(ws, 30_000)).toMatchObject({ type: 'welcome', protocol: 1 });
+  }, 120_000);
 });

@@ -15,7 +15,7 @@ import { TEST_BUILD_DIR } from '../global-setup';
 const relayScript = join(TEST_BUILD_DIR, 'server.js');
 const floorScript = join(REPO_ROOT, 'bench', 'floor-relay.js');
 const targets: FanoutTargetSpec[] = [
-  { name: 'relay', script: relayScript, cwd: TEST_BUILD_DIR, nodeFlags: RELAY_NODE_FLAGS, env: { RELAY_RATE_LIMIT: '1000000', RELAY_RATE_BURST: '1000000', RELAY_CHANNEL_PREFIX: 'smoke-relay' } },
+  { name: 'relay', script: relayScript, cwd: TEST_BUILD_DIR, nodeFlags: RELAY_NODE_FLAGS, env: { RELAY_RATE_LIMIT: '1000000', RELAY_RATE_BURST: '1000000', RELAY_MAX_CONNECTIONS_PER_ADDRESS: '0', RELAY_CONNECT_RATE_PER_ADDRESS: '0', RELAY_CHANNEL_PREFIX: 'smoke-relay' } },
   { name: 'floor', script: floorScript, env: { RELAY_CHANNEL_PREFIX: 'smoke-floor' } },
 ];
 

@@ -69,9 +69,12 @@ export function socketCount(pid: number): number {
 
 export const MB = 1024 * 1024;
 
-/** Fetches /metrics and returns the value of one sample (`name` or `name{labels}` exactly as exposed), or 0 when absent. */
-export async function metricValue(httpUrl: string, sample: string): Promise<number> {
-  const text = await getText(`${httpUrl}/metrics`);
+/**
+ * Fetches /metrics from the relay's internal server (`metricsUrl`) and returns the value of one sample (`name` or
+ * `name{labels}` exactly as exposed), or 0 when absent.
+ */
+export async function metricValue(metricsUrl: string, sample: string): Promise<number> {
+  const text = await getText(`${metricsUrl}/metrics`);
   for (const line of text.split('\n')) {
     if (line.startsWith(`${sample} `)) return Number(line.slice(sample.length + 1));
   }

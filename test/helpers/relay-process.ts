@@ -11,6 +11,8 @@ export interface RelayProcess {
   readonly httpUrl: string;
   /** ws://127.0.0.1:<port>/ws */
   readonly wsUrl: string;
+  /** http://127.0.0.1:<metrics port>: the internal server with /metrics and /healthz/detail. */
+  readonly metricsUrl: string;
   readonly proc: ChildProcess;
   /** stdout and stderr lines, in arrival order. */
   readonly logs: string[];
@@ -33,7 +35,16 @@ export function startRelay(env: Record<string, string> = {}): Promise<RelayProce
   const serverJs = join(TEST_BUILD_DIR, 'server.js');
   const proc = spawn(process.execPath, [...RELAY_NODE_FLAGS, serverJs], {
     cwd: TEST_BUILD_DIR,
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    env: {
+      ...process.env,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      // Every client of a test comes from 127.0.0.1 and stands for many users; tests of these limits set them.
+      RELAY_MAX_CONNECTIONS_PER_ADDRESS: '0',
+      RELAY_CONNECT_RATE_PER_ADDRESS: '0',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
@@ -109,6 +120,7 @@ export function startRelay(env: Record<string, string> = {}): Promise<RelayProce
         port,
         httpUrl,
         wsUrl: `ws://127.0.0.1:${port}/ws`,
+        metricsUrl: `http://127.0.0.1:${String(line.metricsPort)}`,
         proc,
         logs,
         health: () => getJson(`${httpUrl}/healthz`),

@@ -98,7 +98,7 @@ describe('hostile HTTP', () => {
     // Settle first: the earlier upgrade probes must be fully closed before the baseline is read.
     await waitUntil(async () => (await relay.health()).body.connections === 0, 10_000, 'no connections before the loop');
     const baseSockets = socketCount(pid);
-    const baseHandles = await metricValue(relay.httpUrl, 'nodejs_active_handles_total');
+    const baseHandles = await metricValue(relay.metricsUrl, 'nodejs_active_handles_total');
 
     const outcomes = await pool(OPENS, CONCURRENCY, async (i) => {
       // Every tenth attempt carries a bad origin, every tenth (offset by one) a forged token.
@@ -119,12 +119,12 @@ describe('hostile HTTP', () => {
     expect(Object.fromEntries(tally)).toEqual({ 'good:101': 8000, 'bad-origin:403': 1000, 'bad-token:401': 1000 });
 
     await waitUntil(async () => (await relay.health()).body.connections === 0, 20_000, '/healthz to report 0 connections');
-    expect(await metricValue(relay.httpUrl, 'relay_connections')).toBe(0);
-    expect(await metricValue(relay.httpUrl, 'relay_rooms')).toBe(0);
+    expect(await metricValue(relay.metricsUrl, 'relay_connections')).toBe(0);
+    expect(await metricValue(relay.metricsUrl, 'relay_rooms')).toBe(0);
     // Sockets close asynchronously after the close handshake; wait for the count to settle rather than sample once.
     await waitUntil(() => socketCount(pid) <= baseSockets + SOCKET_SLACK, 20_000,
       `relay sockets to return to ${baseSockets} (+${SOCKET_SLACK})`);
-    await waitUntil(async () => (await metricValue(relay.httpUrl, 'nodejs_active_handles_total')) <= baseHandles + HANDLE_SLACK,
+    await waitUntil(async () => (await metricValue(relay.metricsUrl, 'nodejs_active_handles_total')) <= baseHandles + HANDLE_SLACK,
       20_000, `active handles to return to ${baseHandles} (+${HANDLE_SLACK})`);
     const health = await relay.health();
     expect(health.status).toBe(200);

@@ -73,7 +73,7 @@ async function collectedHeap(): Promise<number> {
     ws.on('message', onMessage);
     ws.send(JSON.stringify({ id, method: 'HeapProfiler.collectGarbage' }));
   });
-  return metricValue(relay.httpUrl, 'nodejs_heap_size_used_bytes');
+  return metricValue(relay.metricsUrl, 'nodejs_heap_size_used_bytes');
 }
 
 async function cycle(count: number): Promise<void> {

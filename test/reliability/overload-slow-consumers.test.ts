@@ -93,8 +93,8 @@ describe('overload (slow)', () => {
       p.ws.resume();
       return line;
     });
-    const slowBefore = await Promise.all(relays.map((r) => metricValue(r.httpUrl, 'relay_slow_consumers_total')));
-    const outBefore = await Promise.all(relays.map((r) => metricValue(r.httpUrl, 'relay_messages_out_total')));
+    const slowBefore = await Promise.all(relays.map((r) => metricValue(r.metricsUrl, 'relay_slow_consumers_total')));
+    const outBefore = await Promise.all(relays.map((r) => metricValue(r.metricsUrl, 'relay_messages_out_total')));
 
     const publishers = await Promise.all(
       relays.flatMap((r) => Array.from({ length: PUBLISHERS_PER_RELAY }, () => openRaw(r.wsUrl))),
@@ -128,10 +128,10 @@ describe('overload (slow)', () => {
     const elapsedS = (Date.now() - startedAt) / 1000;
 
     const slowLines = await Promise.all(cutOff);
-    const outAfter = await Promise.all(relays.map((r) => metricValue(r.httpUrl, 'relay_messages_out_total')));
+    const outAfter = await Promise.all(relays.map((r) => metricValue(r.metricsUrl, 'relay_messages_out_total')));
     const delivered = outAfter.reduce((a, b) => a + b, 0) - outBefore.reduce((a, b) => a + b, 0);
     const demanded = published * (READERS_PER_RELAY + PAUSED_PER_RELAY) * relays.length;
-    const publishErrors = await Promise.all(relays.map((r) => metricValue(r.httpUrl, 'relay_backplane_publish_errors_total')));
+    const publishErrors = await Promise.all(relays.map((r) => metricValue(r.metricsUrl, 'relay_backplane_publish_errors_total')));
     process.stdout.write(
       `overload: readers cut off ${readers.filter((r) => r.close).length}/${readers.length}, backplane publish errors ${publishErrors.join('+')}; ` +
       `${published} publishes of ${PAYLOAD_BYTES} B in ${elapsedS.toFixed(1)} s (${Math.round(published / elapsedS)}/s); ` +
@@ -141,7 +141,7 @@ describe('overload (slow)', () => {
 
     // Every paused consumer was cut off by its relay, counted, and saw 1013.
     expect(slowLines).toHaveLength(paused.length);
-    const slowAfter = await Promise.all(relays.map((r) => metricValue(r.httpUrl, 'relay_slow_consumers_total')));
+    const slowAfter = await Promise.all(relays.map((r) => metricValue(r.metricsUrl, 'relay_slow_consumers_total')));
     slowAfter.forEach((after, i) => expect(after - slowBefore[i]).toBeGreaterThanOrEqual(PAUSED_PER_RELAY));
     await waitUntil(() => paused.every((p) => p.close !== undefined), 10_000, 'every paused consumer to see its close');
     expect(paused.map((p) => p.close?.code)).toEqual(paused.map(() => 1013));

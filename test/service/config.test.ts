@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadServiceConfig } from '../../service/config';
 
@@ -34,8 +34,44 @@ describe('loadServiceConfig', () => {
       tokenSecret: undefined,
       drainWindowMs: 5000,
       shutdownTimeoutMs: 15000,
+      tokenAudience: undefined,
+      tokenIssuer: undefined,
+      metricsPort: 9080,
+      metricsHost: '0.0.0.0',
+      maxConnections: 10000,
+      maxConnectionsPerAddress: 256,
+      connectRatePerAddress: 10,
+      connectBurstPerAddress: 50,
+      trustedProxies: null,
+      headersTimeoutMs: 10000,
+      requestTimeoutMs: 15000,
     });
-    expect(c.instanceId).toMatch(/^[A-Za-z0-9:_.-]+-\d+-[0-9a-f]{4}$/);
+    // Random, never the host name (on EC2 it spells the private IP) and different for every start.
+    expect(c.instanceId).toMatch(/^relay-[0-9a-f]{16}$/);
+    expect(c.instanceId).not.toContain(hostname());
+    expect(loadServiceConfig({}).instanceId).not.toBe(c.instanceId);
+  });
+
+  it('puts the metrics port 1000 above PORT, on HOST, unless set', () => {
+    expect(loadServiceConfig({ PORT: '8081', HOST: '127.0.0.1' })).toMatchObject({ metricsPort: 9081, metricsHost: '127.0.0.1' });
+    expect(loadServiceConfig({ PORT: '0' })).toMatchObject({ metricsPort: 0 });
+    expect(loadServiceConfig({ PORT: '8080', RELAY_METRICS_PORT: '9100', RELAY_METRICS_HOST: '10.0.0.5' })).toMatchObject({
+      metricsPort: 9100,
+      metricsHost: '10.0.0.5',
+    });
+    expect(() => loadServiceConfig({ PORT: '65000' })).toThrow('RELAY_METRICS_PORT=(unset): required when PORT is above 64535 (PORT is 65000)');
+    expect(() => loadServiceConfig({ PORT: '9000', RELAY_METRICS_PORT: '9000' })).toThrow(
+      'RELAY_METRICS_PORT="9000": expected a port other than PORT (9000)',
+    );
+  });
+
+  it('never shows a secret in its message: the token secret and AUTH token are hidden, the Redis URL redacted', () => {
+    const err = problemsOf({ RELAY_TOKEN_SECRET: 'short-secret', REDIS_URL: 'http://:pa@ss@cache:6379', RELAY_MAX_ROOMS: '0' });
+    expect(err.message).toContain('RELAY_TOKEN_SECRET="***": expected a secret of at least 16 characters');
+    expect(err.message).toContain('REDIS_URL="http://:***@cache:6379": expected a redis:// or rediss:// URL');
+    expect(err.message).not.toContain('short-secret');
+    expect(err.message).not.toContain('pa@ss');
+    expect(JSON.stringify(err.problems)).not.toMatch(/short-secret|pa@ss/);
   });
 
   it('reads every variable', () => {
@@ -64,6 +100,17 @@ describe('loadServiceConfig', () => {
         RELAY_TOKEN_SECRET: 'a-secret-of-16-chars',
         RELAY_DRAIN_WINDOW_MS: '100',
         RELAY_SHUTDOWN_TIMEOUT_MS: '200',
+        RELAY_TOKEN_AUDIENCE: 'relay, relay-staging',
+        RELAY_TOKEN_ISSUER: 'https://auth.example.com',
+        RELAY_METRICS_PORT: '9200',
+        RELAY_METRICS_HOST: '10.0.0.7',
+        RELAY_MAX_CONNECTIONS: '500',
+        RELAY_MAX_CONNECTIONS_PER_ADDRESS: '0',
+        RELAY_CONNECT_RATE_PER_ADDRESS: '3',
+        RELAY_CONNECT_BURST_PER_ADDRESS: '4',
+        RELAY_TRUSTED_PROXY: '10.0.0.0/16, 2600:1f18::/56,192.0.2.10',
+        RELAY_HEADERS_TIMEOUT_MS: '2000',
+        RELAY_REQUEST_TIMEOUT_MS: '3000',
       });
       expect(c).toMatchObject({
         port: 0,
@@ -86,6 +133,17 @@ describe('loadServiceConfig', () => {
         tokenSecret: 'a-secret-of-16-chars',
         drainWindowMs: 100,
         shutdownTimeoutMs: 200,
+        tokenAudience: ['relay', 'relay-staging'],
+        tokenIssuer: ['https://auth.example.com'],
+        metricsPort: 9200,
+        metricsHost: '10.0.0.7',
+        maxConnections: 500,
+        maxConnectionsPerAddress: 0,
+        connectRatePerAddress: 3,
+        connectBurstPerAddress: 4,
+        trustedProxies: ['10.0.0.0/16', '2600:1f18::/56', '192.0.2.10'],
+        headersTimeoutMs: 2000,
+        requestTimeoutMs: 3000,
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -139,10 +197,41 @@ describe('loadServiceConfig', () => {
     expect(err.message).toContain('RELAY_MAX_ROOMS="0": expected an integer from 1 to 100000 (default 100)');
     expect(err.message).toContain('RELAY_RATE_LIMIT="-1": expected an integer from 1 to 1000000 (default 100)');
     expect(err.message).toContain('not an origin: https://bad.example.com/path');
-    expect(err.message).toContain('RELAY_TOKEN_SECRET="short": expected a secret of at least 16 characters');
+    expect(err.message).toContain('RELAY_TOKEN_SECRET="***": expected a secret of at least 16 characters');
     expect(err.message).toContain(
       'RELAY_SHUTDOWN_TIMEOUT_MS=(unset): expected more than RELAY_DRAIN_WINDOW_MS (20000 ms) so clients can be drained before the deadline',
     );
+  });
+
+  it('fails on bad connection limits, proxies and timeouts, naming each', () => {
+    const err = problemsOf({
+      RELAY_MAX_CONNECTIONS: '0',
+      RELAY_MAX_CONNECTIONS_PER_ADDRESS: '-1',
+      RELAY_CONNECT_BURST_PER_ADDRESS: '0',
+      RELAY_TRUSTED_PROXY: '10.0.0.0/16,10.0.0.0/33,alb.internal',
+      RELAY_HEADERS_TIMEOUT_MS: '20000',
+      RELAY_REQUEST_TIMEOUT_MS: '5000',
+      RELAY_METRICS_PORT: '70000',
+    });
+    expect(err.problems.map((p) => p.variable).sort()).toEqual([
+      'RELAY_CONNECT_BURST_PER_ADDRESS',
+      'RELAY_MAX_CONNECTIONS',
+      'RELAY_MAX_CONNECTIONS_PER_ADDRESS',
+      'RELAY_METRICS_PORT',
+      'RELAY_REQUEST_TIMEOUT_MS',
+      'RELAY_TRUSTED_PROXY',
+    ]);
+    expect(err.message).toContain('RELAY_MAX_CONNECTIONS="0": expected an integer from 1 to 1000000 (default 10000)');
+    expect(err.message).toContain('RELAY_MAX_CONNECTIONS_PER_ADDRESS="-1": expected an integer from 0 to 1000000 (default 256)');
+    expect(err.message).toContain('RELAY_CONNECT_BURST_PER_ADDRESS="0": expected an integer from 1 to 1000000 (default 50)');
+    expect(err.message).toContain(
+      'RELAY_TRUSTED_PROXY="10.0.0.0/16,10.0.0.0/33,alb.internal": expected a comma-separated list of IP addresses or CIDR blocks ' +
+        'of the load balancer, such as 10.0.0.0/16 (unset = trust no proxy); not valid: 10.0.0.0/33, alb.internal',
+    );
+    expect(err.message).toContain(
+      'RELAY_REQUEST_TIMEOUT_MS="5000": expected at least RELAY_HEADERS_TIMEOUT_MS (20000 ms): the headers are part of the request',
+    );
+    expect(err.message).toContain('RELAY_METRICS_PORT="70000": expected an integer from 0 to 65535 (default PORT + 1000, or 0 when PORT is 0)');
   });
 
   it('fails when REDIS_MODE=cluster has no REDIS_URL', () => {
