@@ -40,8 +40,9 @@ export function createHttpServer(opts: HttpServerOptions, handle: (req: Incoming
       });
     },
   );
-  // Idle sockets (between keep-alive requests, or never sending one) are closed by this and by headersTimeout.
-  server.timeout = opts.requestTimeoutMs;
+  // A socket idle past both deadlines (say, one that stopped reading a response) is destroyed. Later than they are,
+  // so that a slow request still gets its 408 from the timeout checks first.
+  server.timeout = opts.requestTimeoutMs + 2 * TIMEOUT_CHECK_INTERVAL_MS;
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // A listener here replaces node's own answer, so give the status it would have instead of hanging up
     // silently. The error is not logged whole: it carries the raw request bytes (rawPacket).

@@ -48,9 +48,12 @@ interface Cluster {
 }
 
 const contexts: BrowserContext[] = [];
+/** Everything the pages' Content-Security-Policy blocked: the demo must work within its policy. */
+const cspViolations: string[] = [];
 
 afterEach(async () => {
   await Promise.all(contexts.splice(0).map((c) => c.close()));
+  expect(cspViolations.splice(0)).toEqual([]);
   await stopAllRelays();
   await stopAllRedis();
 });
@@ -106,8 +109,12 @@ async function newPage(url: string): Promise<Page> {
   const page = await context.newPage();
   const problems: string[] = [];
   page.on('pageerror', (err) => problems.push(err.message));
+  page.on('console', (msg) => {
+    if (/Content Security Policy/i.test(msg.text())) cspViolations.push(msg.text());
+  });
   const res = await page.goto(url, { waitUntil: 'load', timeout: WAIT_MS });
   expect(res?.status()).toBe(200);
+  expect(res?.headers()['content-security-policy']).toMatch(/script-src 'self'/);
   expect(problems).toEqual([]);
   return page;
 }

@@ -30,15 +30,31 @@ export function rawHttp(port: number, request: string, timeoutMs = 10_000): Prom
   });
 }
 
-/** Opens a socket and writes `bytes` without ever finishing the request; the caller destroys it (or the server does). */
+/**
+ * Opens a socket and writes `bytes` without ever finishing the request; the caller destroys it (or the server does).
+ * The socket flows, so its 'close' comes when the server hangs up even if nobody reads what it answered.
+ */
 export function openHalfRequest(port: number, bytes: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = netConnect(port, '127.0.0.1', () => {
       socket.off('error', reject);
       socket.on('error', () => undefined);
       socket.write(bytes);
+      socket.resume();
       resolve(socket);
     });
     socket.once('error', reject);
+  });
+}
+
+/** Resolves when the socket closes; rejects when it is still open after `timeoutMs`. */
+export function waitClosed(socket: Socket, timeoutMs: number): Promise<void> {
+  if (socket.closed) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`socket still open after ${timeoutMs} ms`)), timeoutMs);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
   });
 }

@@ -17,6 +17,8 @@ export interface RelayProcess {
   /** stdout and stderr lines, in arrival order. */
   readonly logs: string[];
   health(): Promise<{ status: number; body: Record<string, unknown> }>;
+  /** /healthz/detail on the internal port: the health report with the backplane's last error and the limits. */
+  healthDetail(): Promise<{ status: number; body: Record<string, unknown> }>;
   /** Polls /healthz until it answers 200 (bounded by timeoutMs). */
   waitHealthy(timeoutMs?: number): Promise<void>;
   /** Resolves with the first JSON log line (past or future) matching pred. */
@@ -112,7 +114,17 @@ export function startRelay(env: Record<string, string> = {}): Promise<RelayProce
     });
   };
 
-  return waitLog((l) => l.msg === 'relay listening' && typeof l.port === 'number', START_TIMEOUT_MS).then(
+  // Above LOG_LEVEL=info there is no 'relay listening' line: a test that needs such a level gives PORT (and
+  // RELAY_METRICS_PORT, default PORT + 1000) itself, and readiness is the first HTTP answer on it.
+  const fixedPort = env.PORT !== undefined && env.PORT !== '0' ? Number(env.PORT) : undefined;
+  const listening: Promise<Record<string, unknown>> =
+    fixedPort === undefined
+      ? waitLog((l) => l.msg === 'relay listening' && typeof l.port === 'number', START_TIMEOUT_MS)
+      : waitAnswering(fixedPort, () => exitInfo, START_TIMEOUT_MS).then(() => ({
+          port: fixedPort,
+          metricsPort: env.RELAY_METRICS_PORT ? Number(env.RELAY_METRICS_PORT) : fixedPort + 1000,
+        }));
+  return listening.then(
     (line) => {
       const port = line.port as number;
       const httpUrl = `http://127.0.0.1:${port}`;
@@ -124,6 +136,7 @@ export function startRelay(env: Record<string, string> = {}): Promise<RelayProce
         proc,
         logs,
         health: () => getJson(`${httpUrl}/healthz`),
+        healthDetail: () => getJson(`http://127.0.0.1:${String(line.metricsPort)}/healthz/detail`),
         async waitHealthy(timeoutMs = 15_000) {
           const deadline = Date.now() + timeoutMs;
           let last = 'no answer';
@@ -200,6 +213,21 @@ function getJson(url: string): Promise<{ status: number; body: Record<string, un
     req.on('error', reject);
     req.end();
   });
+}
+
+/** Polls GET /healthz on `port` until anything answers; rejects when the process exits or the time is up. */
+async function waitAnswering(port: number, exited: () => unknown, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let i = 0; i < 1000 && Date.now() < deadline; i++) {
+    if (exited()) throw new Error(`relay exited (${JSON.stringify(exited())}) before answering on port ${port}`);
+    try {
+      await getJson(`http://127.0.0.1:${port}/healthz`);
+      return;
+    } catch {
+      await delay(50);
+    }
+  }
+  throw new Error(`nothing answered on port ${port} within ${timeoutMs} ms`);
 }
 
 // Only used between health polls, never as a substitute for waiting on a condition.
