@@ -10,7 +10,6 @@ export interface ServiceConfig {
   readonly port: number;
   /** Interface to bind. @default '0.0.0.0' */
   readonly host: string;
-  readonly nodeEnv: string;
   /** pino level. @default 'info' */
   readonly logLevel: LogLevel;
   /** Redis URL; unset means a single instance with the in-memory backplane. */
@@ -169,7 +168,6 @@ function matching(re: RegExp, allowed: string) {
 const schema = z.object({
   PORT: int(8080, 0, 65535),
   HOST: z.string().optional().default('0.0.0.0'),
-  NODE_ENV: z.string().optional().default('production'),
   LOG_LEVEL: oneOf(LOG_LEVELS, 'info'),
   REDIS_URL: z
     .string()
@@ -306,7 +304,6 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
   return {
     port: v.PORT,
     host: v.HOST,
-    nodeEnv: v.NODE_ENV,
     logLevel: v.LOG_LEVEL,
     redisUrl: v.REDIS_URL,
     redisMode: v.REDIS_MODE,

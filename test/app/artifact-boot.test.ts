@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
@@ -10,6 +9,9 @@ import WebSocket from 'ws';
 import { open, type Entry, type ZipFile } from 'yauzl';
 import { buildArtifact } from '../../app/artifact';
 import { signHs256Token } from '../../service/auth';
+import { freePort } from '../../app/free-port';
+import { startRelayProcess } from '../../app/local-servers';
+import type { ManagedProcess } from '../../app/processes';
 import { frameText } from '../helpers/ws-client';
 
 function unzip(file: string, dest: string): Promise<void> {
@@ -28,55 +30,6 @@ function unzip(file: string, dest: string): Promise<void> {
       });
       zip.readEntry();
     });
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-/** A free port whose neighbour 1000 above is free too: the relay's default metrics port. */
-async function freePortWithMetricsPort(): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await freePort();
-    if (port + 1000 > 65535) continue;
-    const metricsFree = await new Promise<boolean>((resolve) => {
-      const srv = createServer();
-      srv.once('error', () => resolve(false));
-      srv.listen(port + 1000, '0.0.0.0', () => srv.close(() => resolve(true)));
-    });
-    if (metricsFree) return port;
-  }
-  throw new Error('no free port with a free port 1000 above it in 20 attempts');
-}
-
-function waitForOutput(child: ChildProcess, needle: string, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => finish(new Error(`relay did not print ${needle} within ${timeoutMs} ms; output so far:\n${seen}`)), timeoutMs);
-    const onData = (chunk: Buffer) => {
-      seen += chunk.toString('utf8');
-      if (seen.includes(needle)) finish();
-    };
-    const onExit = (code: number | null) => finish(new Error(`relay exited with ${code} before printing ${needle}; output:\n${seen}`));
-    function finish(err?: Error) {
-      clearTimeout(timer);
-      child.stdout?.off('data', onData);
-      child.stderr?.off('data', onData);
-      child.off('exit', onExit);
-      if (err) reject(err);
-      else resolve();
-    }
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.on('exit', onExit);
   });
 }
 
@@ -105,6 +58,21 @@ function firstFrame(ws: WebSocket, timeoutMs: number): Promise<unknown> {
   });
 }
 
+/** A free port whose neighbour 1000 above is free too: the relay's default metrics port. */
+async function freePortWithMetricsPort(): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await freePort();
+    if (port + 1000 > 65535) continue;
+    const metricsFree = await new Promise<boolean>((resolve) => {
+      const srv = createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port + 1000, '0.0.0.0', () => srv.close(() => resolve(true)));
+    });
+    if (metricsFree) return port;
+  }
+  throw new Error('no free port with a free port 1000 above it in 20 attempts');
+}
+
 /** The HTTP status a WebSocket upgrade to `url` is answered with (101 when it is accepted). */
 function upgradeStatus(url: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -121,21 +89,9 @@ function upgradeStatus(url: string): Promise<number> {
   });
 }
 
-function stop(child: ChildProcess, timeoutMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}
-
 describe('the artifact boots as Beanstalk boots it', () => {
   let dir: string;
-  let child: ChildProcess | undefined;
+  let child: ManagedProcess | undefined;
   let ws: WebSocket | undefined;
 
   beforeAll(() => {
@@ -147,7 +103,7 @@ describe('the artifact boots as Beanstalk boots it', () => {
       ws.terminate();
       await closed;
     }
-    if (child) await stop(child, 20_000);
+    await child?.stop(20_000);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -166,8 +122,16 @@ describe('the artifact boots as Beanstalk boots it', () => {
 
     const port = await freePortWithMetricsPort();
     // Only what the platform sets: no REDIS_URL, so the relay runs with its in-memory backplane.
-    child = spawn(process.execPath, args, { cwd: app, env: { PATH: process.env.PATH ?? '', PORT: String(port), NODE_ENV: 'production' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    await waitForOutput(child, 'relay listening', 60_000);
+    const started = await startRelayProcess({
+      name: 'unzipped relay',
+      command: process.execPath,
+      args,
+      cwd: app,
+      env: { PATH: process.env.PATH ?? '', PORT: String(port), NODE_ENV: 'production' },
+      timeoutMs: 60_000,
+    });
+    child = started.process;
+    expect(started.port).toBe(port);
 
     expect(await httpStatus(`http://127.0.0.1:${port}/healthz`)).toBe(200);
 
@@ -183,15 +147,18 @@ describe('the artifact boots as Beanstalk boots it', () => {
   it('verifies tokens with the bundled JWT library (jose), as a shared environment runs it', async () => {
     const app = join(dir, 'app');
     expect(existsSync(join(app, 'server.js'))).toBe(true);
-    if (child) await stop(child, 20_000);
+    await child?.stop(20_000);
     const port = await freePortWithMetricsPort();
     const secret = 'artifact-boot-secret-0123';
-    child = spawn(process.execPath, ['server.js'], {
+    const started = await startRelayProcess({
+      name: 'unzipped relay with tokens',
+      command: process.execPath,
+      args: ['server.js'],
       cwd: app,
       env: { PATH: process.env.PATH ?? '', PORT: String(port), NODE_ENV: 'production', RELAY_TOKEN_SECRET: secret, RELAY_TOKEN_AUDIENCE: 'relay' },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      timeoutMs: 60_000,
     });
-    await waitForOutput(child, 'relay listening', 60_000);
+    child = started.process;
     const exp = Math.floor(Date.now() / 1000) + 600;
     expect(await upgradeStatus(`ws://127.0.0.1:${port}/ws?token=${signHs256Token({ sub: 'u', exp, aud: 'billing' }, secret)}`)).toBe(401);
     ws = new WebSocket(`ws://127.0.0.1:${port}/ws?token=${signHs256Token({ sub: 'u', exp, aud: 'relay' }, secret)}`);

@@ -6,16 +6,16 @@
 import type { Socket } from 'node:net';
 import { closeRaw, openRaw, pool, socketCount } from '../helpers/load';
 import { openHalfRequest } from '../helpers/raw-http';
-import { startRelay, stopAllRelays } from '../helpers/relay-process';
+import { useRelays } from '../helpers/fixtures';
 import { waitUntil } from '../helpers/redis-server';
 
 jest.setTimeout(120_000);
 
+const relays = useRelays();
 const sockets: Socket[] = [];
 
-afterEach(async () => {
+afterEach(() => {
   for (const s of sockets.splice(0)) s.destroy();
-  await stopAllRelays();
 });
 
 /** Per-address limits at their production defaults (the process helper lifts them for tests of other things). */
@@ -23,7 +23,7 @@ const DEFAULT_LIMITS = { RELAY_MAX_CONNECTIONS_PER_ADDRESS: '', RELAY_CONNECT_RA
 
 describe('connection limits', () => {
   it('one address cannot open 5,000 WebSockets: past the burst it gets 429s, and never more than 256 at once', async () => {
-    const relay = await startRelay(DEFAULT_LIMITS);
+    const relay = await relays.start(DEFAULT_LIMITS);
     const open: Array<Awaited<ReturnType<typeof openRaw>>> = [];
     const outcomes = await pool(5000, 100, async () => {
       try {
@@ -47,7 +47,7 @@ describe('connection limits', () => {
 
   it('drops 3,000 half-open HTTP requests at RELAY_HEADERS_TIMEOUT_MS instead of holding them for 60 s', async () => {
     const headersTimeoutMs = 2_000;
-    const relay = await startRelay({ RELAY_HEADERS_TIMEOUT_MS: String(headersTimeoutMs), RELAY_REQUEST_TIMEOUT_MS: '3000' });
+    const relay = await relays.start({ RELAY_HEADERS_TIMEOUT_MS: String(headersTimeoutMs), RELAY_REQUEST_TIMEOUT_MS: '3000' });
     const pid = relay.proc.pid ?? 0;
     await relay.health();
     const baseSockets = socketCount(pid);

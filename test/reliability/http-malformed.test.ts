@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pool, socketCount } from '../helpers/load';
 import { UPGRADE_HEADERS, openHalfRequest, rawHttp } from '../helpers/raw-http';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
+import { useClients, useRelays } from '../helpers/fixtures';
+import type { RelayProcess } from '../helpers/relay-process';
 import { waitUntil } from '../helpers/redis-server';
-import { TestClient } from '../helpers/ws-client';
 
 jest.setTimeout(120_000);
 
@@ -26,7 +26,8 @@ const ATTACKS: ReadonlyArray<readonly [string, number]> = [
 /** Descriptors the relay may hold beyond its baseline after the flood (a scrape or health probe in flight). */
 const FD_SLACK = 3;
 
-const clients: TestClient[] = [];
+const relays = useRelays();
+const clients = useClients();
 const halfOpen: Socket[] = [];
 let preloadDir: string;
 
@@ -39,10 +40,8 @@ beforeAll(() => {
   );
 });
 
-afterEach(async () => {
+afterEach(() => {
   for (const s of halfOpen.splice(0)) s.destroy();
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await stopAllRelays();
 });
 
 afterAll(() => rmSync(preloadDir, { recursive: true, force: true }));
@@ -58,7 +57,7 @@ function noUncaught(relay: RelayProcess): void {
 
 describe('requests the relay cannot parse', () => {
   it('get a 4xx and a closed socket, as upgrades and as plain requests, and never reach uncaughtException', async () => {
-    const relay = await startRelay();
+    const relay = await relays.start();
     for (const [target, status] of ATTACKS) {
       const upgrade = await rawHttp(relay.port, `GET ${target} HTTP/1.1\r\n${UPGRADE_HEADERS}\r\n`, 5_000);
       expect([target, upgrade.statusLine]).toEqual([target, expect.stringMatching(new RegExp(`^HTTP/1\\.1 ${status} `))]);
@@ -72,7 +71,7 @@ describe('requests the relay cannot parse', () => {
   });
 
   it('1,000 of them leave no descriptors or sockets behind', async () => {
-    const relay = await startRelay();
+    const relay = await relays.start();
     const pid = relay.proc.pid ?? 0;
     await relay.health();
     const baseFds = fdCount(pid);
@@ -91,8 +90,8 @@ describe('requests the relay cannot parse', () => {
 describe('shutdown with hostile sockets', () => {
   it('SIGTERM with leaked upgrade attempts and slowloris headers still exits 0 within the drain window plus a second', async () => {
     const drainWindowMs = 2_000;
-    const relay = await startRelay({ RELAY_DRAIN_WINDOW_MS: String(drainWindowMs), RELAY_SHUTDOWN_TIMEOUT_MS: '15000' });
-    for (let i = 0; i < 3; i++) clients.push(await TestClient.connect(relay.wsUrl));
+    const relay = await relays.start({ RELAY_DRAIN_WINDOW_MS: String(drainWindowMs), RELAY_SHUTDOWN_TIMEOUT_MS: '15000' });
+    const open = [await clients.connect(relay), await clients.connect(relay), await clients.connect(relay)];
     for (let i = 0; i < 20; i++) {
       // The attack's leaked upgrades (never finished reading), headers that never end, and sockets that say nothing.
       halfOpen.push(await openHalfRequest(relay.port, `GET ${ATTACKS[i % ATTACKS.length][0]} HTTP/1.1\r\n${UPGRADE_HEADERS}\r\n`));
@@ -105,18 +104,17 @@ describe('shutdown with hostile sockets', () => {
     const elapsed = Date.now() - started;
     expect(exit).toEqual({ code: 0, signal: null });
     expect(elapsed).toBeLessThan(drainWindowMs + 1_000);
-    for (const c of clients) expect(await c.waitClose()).toEqual({ code: 1001, reason: 'server shutting down' });
+    for (const c of open) expect(await c.waitClose()).toEqual({ code: 1001, reason: 'server shutting down' });
     await relay.waitLog((l) => l.msg === 'shutdown complete');
   });
 
   it('an uncaught exception drains the clients with 1001, closes the backplane and exits 1', async () => {
-    const relay = await startRelay({
+    const relay = await relays.start({
       NODE_OPTIONS: `--require ${join(preloadDir, 'throw-on-usr2.js')}`,
       RELAY_DRAIN_WINDOW_MS: '500',
       RELAY_SHUTDOWN_TIMEOUT_MS: '10000',
     });
-    const [a, b] = [await TestClient.connect(relay.wsUrl), await TestClient.connect(relay.wsUrl)];
-    clients.push(a, b);
+    const [a, b] = [await clients.connect(relay), await clients.connect(relay)];
     relay.signal('SIGUSR2');
     expect(await a.waitClose()).toEqual({ code: 1001, reason: 'server shutting down' });
     expect(await b.waitClose()).toEqual({ code: 1001, reason: 'server shutting down' });

@@ -8,9 +8,11 @@
 import { randomBytes } from 'node:crypto';
 import { signHs256Token } from '../../service/auth';
 import { UPGRADE_HEADERS, openHalfRequest, rawHttp, waitClosed } from '../helpers/raw-http';
-import { freePort, requireRedisServer, startRedis, stopAllRedis, type RedisServer } from '../helpers/redis-server';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
-import { TestClient, rawUpgrade } from '../helpers/ws-client';
+import { freePort } from '../../app/free-port';
+import { useClients, useRedis, useRelays } from '../helpers/fixtures';
+import type { RedisServer } from '../helpers/redis-server';
+import type { RelayProcess } from '../helpers/relay-process';
+import { rawUpgrade } from '../helpers/ws-client';
 
 jest.setTimeout(180_000);
 
@@ -25,16 +27,13 @@ const GOOD_TOKEN = signHs256Token({ sub: unique('goodsub'), exp: Math.floor(Date
 const EXPIRED_TOKEN = signHs256Token({ sub: unique('oldsub'), exp: Math.floor(Date.now() / 1000) - 60 }, TOKEN_SECRET);
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
+const redisServers = useRedis({ per: 'block' });
+const relays = useRelays();
+const clients = useClients();
 let redis: RedisServer;
 
 beforeAll(async () => {
-  requireRedisServer();
-  redis = await startRedis({ password: REDIS_PASSWORD });
-});
-
-afterAll(async () => {
-  await stopAllRelays();
-  await stopAllRedis();
+  redis = await redisServers.start({ password: REDIS_PASSWORD });
 });
 
 /** Every way a secret could sit in a JSON log line: as text, encoded, or as the byte list of a Buffer. */
@@ -111,7 +110,7 @@ async function misbehave(relay: RelayProcess): Promise<void> {
     );
   }
   // A connected client that breaks the protocol in every way, with the token in its frames and headers.
-  const c = await TestClient.connect(`${ws}?token=${GOOD_TOKEN}`, { origin: ORIGIN, headers: { Cookie: `session=${BAD_TOKEN}` } });
+  const c = await clients.connect(`${ws}?token=${GOOD_TOKEN}`, { origin: ORIGIN, headers: { Cookie: `session=${BAD_TOKEN}` } });
   c.sendRaw(`{"type":"publish","data":"${BAD_TOKEN}"`);
   c.sendRaw(JSON.stringify({ type: BAD_TOKEN, id: 'u' }));
   c.sendRaw(JSON.stringify({ type: 'join', room: `${BAD_TOKEN}!`, id: 'r' }));
@@ -123,7 +122,7 @@ async function misbehave(relay: RelayProcess): Promise<void> {
 
 describe('no secret in any log line', () => {
   it.each(LEVELS)('LOG_LEVEL=%s: not the token, the token secret nor the Redis password', async (level) => {
-    const relay = await startRelay(await relayEnv(level, REDIS_PASSWORD));
+    const relay = await relays.start(await relayEnv(level, REDIS_PASSWORD));
     await relay.waitHealthy();
     await misbehave(relay);
     relay.signal('SIGTERM');
@@ -139,12 +138,12 @@ describe('no secret in any log line', () => {
   });
 
   it('a wrong Redis password shows in no log line (trace), nor does an unusable REDIS_URL in the start-up error', async () => {
-    const relay = await startRelay(await relayEnv('trace', WRONG_PASSWORD));
+    const relay = await relays.start(await relayEnv('trace', WRONG_PASSWORD));
     await relay.waitLog((l) => typeof l.error === 'string' && /WRONGPASS|invalid password/i.test(l.error));
     relay.signal('SIGTERM');
     await relay.waitExit();
     expect(leaks(relay.logs)).toEqual([]);
-    const broken = await startRelay({ ...(await relayEnv('trace', REDIS_PASSWORD)), PORT: '0', REDIS_URL: `redis://:${WRONG_PASSWORD}@[::1` }).then(
+    const broken = await relays.start({ ...(await relayEnv('trace', REDIS_PASSWORD)), PORT: '0', REDIS_URL: `redis://:${WRONG_PASSWORD}@[::1` }).then(
       () => 'started',
       (err: Error) => err.message,
     );

@@ -275,6 +275,27 @@ describe('WebSocket upgrade', () => {
     expect(add).toHaveBeenCalledTimes(1);
   });
 
+  it('refuses every other spelling of a valid token and absurd expiry times with a clean 401', async () => {
+    const secret = 'server-test-secret-123';
+    const { ws, relay } = await startRelay({ RELAY_TOKEN_SECRET: secret });
+    const token = signHs256Token({ sub: 'u', exp: Math.floor(Date.now() / 1000) + 3600 }, secret);
+    const [h, p, sig] = token.split('.');
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const flipped = sig.slice(0, -1) + alphabet[alphabet.indexOf(sig[sig.length - 1]) ^ 1];
+    const spellings = [`${token}=`, `${token}==`, `${h}.${p}.${sig.slice(0, 8)}!!!${sig.slice(8)}`, `${h}.${p}.${flipped}`, `${h}.${p}=.${sig}`];
+    for (const spelling of spellings) {
+      const res = await rawUpgrade(`${ws}?token=${encodeURIComponent(spelling)}`);
+      expect([spelling, res.status]).toEqual([spelling, 401]);
+      expect(jsonBody(res).message).toMatch(/^token (header|payload|signature) is not canonical base64url/);
+    }
+    for (const exp of [-1e300, 1e300, -1]) {
+      const res = await rawUpgrade(`${ws}?token=${signHs256Token({ sub: 'u', exp }, secret)}`);
+      expect([exp, res.status, jsonBody(res).message]).toEqual([exp, 401, 'token claim exp is out of range: expected seconds from 0 to 253402300799']);
+    }
+    expect((await connect(`${ws}?token=${token}`)).welcome.type).toBe('welcome');
+    expect(relay.admission.count).toBe(1);
+  });
+
   it('refuses upgrades beyond RELAY_MAX_CONNECTIONS with 503 and reports "full" on /healthz until back to 90 %', async () => {
     const { http, ws, relay } = await startRelay({ RELAY_MAX_CONNECTIONS: '20' });
     const open: TestClient[] = [];
