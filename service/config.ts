@@ -222,8 +222,16 @@ const schema = z.object({
     .refine((v) => v === undefined || v.length >= 16, {
       message: 'expected a secret of at least 16 characters (unset = no token required)',
     }),
-  RELAY_TOKEN_AUDIENCE: list((e) => e.length <= 256, 'expected a comma-separated list of audience names (unset = aud not checked)'),
-  RELAY_TOKEN_ISSUER: list((e) => e.length <= 256, 'expected a comma-separated list of issuer names (unset = iss not checked)'),
+  RELAY_TOKEN_AUDIENCE: list((e) => e.length <= 256, 'expected a comma-separated list of audience names (unset = aud not checked)').meta({
+    description: 'Accepted `aud` values: a token must name one of them (as a string or in its list). Needs `RELAY_TOKEN_SECRET`.',
+    allowed: 'a comma-separated list of names',
+    unset: '`aud` is not checked',
+  }),
+  RELAY_TOKEN_ISSUER: list((e) => e.length <= 256, 'expected a comma-separated list of issuer names (unset = iss not checked)').meta({
+    description: 'Accepted `iss` values: a token\'s `iss` must be one of them. Needs `RELAY_TOKEN_SECRET`.',
+    allowed: 'a comma-separated list of names',
+    unset: '`iss` is not checked',
+  }),
   RELAY_METRICS_PORT: z
     .string()
     .optional()
@@ -235,18 +243,43 @@ const schema = z.object({
         return z.NEVER;
       }
       return n;
+    })
+    .meta({
+      description: 'Port of the internal server: `/metrics` (Prometheus) and `/healthz/detail`. Admit it only from inside the VPC; the load balancer does not route to it.',
+      allowed: 'an integer from 0 to 65535, other than `PORT`',
+      unset: '`PORT` + 1000 (`0` when `PORT` is `0`)',
     }),
-  RELAY_METRICS_HOST: z.string().optional(),
-  RELAY_MAX_CONNECTIONS: int(10_000, 1, 1_000_000),
-  RELAY_MAX_CONNECTIONS_PER_ADDRESS: int(256, 0, 1_000_000),
-  RELAY_CONNECT_RATE_PER_ADDRESS: int(10, 0, 1_000_000),
-  RELAY_CONNECT_BURST_PER_ADDRESS: int(50, 1, 1_000_000),
+  RELAY_METRICS_HOST: z.string().optional().meta({
+    description: 'Address the internal server binds to.',
+    allowed: 'an IP address or host name',
+    unset: 'the value of `HOST`',
+  }),
+  RELAY_MAX_CONNECTIONS: int(10_000, 1, 1_000_000).meta({
+    description: 'WebSocket connections (upgrades in progress included) this instance accepts; beyond it upgrades get 503 `full` and `/healthz` answers 503 until the count is back to 90 %.',
+  }),
+  RELAY_MAX_CONNECTIONS_PER_ADDRESS: int(256, 0, 1_000_000).meta({
+    description: 'Connections one client address (an IPv6 client: its /64) may hold on this instance; beyond it upgrades get 429 `too_many_connections`. `0`: no limit.',
+  }),
+  RELAY_CONNECT_RATE_PER_ADDRESS: int(10, 0, 1_000_000).meta({
+    description: 'New connections per second one client address earns (token bucket); past its burst an upgrade gets 429 `connect_rate_limited` with `Retry-After`. `0`: no limit.',
+  }),
+  RELAY_CONNECT_BURST_PER_ADDRESS: int(50, 1, 1_000_000).meta({
+    description: 'New connections one client address may open at once before `RELAY_CONNECT_RATE_PER_ADDRESS` applies.',
+  }),
   RELAY_TRUSTED_PROXY: list(
     (e) => parseCidr(e) !== null,
     'expected a comma-separated list of IP addresses or CIDR blocks of the load balancer, such as 10.0.0.0/16 (unset = trust no proxy)',
-  ),
-  RELAY_HEADERS_TIMEOUT_MS: int(10_000, 1000, 300_000),
-  RELAY_REQUEST_TIMEOUT_MS: int(15_000, 1000, 300_000),
+  ).meta({
+    description: 'The load balancer\'s addresses. Only from these peers is `X-Forwarded-For` read, and its right-most address that is not itself one of these is the client the per-address limits count.',
+    allowed: 'a comma-separated list of IP addresses or CIDR blocks',
+    unset: 'no proxy is trusted: the peer address is the client',
+  }),
+  RELAY_HEADERS_TIMEOUT_MS: int(10_000, 1000, 300_000).meta({
+    description: 'Time a client has to send a request\'s headers (WebSocket upgrades included); then 408 and the socket is closed.',
+  }),
+  RELAY_REQUEST_TIMEOUT_MS: int(15_000, 1000, 300_000).meta({
+    description: 'Time for a whole HTTP request, and for the checks of an upgrade; at least `RELAY_HEADERS_TIMEOUT_MS`.',
+  }),
   RELAY_DRAIN_WINDOW_MS: int(5000, 0, 600_000),
   RELAY_SHUTDOWN_TIMEOUT_MS: int(15_000, 1, 3_600_000),
   RELAY_HISTORY_SIZE: int(1000, 0, 1_000_000),
