@@ -103,6 +103,8 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
     : null;
   /** Sockets between the upgrade request and the hand-over to the hub: nothing else would close them at shutdown. */
   const upgrading = new Set<Duplex>();
+  /** The per-address key each admitted socket counts against, until its close releases it. */
+  const admittedAs = new Map<Duplex, string>();
   const startedAt = Date.now();
   let draining = false;
   let closing: Promise<void> | undefined;
@@ -170,8 +172,13 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
   function onUpgradeSocketError(err: Error): void {
     logger.debug({ err }, 'upgrade socket error');
   }
-  function forgetUpgrading(this: Duplex): void {
+  /** The one 'close' listener the relay adds to a socket: it forgets the upgrade and ends the admission. */
+  function onUpgradeSocketClose(this: Duplex): void {
     upgrading.delete(this);
+    const key = admittedAs.get(this);
+    if (key === undefined) return;
+    admittedAs.delete(this);
+    admission.release(key);
   }
   function destroyOnTimeout(this: Duplex): void {
     this.destroy();
@@ -187,7 +194,7 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
   function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', onUpgradeSocketError);
     upgrading.add(socket);
-    socket.once('close', forgetUpgrading);
+    socket.on('close', onUpgradeSocketClose);
     // Bounds the checks below (the token check is asynchronous); ws clears it once the socket is a WebSocket.
     // The HTTP server only ever hands over net sockets.
     (socket as Socket).setTimeout(config.requestTimeoutMs, destroyOnTimeout);
@@ -197,13 +204,13 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
     if (target.path !== '/ws') return refuse(socket, 404, 'not_found', `no WebSocket endpoint at ${target.path}; connect to /ws`);
     if (draining) return refuse(socket, 503, 'draining', 'this instance is shutting down; reconnect to another instance');
     const client = resolveClientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], trusted);
-    const ticket = admission.admit(client.key);
-    if (!ticket.ok) {
-      const retry: Record<string, string> = ticket.retryAfterSeconds === undefined ? {} : { 'Retry-After': String(ticket.retryAfterSeconds) };
-      return refuse(socket, ticket.status, ticket.error, ticket.message, retry);
+    const refusal = admission.admit(client.key);
+    if (refusal) {
+      const retry: Record<string, string> = refusal.retryAfterSeconds === undefined ? {} : { 'Retry-After': String(refusal.retryAfterSeconds) };
+      return refuse(socket, refusal.status, refusal.error, refusal.message, retry);
     }
     // The socket's close ends the admission, whether it is refused below, fails the handshake or lives on as a WebSocket.
-    socket.once('close', ticket.release);
+    admittedAs.set(socket, client.key);
     const origin = req.headers.origin;
     if (config.allowedOrigins && (!origin || !config.allowedOrigins.includes(origin))) {
       return refuse(socket, 403, 'forbidden_origin', `origin ${origin === undefined ? '(none)' : JSON.stringify(origin)} is not in RELAY_ALLOWED_ORIGINS`);
@@ -226,7 +233,9 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
     if (socket.destroyed) return;
     if (draining) return refuse(socket, 503, 'draining', 'this instance is shutting down; reconnect to another instance');
     wss.handleUpgrade(req, socket, head, (ws) => {
+      // Handed over: the hub closes it from now on, and these listeners would only cost memory per connection.
       upgrading.delete(socket);
+      socket.off('timeout', destroyOnTimeout);
       if (draining) {
         ws.close(1001, 'server shutting down');
         return;

@@ -19,8 +19,6 @@ export interface Refusal {
   readonly retryAfterSeconds?: number;
 }
 
-export type Admission = { readonly ok: true; readonly release: () => void } | ({ readonly ok: false } & Refusal);
-
 /** Below this share of maxConnections a full instance reports itself healthy again, so health does not flap per connection. */
 const HEALTHY_AGAIN_RATIO = 0.9;
 /** How often idle per-address entries are swept. */
@@ -35,7 +33,7 @@ interface AddressState {
 /**
  * Counts connections per instance and per address and meters new connections per address with a token bucket.
  * A connection is counted from its admission until its release (the socket's close), so upgrades still being
- * checked count too. The per-address rate is what keeps reconnecting from being a way around per-connection limits:
+ * checked count too. Nothing is allocated per connection: the caller keeps the key and releases by it. The per-address rate is what keeps reconnecting from being a way around per-connection limits:
  * a fresh connection gets a fresh frame budget, so how often an address may get one is bounded here.
  */
 export class AdmissionControl {
@@ -66,15 +64,17 @@ export class AdmissionControl {
     return this.full;
   }
 
-  /** Admits one connection from `key` or says why not. Every attempt that reaches the rate check costs a token. */
-  admit(key: string): Admission {
+  /**
+   * Admits one connection from `key` (null) or says why not. Every attempt that reaches the rate check costs a
+   * token. Each admission must be released exactly once.
+   */
+  admit(key: string): Refusal | null {
     const now = this.now();
     if (now - this.sweptAt >= SWEEP_INTERVAL_MS) this.sweep(now);
     const { maxConnections, maxPerAddress, connectRatePerAddress, connectBurstPerAddress } = this.limits;
     if (this.admitted >= maxConnections) {
       this.full = true;
       return {
-        ok: false,
         status: 503,
         error: 'full',
         message: `this instance holds its maximum of ${maxConnections} connections (RELAY_MAX_CONNECTIONS); reconnect to another instance`,
@@ -87,7 +87,6 @@ export class AdmissionControl {
       if (state.tokens < 1) {
         this.keep(key, state);
         return {
-          ok: false,
           status: 429,
           error: 'connect_rate_limited',
           message: `too many new connections from your address (RELAY_CONNECT_RATE_PER_ADDRESS is ${connectRatePerAddress}/s); retry later`,
@@ -99,7 +98,6 @@ export class AdmissionControl {
     if (maxPerAddress > 0 && state.connections >= maxPerAddress) {
       this.keep(key, state);
       return {
-        ok: false,
         status: 429,
         error: 'too_many_connections',
         message: `your address holds ${maxPerAddress} connections to this instance (RELAY_MAX_CONNECTIONS_PER_ADDRESS); close one first`,
@@ -109,17 +107,15 @@ export class AdmissionControl {
     this.keep(key, state);
     this.admitted++;
     if (this.admitted >= maxConnections) this.full = true;
-    let released = false;
-    return {
-      ok: true,
-      release: () => {
-        if (released) return;
-        released = true;
-        this.admitted--;
-        state.connections--;
-        if (this.full && this.admitted <= Math.floor(maxConnections * HEALTHY_AGAIN_RATIO)) this.full = false;
-      },
-    };
+    return null;
+  }
+
+  /** Ends one admission of `key`. */
+  release(key: string): void {
+    this.admitted--;
+    const state = this.addresses.get(key);
+    if (state) state.connections--;
+    if (this.full && this.admitted <= Math.floor(this.limits.maxConnections * HEALTHY_AGAIN_RATIO)) this.full = false;
   }
 
   private keep(key: string, state: AddressState): void {

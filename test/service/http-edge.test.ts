@@ -76,39 +76,41 @@ describe('AdmissionControl', () => {
     ...over,
   });
 
-  it('admits up to maxConnections and releases each admission once', () => {
+  it('admits up to maxConnections, then refuses with 503 until one is released', () => {
     const a = new AdmissionControl(limits({ maxConnections: 2 }));
-    const first = a.admit('a');
-    const second = a.admit('b');
-    expect([first.ok, second.ok, a.count]).toEqual([true, true, 2]);
-    expect(a.admit('c')).toMatchObject({ ok: false, status: 503, error: 'full' });
-    if (!first.ok) throw new Error('unreachable');
-    first.release();
-    first.release();
+    expect([a.admit('a'), a.admit('b'), a.count]).toEqual([null, null, 2]);
+    expect(a.admit('c')).toMatchObject({ status: 503, error: 'full' });
+    expect(a.atCapacity).toBe(true);
+    a.release('a');
     expect(a.count).toBe(1);
     expect(a.atCapacity).toBe(false);
+    expect(a.admit('c')).toBeNull();
   });
 
   it('refills an address bucket at the configured rate and forgets idle addresses', () => {
     let now = 0;
     const a = new AdmissionControl(limits({ connectRatePerAddress: 2, connectBurstPerAddress: 2 }), () => now);
-    const release = (r: ReturnType<AdmissionControl['admit']>): void => (r.ok ? r.release() : undefined);
-    release(a.admit('x'));
-    release(a.admit('x'));
-    expect(a.admit('x')).toMatchObject({ ok: false, status: 429, error: 'connect_rate_limited', retryAfterSeconds: 1 });
-    const y = a.admit('y');
-    expect(y.ok).toBe(true);
+    for (let i = 0; i < 2; i++) {
+      expect(a.admit('x')).toBeNull();
+      a.release('x');
+    }
+    expect(a.admit('x')).toEqual({
+      status: 429,
+      error: 'connect_rate_limited',
+      message: 'too many new connections from your address (RELAY_CONNECT_RATE_PER_ADDRESS is 2/s); retry later',
+      retryAfterSeconds: 1,
+    });
+    expect(a.admit('y')).toBeNull();
     now = 500;
-    const again = a.admit('x');
-    expect(again.ok).toBe(true);
-    expect(a.admit('x').ok).toBe(false);
+    expect(a.admit('x')).toBeNull();
+    expect(a.admit('x')).toMatchObject({ status: 429 });
     expect(a.trackedAddresses).toBe(2);
     // Still connected: kept however long it idles. No connection and a full bucket: forgotten.
-    release(again);
+    a.release('x');
     now = 60_000;
     a.admit('z');
     expect(a.trackedAddresses).toBe(2);
-    release(y);
+    a.release('y');
     now = 120_000;
     a.admit('z');
     expect(a.trackedAddresses).toBe(1);

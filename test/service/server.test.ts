@@ -273,6 +273,7 @@ describe('WebSocket upgrade', () => {
     expect(absurd.status).toBe(401);
     expect(jsonBody(absurd).message).toBe('token claim exp is out of range: expected seconds from 0 to 253402300799');
     expect(add).toHaveBeenCalledTimes(1);
+    expect(await relay.metrics.registry.metrics()).toContain('relay_upgrades_refused_total{reason="unauthorized"} 2');
   });
 
   it('refuses every other spelling of a valid token and absurd expiry times with a clean 401', async () => {
