@@ -77,14 +77,18 @@ describe('documentation snippets', () => {
     SHELL_TIMEOUT_MS + 30_000,
   );
 
-  it('links to files of the repository resolve', () => {
+  it('links to files of the repository, and to their headings, resolve', () => {
     const broken: string[] = [];
     for (const file of files) {
       const text = readFileSync(join(REPO_ROOT, file), 'utf8');
       for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
-        const target = m[1].split('#')[0];
-        if (target === '' || /^[a-z]+:/.test(target)) continue;
-        if (!existsSync(join(REPO_ROOT, dirname(file), target))) broken.push(`${file}: ${m[1]}`);
+        const [path, anchor] = m[1].split('#');
+        if (/^[a-z]+:/.test(path)) continue;
+        const target = path === '' ? join(REPO_ROOT, file) : join(REPO_ROOT, dirname(file), path);
+        if (!existsSync(target)) broken.push(`${file}: ${m[1]} (no such file)`);
+        else if (anchor !== undefined && target.endsWith('.md') && !headingAnchors(readFileSync(target, 'utf8')).has(anchor)) {
+          broken.push(`${file}: ${m[1]} (no such heading)`);
+        }
       }
     }
     expect(broken).toEqual([]);
@@ -125,6 +129,18 @@ describe('the snippet checks', () => {
     expect(() => extractBlocks('x.md', 'text\n```js\nconsole.log(1)\n')).toThrow('x.md:2: code fence ``` is never closed');
   });
 });
+
+/** The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces to hyphens. */
+function headingAnchors(markdown: string): Set<string> {
+  const anchors = new Set<string>();
+  let inFence = false;
+  for (const line of markdown.split('\n')) {
+    if (/^\s*(```|~~~)/.test(line)) inFence = !inFence;
+    const heading = inFence ? null : /^#{1,6}\s+(.*)$/.exec(line);
+    if (heading) anchors.add(heading[1].trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-'));
+  }
+  return anchors;
+}
 
 async function checkBlock(block: CodeBlock): Promise<string[]> {
   const kind = classify(block);
