@@ -269,9 +269,9 @@ function derivedAllowed(node: JsonNode): string {
   if (min !== undefined && max !== undefined) parts.push(`${min}-${max}`);
   else if (min !== undefined) parts.push(`>= ${min}`);
   else if (max !== undefined) parts.push(`<= ${max}`);
-  if (node.minLength !== undefined || node.maxLength !== undefined) {
-    parts.push(`${node.minLength ?? 0}-${node.maxLength ?? '∞'} characters`);
-  }
+  if (node.minLength !== undefined && node.maxLength !== undefined) parts.push(`${node.minLength}-${node.maxLength} characters`);
+  else if (node.minLength !== undefined) parts.push(`at least ${node.minLength} character${node.minLength === 1 ? '' : 's'}`);
+  else if (node.maxLength !== undefined) parts.push(`at most ${node.maxLength} characters`);
   if (node.minItems !== undefined) parts.push(`at least ${node.minItems}`);
   if (node.pattern !== undefined) parts.push(`matches ${code(node.pattern)}`);
   if (node.type === 'array' && node.items) {
