@@ -6,7 +6,8 @@ import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import * as yauzl from 'yauzl';
 import { buildArtifact } from '../app/artifact';
-import { freePort, startProcess } from './lib/processes';
+import { freePort } from '../app/free-port';
+import { startProcess } from '../app/processes';
 import { startBenchRedis } from './lib/servers';
 import { median } from './lib/stats';
 
@@ -84,12 +85,12 @@ async function timeToHealthy(appDir: string, env: Record<string, string>, timeou
   try {
     // Polled every 5 ms: the resolution of the measurement, small against the 500 ms target.
     for (let i = 0; i < timeoutMs / 5 + 1; i++) {
-      if (proc.exited()) throw new ArtifactStartError(`the unzipped relay exited before it was healthy; last output:\n${proc.tail.join('\n')}`);
+      if (proc.exited()) throw new ArtifactStartError(`the unzipped relay exited before it was healthy; last output:\n${proc.lines.join('\n')}`);
       if ((await healthStatus(port)) === 200) return performance.now() - t0;
       if (performance.now() - t0 > timeoutMs) break;
       await new Promise((r) => setTimeout(r, 5));
     }
-    throw new ArtifactStartError(`the unzipped relay on port ${port} did not answer 200 on /healthz within ${timeoutMs} ms; last output:\n${proc.tail.join('\n')}`);
+    throw new ArtifactStartError(`the unzipped relay on port ${port} did not answer 200 on /healthz within ${timeoutMs} ms; last output:\n${proc.lines.join('\n')}`);
   } finally {
     await proc.stop();
   }

@@ -174,7 +174,7 @@ class TargetRig {
     if (!ok) {
       throw new Error(
         `${this.spec.name}: a probe message reached ${this.sink.delivered - before} of ${this.subscriberCount} subscribers within ${PROBE_TIMEOUT_MS} ms; ` +
-          `check that every instance subscribes to Redis (last output: ${this.relays.map((r) => r.process.tail.slice(-3).join(' | ')).join(' || ')})`,
+          `check that every instance subscribes to Redis (last output: ${this.relays.map((r) => r.process.lines.slice(-3).join(' | ')).join(' || ')})`,
       );
     }
   }

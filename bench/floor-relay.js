@@ -13,7 +13,7 @@ process.on('SIGTERM', () => process.exit(0)); // a normal exit, so node --cpu-pr
 
 Promise.all([pub.connect(), sub.connect()]).then(() => {
   const wss = new WebSocketServer({ host: process.env.HOST || '127.0.0.1', port: Number(process.env.PORT || 0), path: '/ws', perMessageDeflate: false });
-  wss.on('listening', () => console.log(JSON.stringify({ msg: 'relay listening', port: wss.address().port })));
+  wss.on('listening', () => console.log(JSON.stringify({ event: 'listening', msg: 'relay listening', port: wss.address().port })));
   wss.on('connection', (ws) => {
     const id = `c${++connections}`;
     const joined = new Set();

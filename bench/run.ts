@@ -6,7 +6,7 @@ import { runArtifact, type ArtifactResult } from './artifact-start';
 import { runFanout, type FanoutResult, type FanoutTargetSpec } from './fanout';
 import { runIdleFootprint, type IdleResult } from './idle-footprint';
 import { defaultPinning } from './lib/cpu-pinning';
-import { killAllNow, stopAll } from './lib/processes';
+import { killAllNow, stopAllProcesses } from '../app/processes';
 import { captureEnvironment, type LoadSample, sampleLoad } from './lib/environment';
 import { renderReport } from './report';
 import { runSynth, type SynthResult } from './synth';
@@ -182,9 +182,9 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 main().then(
-  () => stopAll(),
+  () => stopAllProcesses(),
   async (err: unknown) => {
-    await stopAll();
+    await stopAllProcesses();
     if (err instanceof UsageError) process.stderr.write(`${err.message}\n${USAGE}\n`);
     else process.stderr.write(`benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exitCode = 1;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { REPO_ROOT } from '../app/bundle';
-import { startProcess } from './lib/processes';
+import { startProcess } from '../app/processes';
 import { median } from './lib/stats';
 
 export interface SynthOptions {
@@ -127,24 +127,14 @@ async function timeCommand(cwd: string, command: string, env: Record<string, str
     group: true,
     env: { ...process.env, PATH: binPath, CHECKPOINT_DISABLE: '1', ...env },
   });
-  const exited = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), timeoutMs);
-    proc.proc.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-    if (proc.exited()) {
-      clearTimeout(timer);
-      resolve(true);
-    }
-  });
+  const exit = await proc.waitExit(timeoutMs);
   const ms = performance.now() - t0;
-  if (!exited) {
+  if (exit === null) {
     await proc.stop();
-    throw new SynthBenchError(`"${command}" did not finish within ${timeoutMs} ms; last output:\n${proc.tail.join('\n')}`);
+    throw new SynthBenchError(`"${command}" did not finish within ${timeoutMs} ms; last output:\n${proc.lines.join('\n')}`);
   }
-  if (proc.proc.exitCode !== 0) {
-    throw new SynthBenchError(`"${command}" exited with ${String(proc.proc.exitCode ?? proc.proc.signalCode)}; last output:\n${proc.tail.join('\n')}`);
+  if (exit.code !== 0) {
+    throw new SynthBenchError(`"${command}" exited with ${String(exit.code ?? exit.signal)}; last output:\n${proc.lines.join('\n')}`);
   }
   return ms;
 }

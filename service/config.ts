@@ -9,7 +9,6 @@ export interface ServiceConfig {
   readonly port: number;
   /** Interface to bind. @default '0.0.0.0' */
   readonly host: string;
-  readonly nodeEnv: string;
   /** pino level. @default 'info' */
   readonly logLevel: LogLevel;
   /** Redis URL; unset means a single instance with the in-memory backplane. */
@@ -128,7 +127,6 @@ function matching(re: RegExp, allowed: string) {
 const schema = z.object({
   PORT: int(8080, 0, 65535).meta({ description: 'TCP port the relay listens on; `0` picks a free port.' }),
   HOST: z.string().optional().default('0.0.0.0').meta({ description: 'Address the relay binds to.', allowed: 'an IP address or host name' }),
-  NODE_ENV: z.string().optional().default('production').meta({ description: 'Passed through to the process; the relay behaves the same whatever its value.', allowed: 'any string' }),
   LOG_LEVEL: oneOf(LOG_LEVELS, 'info').meta({ description: 'Level of the JSON log lines written to stdout (pino).' }),
   REDIS_URL: z
     .string()
@@ -271,7 +269,6 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
   return {
     port: v.PORT,
     host: v.HOST,
-    nodeEnv: v.NODE_ENV,
     logLevel: v.LOG_LEVEL,
     redisUrl: v.REDIS_URL,
     redisMode: v.REDIS_MODE,

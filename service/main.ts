@@ -46,8 +46,9 @@ async function main(): Promise<void> {
   process.on('SIGINT', shutdown);
 
   const { port } = await relay.start();
-  // instanceId rides on every line through the logger's base fields.
-  logger.info({ port, backplane: relay.backplane.kind }, 'relay listening');
+  // instanceId rides on every line through the logger's base fields. `event` is the readiness signal that process
+  // harnesses wait on (app/local-servers.ts), so the message text stays free to change.
+  logger.info({ event: 'listening', port, backplane: relay.backplane.kind }, 'relay listening');
 }
 
 main().catch((err: unknown) => {

@@ -17,18 +17,6 @@ export type ErrorCode =
   | 'unauthorized'
   | 'backplane_unavailable';
 
-export const ERROR_CODES: readonly ErrorCode[] = [
-  'bad_json',
-  'bad_frame',
-  'unknown_type',
-  'invalid_room',
-  'too_large',
-  'rate_limited',
-  'too_many_rooms',
-  'unauthorized',
-  'backplane_unavailable',
-];
-
 export const ROOM_RE = /^[A-Za-z0-9:_.-]{1,128}$/;
 const MAX_ID_LENGTH = 64;
 /** Seqs stay within the integers a JavaScript number holds exactly. */

@@ -110,18 +110,22 @@ function socketOf(ws: WebSocket): WsLoadSocket {
   return {
     ws,
     isOpen: () => ws.readyState === WebSocket.OPEN,
-    close: () =>
-      new Promise<void>((resolve) => {
-        if (ws.readyState === WebSocket.CLOSED) return resolve();
-        const timer = setTimeout(() => ws.terminate(), 2_000);
-        ws.once('close', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
-        else ws.close(1000);
-      }),
+    close: () => closeSocket(ws),
   };
+}
+
+/** Closes a socket and waits for the close event (terminating after 2 s without a closing handshake). */
+export function closeSocket(ws: WebSocket): Promise<void> {
+  if (ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => ws.terminate(), 2_000);
+    ws.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
+    else ws.close(1000);
+  });
 }
 
 function parse(data: WebSocket.RawData): Record<string, unknown> {

@@ -1,7 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { get } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -9,6 +7,9 @@ import { expect } from '@jest/globals';
 import WebSocket from 'ws';
 import { open, type Entry, type ZipFile } from 'yauzl';
 import { buildArtifact } from '../../app/artifact';
+import { freePort } from '../../app/free-port';
+import { startRelayProcess } from '../../app/local-servers';
+import type { ManagedProcess } from '../../app/processes';
 import { frameText } from '../helpers/ws-client';
 
 function unzip(file: string, dest: string): Promise<void> {
@@ -27,40 +28,6 @@ function unzip(file: string, dest: string): Promise<void> {
       });
       zip.readEntry();
     });
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-function waitForOutput(child: ChildProcess, needle: string, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => finish(new Error(`relay did not print ${needle} within ${timeoutMs} ms; output so far:\n${seen}`)), timeoutMs);
-    const onData = (chunk: Buffer) => {
-      seen += chunk.toString('utf8');
-      if (seen.includes(needle)) finish();
-    };
-    const onExit = (code: number | null) => finish(new Error(`relay exited with ${code} before printing ${needle}; output:\n${seen}`));
-    function finish(err?: Error) {
-      clearTimeout(timer);
-      child.stdout?.off('data', onData);
-      child.stderr?.off('data', onData);
-      child.off('exit', onExit);
-      if (err) reject(err);
-      else resolve();
-    }
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.on('exit', onExit);
   });
 }
 
@@ -89,21 +56,9 @@ function firstFrame(ws: WebSocket, timeoutMs: number): Promise<unknown> {
   });
 }
 
-function stop(child: ChildProcess, timeoutMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}
-
 describe('the artifact boots as Beanstalk boots it', () => {
   let dir: string;
-  let child: ChildProcess | undefined;
+  let child: ManagedProcess | undefined;
   let ws: WebSocket | undefined;
 
   beforeAll(() => {
@@ -115,7 +70,7 @@ describe('the artifact boots as Beanstalk boots it', () => {
       ws.terminate();
       await closed;
     }
-    if (child) await stop(child, 20_000);
+    await child?.stop(20_000);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -134,8 +89,16 @@ describe('the artifact boots as Beanstalk boots it', () => {
 
     const port = await freePort();
     // Only what the platform sets: no REDIS_URL, so the relay runs with its in-memory backplane.
-    child = spawn(process.execPath, args, { cwd: app, env: { PATH: process.env.PATH ?? '', PORT: String(port), NODE_ENV: 'production' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    await waitForOutput(child, 'relay listening', 60_000);
+    const started = await startRelayProcess({
+      name: 'unzipped relay',
+      command: process.execPath,
+      args,
+      cwd: app,
+      env: { PATH: process.env.PATH ?? '', PORT: String(port), NODE_ENV: 'production' },
+      timeoutMs: 60_000,
+    });
+    child = started.process;
+    expect(started.port).toBe(port);
 
     expect(await httpStatus(`http://127.0.0.1:${port}/healthz`)).toBe(200);
 

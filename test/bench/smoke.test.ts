@@ -5,7 +5,7 @@ import { runArtifact } from '../../bench/artifact-start';
 import { runFanout, type FanoutTargetSpec } from '../../bench/fanout';
 import { runIdleFootprint } from '../../bench/idle-footprint';
 import { captureEnvironment, sampleLoad } from '../../bench/lib/environment';
-import { livePids, stopAll } from '../../bench/lib/processes';
+import { livePids, stopAllProcesses } from '../../app/processes';
 import { startBenchRelay } from '../../bench/lib/servers';
 import { checkTargets, renderReport } from '../../bench/report';
 import { runSynth } from '../../bench/synth';
@@ -47,7 +47,7 @@ function expectNoProcessLeft(): void {
 }
 
 afterAll(async () => {
-  await stopAll();
+  await stopAllProcesses();
 });
 
 describe('bench smoke runs', () => {
@@ -125,7 +125,7 @@ describe('bench harness errors and report', () => {
       (e: unknown) => e,
     );
     expect(err).toMatchObject({ code: 'exited_early' });
-    expect((err as Error).message).toMatch(/^bad-relay exited before it was ready \(exit code [1-9]\d*, signal null\); last output:\n[\s\S]*RELAY_RATE_LIMIT="lots"/);
+    expect((err as Error).message).toMatch(/^bad-relay exited before its "listening" log record \(exit code [1-9]\d*, signal null\); last output:\n[\s\S]*RELAY_RATE_LIMIT="lots"/);
     expectNoProcessLeft();
   });
 

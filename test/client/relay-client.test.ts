@@ -1,22 +1,22 @@
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { runInNewContext } from 'node:vm';
 import { expect } from '@jest/globals';
 import WebSocket from 'ws';
 import { RelayClient, type RelayClientEvents, type RelayError } from '../../service/public/relay-client';
+import { freePort } from '../../app/free-port';
 import { nextEvent } from '../helpers/client-events';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
+import { useClients, useRelays } from '../helpers/fixtures';
+import type { RelayProcess } from '../helpers/relay-process';
 
 // The client module exactly as the demo page loads it, driven from Node against bundled relay processes.
 
 const FAST_BACKOFF = { initialMs: 50, maxMs: 400 };
-const opened: RelayClient[] = [];
+const relays = useRelays();
+const clients = useClients();
 
 function client(urls: string[], extra: Partial<ConstructorParameters<typeof RelayClient>[0]> = {}): RelayClient {
-  const c = new RelayClient({ urls, WebSocket, backoff: FAST_BACKOFF, ...extra });
-  opened.push(c);
-  return c;
+  return clients.track(new RelayClient({ urls, WebSocket, backoff: FAST_BACKOFF, ...extra }));
 }
 
 async function rejection(p: Promise<unknown>): Promise<RelayError> {
@@ -28,23 +28,7 @@ async function rejection(p: Promise<unknown>): Promise<RelayError> {
   throw new Error('expected the promise to reject, it resolved');
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
-    });
-  });
-}
-
 const RELAY_ENV = { RELAY_DRAIN_WINDOW_MS: '0' };
-
-afterEach(async () => {
-  for (const c of opened.splice(0)) c.close();
-  await stopAllRelays();
-});
 
 describe('relay-client.js module formats', () => {
   it('exports { RelayClient } to CommonJS and defines the global RelayClient for a <script> tag', () => {
@@ -95,7 +79,7 @@ describe('RelayClient options', () => {
 describe('RelayClient against a relay', () => {
   let relay: RelayProcess;
   beforeEach(async () => {
-    relay = await startRelay(RELAY_ENV);
+    relay = await relays.start(RELAY_ENV);
   });
 
   it('connects, reports the welcome and walks through the states', async () => {
@@ -198,7 +182,7 @@ describe('RelayClient reconnect', () => {
   it('reconnects with growing, jittered backoff after the relay is killed and restarted, and rejoins its rooms', async () => {
     const port = await freePort();
     const env = { ...RELAY_ENV, PORT: String(port) };
-    let relay = await startRelay(env);
+    let relay = await relays.start(env);
     const c = client([relay.wsUrl], { backoff: { initialMs: 40, maxMs: 160 } });
     const first = await c.connect();
     await c.join('room-1');
@@ -224,7 +208,7 @@ describe('RelayClient reconnect', () => {
     expect(states[0]).toBe('reconnecting');
 
     const reopened = nextEvent(c, 'open');
-    relay = await startRelay(env);
+    relay = await relays.start(env);
     const second = await reopened;
     expect(second.connectionId).not.toBe(first.connectionId);
     expect(c.state).toBe('open');
@@ -239,8 +223,8 @@ describe('RelayClient reconnect', () => {
   });
 
   it('fails over to the next URL and rejoins its rooms there', async () => {
-    const a = await startRelay(RELAY_ENV);
-    const b = await startRelay(RELAY_ENV);
+    const a = await relays.start(RELAY_ENV);
+    const b = await relays.start(RELAY_ENV);
     const c = client([a.wsUrl, b.wsUrl]);
     await c.connect();
     expect(c.url).toBe(a.wsUrl);

@@ -3,12 +3,13 @@
  * per info string are in docs/testing.md; test/docs/doc-blocks.ts implements the static ones.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { startRedis, stopAllRedis } from '../helpers/redis-server';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
+import { startProcess } from '../../app/processes';
+import { useRedis, useRelays } from '../helpers/fixtures';
+import type { RelayProcess } from '../helpers/relay-process';
 import {
   blockName,
   checkJson,
@@ -36,6 +37,8 @@ const scripts = npmScripts(REPO_ROOT);
 const errorCodes = protocolErrorCodes(REPO_ROOT);
 const needsRelays = blocks.some((b) => b.lang === 'js' || b.lang === 'ts');
 
+const redis = useRedis({ per: 'block' });
+const relayFixture = useRelays({ per: 'block' });
 let relays: { a: RelayProcess; b: RelayProcess } | undefined;
 let commands = new Set<string>();
 let scratch: string | undefined;
@@ -49,16 +52,13 @@ beforeAll(async () => {
   }
   if (needsRelays) {
     // Two relays sharing one Redis, like `npm run dev`, so a snippet can show a message crossing instances.
-    const redis = await startRedis();
-    const [a, b] = await Promise.all([startRelay({ REDIS_URL: redis.url }), startRelay({ REDIS_URL: redis.url })]);
-    await Promise.all([a.waitHealthy(), b.waitHealthy()]);
+    const server = await redis.start();
+    const [a, b] = await relayFixture.pair({ REDIS_URL: server.url });
     relays = { a, b };
   }
 }, 90_000);
 
-afterAll(async () => {
-  await stopAllRelays();
-  await stopAllRedis();
+afterAll(() => {
   for (const dir of [scratch, ...copies.values()]) if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -207,34 +207,21 @@ function projectCopy(page: string): string {
   return dir;
 }
 
-/** Runs a command to completion (killing its process group after `timeoutMs`); output is stdout and stderr, interleaved. */
-function run(
+/** Runs a command to completion in its own process group (killed after `timeoutMs`); output is stdout and stderr. */
+async function run(
   command: string,
   args: readonly string[],
   opts: { cwd: string; timeoutMs: number },
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const env = { ...process.env };
-    // The ops CLI reads these; the user's own must not redirect what a snippet does.
-    for (const name of ['RELAY_CONFIG', 'RELAY_LEDGER_DIR', 'RELAY_ARTIFACTS_DIR']) delete env[name];
-    const child = spawn(command, args, { cwd: opts.cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    let output = '';
-    const collect = (chunk: Buffer): void => {
-      output = (output + chunk.toString('utf8')).slice(-20_000);
-    };
-    child.stdout.on('data', collect);
-    child.stderr.on('data', collect);
-    const timer = setTimeout(() => {
-      output += `\n(killed after ${opts.timeoutMs} ms)`;
-      if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
-    }, opts.timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolvePromise({ code, signal, output });
-    });
-  });
+  const env = { ...process.env };
+  // The ops CLI reads these; the user's own must not redirect what a snippet does.
+  for (const name of ['RELAY_CONFIG', 'RELAY_LEDGER_DIR', 'RELAY_ARTIFACTS_DIR']) delete env[name];
+  const proc = startProcess(`docs snippet (${command})`, command, args, { cwd: opts.cwd, env, group: true, keepLines: 400 });
+  const info = await proc.waitExit(opts.timeoutMs);
+  if (info === null) {
+    await proc.stop();
+    return { code: null, signal: 'SIGKILL', output: `${proc.lines.join('\n')}\n(stopped after ${opts.timeoutMs} ms)` };
+  }
+  if (info.error) throw info.error;
+  return { code: info.code, signal: info.signal, output: proc.lines.join('\n') };
 }

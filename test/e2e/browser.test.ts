@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { requireRedisServer, startRedis, stopAllRedis } from '../helpers/redis-server';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { useClients, useRedis, useRelays } from '../helpers/fixtures';
+import { trustedEnv } from '../helpers/load';
+import type { RelayProcess } from '../helpers/relay-process';
 
 // The demo page in a real headless Chromium: two pages on two relay instances of one Redis.
 
@@ -11,6 +12,9 @@ const ROOM = 'e2e-room';
 
 jest.setTimeout(120_000);
 
+const redisServers = useRedis();
+const relays = useRelays();
+const clients = useClients();
 let browser: Browser | undefined;
 
 beforeAll(async () => {
@@ -20,7 +24,6 @@ beforeAll(async () => {
         'Install it with "sudo apt-get install chromium" (or run .ci/run, which installs it when missing).',
     );
   }
-  requireRedisServer();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -47,29 +50,16 @@ interface Cluster {
   page2: Page;
 }
 
-const contexts: BrowserContext[] = [];
-
-afterEach(async () => {
-  await Promise.all(contexts.splice(0).map((c) => c.close()));
-  await stopAllRelays();
-  await stopAllRedis();
-});
-
 /** One Redis, relays A and B; page 1 on A, page 2 on B with A as its fallback. Both pages joined ROOM by typing and clicking. */
 async function cluster(): Promise<Cluster> {
   if (!browser) throw new Error('Chromium did not start; see the beforeAll failure above.');
-  const redis = await startRedis();
-  const env = {
-    REDIS_URL: redis.url,
-    // Drain quickly so the switch happens within the test, and let the recovery test publish fast.
-    RELAY_DRAIN_WINDOW_MS: '100',
-    RELAY_RATE_LIMIT: '100000',
-    RELAY_RATE_BURST: '100000',
-  };
-  // Sequential: a failed start must not leave the other relay starting after afterEach has stopped everything.
-  const a = await startRelay({ ...env, RELAY_INSTANCE_ID: 'relay-a' });
-  const b = await startRelay({ ...env, RELAY_INSTANCE_ID: 'relay-b' });
-  await Promise.all([backplaneReady(a), backplaneReady(b)]);
+  const redis = await redisServers.start();
+  // Drain quickly so the switch happens within the test, and let the recovery test publish fast.
+  const env = trustedEnv({ REDIS_URL: redis.url, RELAY_DRAIN_WINDOW_MS: '100' });
+  // Sequential: a failed start must not leave the other relay starting after the teardown has stopped everything.
+  const a = await relays.start({ ...env, RELAY_INSTANCE_ID: 'relay-a' });
+  const b = await relays.start({ ...env, RELAY_INSTANCE_ID: 'relay-b' });
+  await Promise.all([a.waitHealthy(WAIT_MS), b.waitHealthy(WAIT_MS)]);
 
   const page1 = await newPage(`${a.httpUrl}/`);
   const page2 = await newPage(`${b.httpUrl}/?urls=${encodeURIComponent(`${b.wsUrl},${a.wsUrl}`)}`);
@@ -83,26 +73,8 @@ async function cluster(): Promise<Cluster> {
   return { a, b, page1, page2 };
 }
 
-/** Polls /healthz until the relay reports 200 (its Redis backplane is ready), bounded in count and time. */
-async function backplaneReady(relay: RelayProcess): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
-  let last = 'no answer';
-  for (let i = 0; i < 200 && Date.now() < deadline; i++) {
-    try {
-      const res = await fetch(`${relay.httpUrl}/healthz`, { signal: AbortSignal.timeout(5_000) });
-      if (res.status === 200) return;
-      last = `${res.status} ${await res.text()}`;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 100)); // poll interval between health checks, not a wait for a result
-  }
-  throw new Error(`relay ${relay.httpUrl} not healthy within ${WAIT_MS} ms (last: ${last}); logs:\n${relay.logs.join('\n')}`);
-}
-
 async function newPage(url: string): Promise<Page> {
-  const context = await browser!.newContext();
-  contexts.push(context);
+  const context = clients.track(await browser!.newContext());
   const page = await context.newPage();
   const problems: string[] = [];
   page.on('pageerror', (err) => problems.push(err.message));

@@ -1,25 +1,20 @@
 /**
- * Load and fault helpers for the reliability suite: many clients opened in bounded batches, process
- * measurements read from /proc, and Prometheus scrapes. Everything is bounded in count and time.
+ * Load and fault helpers for the reliability suite: joins and closes watched across many clients, process
+ * measurements read from /proc, and Prometheus scrapes. Everything is bounded in count and time. Many clients are
+ * opened through useClients().connectMany (./fixtures), which also closes them.
  */
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import WebSocket from 'ws';
-import { TestClient } from './ws-client';
+import type { TestClient } from './ws-client';
+
+// The benchmarks' own helpers, shared so each lives in one place.
+export { rssBytes } from '../../bench/lib/proc-stats';
+export { closeSocket as closeRaw } from '../../bench/lib/ws-load';
 
 /** Relay settings that take the rate limiter out of the way of tests that measure relaying. */
 export function trustedEnv(extra: Record<string, string> = {}): Record<string, string> {
   return { RELAY_RATE_LIMIT: '1000000', RELAY_RATE_BURST: '1000000', ...extra };
-}
-
-/** Opens `count` TestClients to `url`, at most `concurrency` handshakes at a time. */
-export async function connectMany(url: string, count: number, concurrency = 50): Promise<TestClient[]> {
-  const clients: TestClient[] = [];
-  for (let start = 0; start < count; start += concurrency) {
-    const batch = Math.min(concurrency, count - start);
-    clients.push(...(await Promise.all(Array.from({ length: batch }, () => TestClient.connect(url)))));
-  }
-  return clients;
 }
 
 /** Joins every client to `room`, asserting each ack; `concurrency` joins in flight at a time. */
@@ -32,26 +27,11 @@ export async function joinAll(clients: readonly TestClient[], room: string, conc
   }
 }
 
-/** Closes every client, `concurrency` at a time. */
-export async function closeAll(clients: readonly TestClient[], concurrency = 100): Promise<void> {
-  for (let start = 0; start < clients.length; start += concurrency) {
-    await Promise.all(clients.slice(start, start + concurrency).map((c) => c.close()));
-  }
-}
-
 /** Records every close event of the given clients, so a test can prove none happened. */
 export function watchCloses(clients: readonly TestClient[]): { readonly closes: Array<{ code: number; at: number }> } {
   const closes: Array<{ code: number; at: number }> = [];
   for (const c of clients) c.ws.on('close', (code) => closes.push({ code, at: Date.now() }));
   return { closes };
-}
-
-/** Resident set size of a process in bytes (VmRSS from /proc/<pid>/status). */
-export function rssBytes(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
-  if (!match) throw new Error(`/proc/${pid}/status has no VmRSS line; is process ${pid} still running?`);
-  return Number(match[1]) * 1024;
 }
 
 /** Open sockets of a process: /proc/<pid>/fd entries that link to socket:[inode]. */
@@ -125,20 +105,6 @@ export function openRaw(url: string, opts: WebSocket.ClientOptions = {}, timeout
       clearTimeout(timer);
       reject(err);
     });
-  });
-}
-
-/** Closes a raw socket and waits for the close event (terminating after 2 s without a handshake). */
-export function closeRaw(ws: WebSocket): Promise<void> {
-  if (ws.readyState === WebSocket.CLOSED) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => ws.terminate(), 2_000);
-    ws.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
-    else ws.close(1000);
   });
 }
 

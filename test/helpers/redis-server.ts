@@ -1,18 +1,20 @@
 /**
  * Real redis-server processes for integration tests: one server (plain or TLS-only, optionally with a password),
- * or a Redis Cluster of N masters. Every server runs on free loopback ports in its own temporary folder and is
- * tracked so `stopAllRedis()` can clean up after a failed test.
+ * or a Redis Cluster of N masters. Every server runs on free loopback ports in its own temporary folder. Suites start
+ * them through useRedis() (./fixtures), which stops them after the test or block.
  */
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from '../../app/free-port';
+import { redisServerArgs, startRedisProcess } from '../../app/local-servers';
+import type { ManagedProcess } from '../../app/processes';
+import { roomChannel } from '../../service/backplane/types';
 import { makeTlsCerts } from './certs';
 
 const run = promisify(execFile);
-const START_TIMEOUT_MS = 15_000;
 const CLUSTER_TIMEOUT_MS = 30_000;
 const POLL_MS = 100;
 
@@ -32,6 +34,7 @@ export interface StartRedisOptions {
   tls?: boolean;
   /** requirepass; the returned url carries it. */
   password?: string;
+  /** A fixed port. @default a free loopback port */
   port?: number;
   /** Extra redis-server arguments. */
   args?: string[];
@@ -45,8 +48,6 @@ export interface RedisServer {
   /** CA that signed the server certificate (TLS servers only). */
   readonly caFile?: string;
   readonly dir: string;
-  /** Everything the server wrote to stdout/stderr, for failure messages. */
-  readonly logs: () => string;
   /** Kills the process (SIGKILL by default) and waits for it to exit. */
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** SIGSTOP: the process hangs with its connections open, like a wedged Redis. */
@@ -68,112 +69,74 @@ export interface RedisCluster {
   stop(): Promise<void>;
 }
 
-const live = new Set<{ stop(): Promise<void> }>();
-
-/** Stops every server and cluster still running; for afterAll. */
-export async function stopAllRedis(): Promise<void> {
-  await Promise.all([...live].map((server) => server.stop()));
-}
-
-/** A port the OS just handed out on 127.0.0.1 (closed again, so it is free unless someone races us). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address !== null && typeof address === 'object') resolve(address.port);
-        else reject(new Error('could not read the port of a probe server'));
-      });
-    });
-  });
-}
-
 export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisServer> {
   requireRedisServer();
   const dir = await mkdtemp(join(tmpdir(), 'relay-redis-'));
-  const port = opts.port ?? (await freePort());
   const host = '127.0.0.1';
-  const args = ['--bind', host, '--save', '', '--appendonly', 'no', '--dir', dir];
   let caFile: string | undefined;
+  let portArgs = (port: number): string[] => redisServerArgs(port, dir);
   if (opts.tls === true) {
     const certs = await makeTlsCerts(dir);
     caFile = certs.caFile;
-    args.push('--port', '0', '--tls-port', String(port), '--tls-cert-file', certs.certFile, '--tls-key-file', certs.keyFile,
-      '--tls-ca-cert-file', certs.caFile, '--tls-auth-clients', 'no');
-  } else {
-    args.push('--port', String(port));
+    portArgs = (port) => [...redisServerArgs(0, dir), '--tls-port', String(port), '--tls-cert-file', certs.certFile,
+      '--tls-key-file', certs.keyFile, '--tls-ca-cert-file', certs.caFile, '--tls-auth-clients', 'no'];
   }
-  if (opts.password !== undefined) args.push('--requirepass', opts.password);
-  args.push(...(opts.args ?? []));
+  const args = (port: number): string[] => [
+    ...portArgs(port),
+    ...(opts.password === undefined ? [] : ['--requirepass', opts.password]),
+    ...(opts.args ?? []),
+  ];
 
-  const auth = opts.password === undefined ? '' : `:${encodeURIComponent(opts.password)}@`;
-  const url = `${opts.tls === true ? 'rediss' : 'redis'}://${auth}${host}:${port}`;
-  let child: ChildProcess | undefined;
-  let output = '';
-  let stopped = false;
-
-  const launch = async (): Promise<void> => {
-    const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    child = proc;
-    await waitForReady(proc, port, (chunk) => {
-      output += chunk;
-    });
-  };
-
-  const kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
-    const proc = child;
-    child = undefined;
-    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-    proc.kill(signal);
-    // A paused server must be able to die from a catchable signal too.
-    if (signal !== 'SIGKILL') proc.kill('SIGCONT');
-    await exited;
-  };
-
-  const server: RedisServer = {
-    host,
-    port,
-    url,
-    caFile,
-    dir,
-    logs: () => output,
-    kill,
-    pause() {
-      child?.kill('SIGSTOP');
-    },
-    resume() {
-      child?.kill('SIGCONT');
-    },
-    async restart() {
-      await kill();
-      await launch();
-    },
-    async cli(...cliArgs: string[]) {
-      const base = ['-h', host, '-p', String(port)];
-      if (caFile !== undefined) base.push('--tls', '--cacert', caFile);
-      if (opts.password !== undefined) base.push('-a', opts.password, '--no-auth-warning');
-      const { stdout } = await run('redis-cli', [...base, ...cliArgs], { timeout: 20_000 });
-      return stdout;
-    },
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      live.delete(server);
-      await kill();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-  live.add(server);
+  let child: ManagedProcess | undefined;
   try {
-    await launch();
+    const first = await startRedisProcess({ args, port: opts.port });
+    child = first.process;
+    return redisServer(first.port);
   } catch (err) {
-    await server.stop();
+    await rm(dir, { recursive: true, force: true });
     throw err;
   }
-  return server;
+
+  function redisServer(port: number): RedisServer {
+    const auth = opts.password === undefined ? '' : `:${encodeURIComponent(opts.password)}@`;
+    let stopped = false;
+    const kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
+      const proc = child;
+      child = undefined;
+      if (proc === undefined) return;
+      proc.signal(signal);
+      // A paused server must be able to die from a catchable signal too.
+      if (signal !== 'SIGKILL') proc.signal('SIGCONT');
+      await proc.exit;
+    };
+    return {
+      host,
+      port,
+      url: `${opts.tls === true ? 'rediss' : 'redis'}://${auth}${host}:${port}`,
+      caFile,
+      dir,
+      kill,
+      pause: () => child?.signal('SIGSTOP'),
+      resume: () => child?.signal('SIGCONT'),
+      async restart() {
+        await kill();
+        child = (await startRedisProcess({ args, port })).process;
+      },
+      async cli(...cliArgs: string[]) {
+        const base = ['-h', host, '-p', String(port)];
+        if (caFile !== undefined) base.push('--tls', '--cacert', caFile);
+        if (opts.password !== undefined) base.push('-a', opts.password, '--no-auth-warning');
+        const { stdout } = await run('redis-cli', [...base, ...cliArgs], { timeout: 20_000 });
+        return stdout;
+      },
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        await kill();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  }
 }
 
 /** Waits until every node reports cluster_state:ok (after creation, or after a node was restarted). */
@@ -193,11 +156,9 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
       return nodes[0]?.url ?? '';
     },
     async stop() {
-      live.delete(cluster);
       await Promise.all(nodes.map((node) => node.stop()));
     },
   };
-  live.add(cluster);
   try {
     for (let i = 0; i < masters; i++) {
       // An explicit bus port: the default (port + 10000) may be taken or out of range.
@@ -235,34 +196,27 @@ export async function waitUntil(check: () => Promise<boolean> | boolean, timeout
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
 }
 
-/** Resolves when redis-server logs that it accepts connections; rejects with its output if it exits first. */
-function waitForReady(proc: ChildProcess, port: number, onOutput: (chunk: string) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const onData = (chunk: Buffer) => {
-      const text = chunk.toString();
-      onOutput(text);
-      seen += text;
-      if (seen.includes('Ready to accept connections')) finish();
-    };
-    const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
-      finish(new Error(`redis-server on port ${port} exited (code ${code}, signal ${signal}) before it was ready:\n${seen}`));
-    const timer = setTimeout(
-      () => finish(new Error(`redis-server on port ${port} was not ready within ${START_TIMEOUT_MS} ms:\n${seen}`)),
-      START_TIMEOUT_MS,
-    );
-    function finish(err?: Error) {
-      clearTimeout(timer);
-      proc.off('exit', onExit);
-      if (err === undefined) {
-        resolve();
-      } else {
-        proc.kill('SIGKILL');
-        reject(err);
-      }
+/** The master whose `CLUSTER NODES` line marked `myself` lists a slot range containing `slot`. */
+export async function slotOwner(cluster: RedisCluster, slot: number): Promise<RedisServer> {
+  for (const node of cluster.nodes) {
+    const myself = (await node.cli('CLUSTER', 'NODES')).split('\n').find((line) => line.includes('myself'));
+    for (const range of (myself ?? '').trim().split(' ').slice(8)) {
+      const [from, to = from] = range.split('-').map(Number);
+      if (slot >= from && slot <= to) return node;
     }
-    proc.stdout?.on('data', onData);
-    proc.stderr?.on('data', onData);
-    proc.once('exit', onExit);
-  });
+  }
+  throw new Error(`no node owns slot ${slot}`);
+}
+
+/** One room per master, each hashing (as the relay names its channel under `prefix`) to a slot that master owns. */
+export async function roomsOnDistinctShards(cluster: RedisCluster, prefix: string): Promise<Array<{ room: string; owner: RedisServer }>> {
+  const picked = new Map<RedisServer, string>();
+  for (let i = 0; i < 200 && picked.size < cluster.nodes.length; i++) {
+    const room = `room-${i}`;
+    const slot = Number((await cluster.nodes[0].cli('CLUSTER', 'KEYSLOT', roomChannel(prefix, room))).trim());
+    const owner = await slotOwner(cluster, slot);
+    if (!picked.has(owner)) picked.set(owner, room);
+  }
+  if (picked.size < cluster.nodes.length) throw new Error(`found rooms on only ${picked.size} of ${cluster.nodes.length} shards`);
+  return [...picked].map(([owner, room]) => ({ room, owner }));
 }

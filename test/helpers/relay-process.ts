@@ -1,8 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { RELAY_NODE_FLAGS } from '../../app/bundle';
+import { startRelayProcess } from '../../app/local-servers';
+import { jsonLine } from '../../app/processes';
 import { TEST_BUILD_DIR } from '../global-setup';
 
 /** A bundled relay running as a child process, as it runs on a Beanstalk instance. */
@@ -12,161 +13,73 @@ export interface RelayProcess {
   /** ws://127.0.0.1:<port>/ws */
   readonly wsUrl: string;
   readonly proc: ChildProcess;
-  /** stdout and stderr lines, in arrival order. */
+  /** Every stdout and stderr line, in arrival order. */
   readonly logs: string[];
   health(): Promise<{ status: number; body: Record<string, unknown> }>;
   /** Polls /healthz until it answers 200 (bounded by timeoutMs). */
   waitHealthy(timeoutMs?: number): Promise<void>;
-  /** Resolves with the first JSON log line (past or future) matching pred. */
-  waitLog(pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Resolves with the first JSON log record (past or future) matching pred. */
+  waitLog(pred: (record: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   signal(sig: NodeJS.Signals): void;
+  /** The exit; rejects when the relay still runs after timeoutMs. */
   waitExit(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Stops the process (SIGTERM, then SIGKILL); idempotent. */
   stop(): Promise<void>;
 }
 
 const START_TIMEOUT_MS = 15_000;
-const running = new Set<RelayProcess>();
 
-/** Starts the bundled relay (.build/test-relay/server.js) as the artifact runs it, on an ephemeral port; resolves once it logs 'relay listening'. */
-export function startRelay(env: Record<string, string> = {}): Promise<RelayProcess> {
-  const serverJs = join(TEST_BUILD_DIR, 'server.js');
-  const proc = spawn(process.execPath, [...RELAY_NODE_FLAGS, serverJs], {
+/**
+ * Starts the bundled relay (.build/test-relay/server.js) as the artifact runs it, on an ephemeral port unless `env`
+ * sets PORT; resolves once it logs its listening record (matched on fields, see app/local-servers.ts). Suites start
+ * relays through useRelays() (./fixtures), which stops them after the test or block.
+ */
+export async function startRelay(env: Record<string, string> = {}): Promise<RelayProcess> {
+  const { port, process: proc } = await startRelayProcess({
+    name: 'relay',
+    command: process.execPath,
+    args: [...RELAY_NODE_FLAGS, join(TEST_BUILD_DIR, 'server.js')],
     cwd: TEST_BUILD_DIR,
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    keepLines: Infinity,
+    timeoutMs: START_TIMEOUT_MS,
   });
-  const logs: string[] = [];
-  const lineListeners = new Set<(line: string) => void>();
-  let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | null = null;
-  const exitListeners = new Set<() => void>();
-
-  const onData = (stream: NodeJS.ReadableStream): void => {
-    createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line: string) => {
-      logs.push(line);
-      for (const l of [...lineListeners]) l(line);
-    });
-  };
-  onData(proc.stdout as NodeJS.ReadableStream);
-  onData(proc.stderr as NodeJS.ReadableStream);
-  proc.on('exit', (code, signal) => {
-    exitInfo = { code, signal };
-    for (const l of [...exitListeners]) l();
-  });
-
-  const waitLog = (pred: (line: Record<string, unknown>) => boolean, timeoutMs = 10_000): Promise<Record<string, unknown>> => {
-    for (const line of logs) {
-      const parsed = parseLine(line);
-      if (parsed && pred(parsed)) return Promise.resolve(parsed);
-    }
-    return new Promise((resolve, reject) => {
-      const listener = (line: string): void => {
-        const parsed = parseLine(line);
-        if (!parsed || !pred(parsed)) return;
-        cleanup();
-        resolve(parsed);
-      };
-      const onExit = (): void => {
-        cleanup();
-        reject(new Error(`relay exited (${JSON.stringify(exitInfo)}) before the expected log line; output:\n${logs.join('\n')}`));
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`no matching relay log line within ${timeoutMs} ms; output:\n${logs.join('\n')}`));
-      }, timeoutMs);
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        lineListeners.delete(listener);
-        exitListeners.delete(onExit);
-      };
-      lineListeners.add(listener);
-      if (exitInfo) onExit();
-      else exitListeners.add(onExit);
-    });
-  };
-
-  const waitExit = (timeoutMs = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> => {
-    if (exitInfo) return Promise.resolve(exitInfo);
-    return new Promise((resolve, reject) => {
-      const onExit = (): void => {
-        clearTimeout(timer);
-        exitListeners.delete(onExit);
-        if (exitInfo) resolve(exitInfo);
-      };
-      const timer = setTimeout(() => {
-        exitListeners.delete(onExit);
-        reject(new Error(`relay still running after ${timeoutMs} ms`));
-      }, timeoutMs);
-      exitListeners.add(onExit);
-    });
-  };
-
-  return waitLog((l) => l.msg === 'relay listening' && typeof l.port === 'number', START_TIMEOUT_MS).then(
-    (line) => {
-      const port = line.port as number;
-      const httpUrl = `http://127.0.0.1:${port}`;
-      const relay: RelayProcess = {
-        port,
-        httpUrl,
-        wsUrl: `ws://127.0.0.1:${port}/ws`,
-        proc,
-        logs,
-        health: () => getJson(`${httpUrl}/healthz`),
-        async waitHealthy(timeoutMs = 15_000) {
-          const deadline = Date.now() + timeoutMs;
-          let last = 'no answer';
-          for (let i = 0; i < 1000 && Date.now() < deadline; i++) {
-            try {
-              const h = await getJson(`${httpUrl}/healthz`);
-              if (h.status === 200) return;
-              last = `${h.status} ${JSON.stringify(h.body)}`;
-            } catch (err) {
-              last = (err as Error).message;
-            }
-            await delay(100);
-          }
-          throw new Error(`relay on port ${port} not healthy within ${timeoutMs} ms (last: ${last})`);
-        },
-        waitLog,
-        signal(sig) {
-          if (!exitInfo) proc.kill(sig);
-        },
-        waitExit,
-        async stop() {
-          running.delete(relay);
-          if (exitInfo) return;
-          proc.kill('SIGTERM');
-          try {
-            await waitExit(5_000);
-          } catch {
-            proc.kill('SIGKILL');
-            await waitExit(5_000);
-          }
-        },
-      };
-      running.add(relay);
-      return relay;
+  const httpUrl = `http://127.0.0.1:${port}`;
+  return {
+    port,
+    httpUrl,
+    wsUrl: `ws://127.0.0.1:${port}/ws`,
+    proc: proc.proc,
+    logs: proc.lines,
+    health: () => getJson(`${httpUrl}/healthz`),
+    async waitHealthy(timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      let last = 'no answer';
+      for (let i = 0; i < 1000 && Date.now() < deadline; i++) {
+        try {
+          const h = await getJson(`${httpUrl}/healthz`);
+          if (h.status === 200) return;
+          last = `${h.status} ${JSON.stringify(h.body)}`;
+        } catch (err) {
+          last = (err as Error).message;
+        }
+        await delay(100);
+      }
+      throw new Error(`relay on port ${port} not healthy within ${timeoutMs} ms (last: ${last})`);
     },
-    (err: unknown) => {
-      if (!exitInfo) proc.kill('SIGKILL');
-      throw new Error(`relay did not start: ${(err as Error).message}`);
+    waitLog: (pred, timeoutMs = 10_000) =>
+      proc.waitLine((line) => {
+        const record = jsonLine(line);
+        return record !== undefined && pred(record) ? record : undefined;
+      }, timeoutMs, 'the expected log record'),
+    signal: (sig) => proc.signal(sig),
+    async waitExit(timeoutMs = 20_000) {
+      const exit = await proc.waitExit(timeoutMs);
+      if (exit === null) throw new Error(`relay on port ${port} still running after ${timeoutMs} ms`);
+      return { code: exit.code, signal: exit.signal };
     },
-  );
-}
-
-/** Stops every relay started by this test file that is still running. */
-export async function stopAllRelays(): Promise<void> {
-  await Promise.all([...running].map((r) => r.stop()));
-}
-
-function parseLine(line: string): Record<string, unknown> | null {
-  if (!line.startsWith('{')) return null;
-  try {
-    const v: unknown = JSON.parse(line);
-    return v && typeof v === 'object' ? (v as Record<string, unknown>) : null;
-  } catch {
-    return null;
-  }
+    stop: () => proc.stop(),
+  };
 }
 
 function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {

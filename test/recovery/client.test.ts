@@ -3,47 +3,34 @@ import { expect } from '@jest/globals';
 import WebSocket from 'ws';
 import { RelayClient, type RelayMessage } from '../../service/public/relay-client';
 import { nextEvent as nextEventWithin } from '../helpers/client-events';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
-import { TestClient } from '../helpers/ws-client';
-import { requireRedisServer, startRedis, stopAllRedis, type RedisServer } from '../helpers/redis-server';
+import { useClients, useRedis, useRelays } from '../helpers/fixtures';
+import { trustedEnv } from '../helpers/load';
+import type { RelayProcess } from '../helpers/relay-process';
+import type { RedisServer } from '../helpers/redis-server';
+import type { TestClient } from '../helpers/ws-client';
 import { WAIT_MS, publishAll } from './recovery-helpers';
 
 const nextEvent: typeof nextEventWithin = (c, event, pred, timeoutMs = WAIT_MS) => nextEventWithin(c, event, pred, timeoutMs);
 
 jest.setTimeout(120_000);
 
-const opened: RelayClient[] = [];
-const testClients: TestClient[] = [];
-
-beforeAll(() => {
-  requireRedisServer();
-});
-
-afterEach(async () => {
-  for (const c of opened.splice(0)) c.close();
-  await Promise.all(testClients.splice(0).map((c) => c.close()));
-  await stopAllRelays();
-  await stopAllRedis();
-});
+const redisServers = useRedis();
+const relays = useRelays();
+const clients = useClients();
 
 async function setup(redis: RedisServer): Promise<{ r1: RelayProcess; r2: RelayProcess; client: RelayClient; got: RelayMessage[]; publisher: TestClient }> {
-  const env = { REDIS_URL: redis.url, RELAY_DRAIN_WINDOW_MS: '100', RELAY_RATE_LIMIT: '100000', RELAY_RATE_BURST: '100000' };
-  const r1 = await startRelay(env);
-  const r2 = await startRelay(env);
-  await Promise.all([r1.waitHealthy(20_000), r2.waitHealthy(20_000)]);
-  const client = new RelayClient({ urls: [r1.wsUrl, r2.wsUrl], WebSocket, backoff: { initialMs: 50, maxMs: 400 } });
-  opened.push(client);
+  const [r1, r2] = await relays.pair(trustedEnv({ REDIS_URL: redis.url, RELAY_DRAIN_WINDOW_MS: '100' }));
+  const client = clients.track(new RelayClient({ urls: [r1.wsUrl, r2.wsUrl], WebSocket, backoff: { initialMs: 50, maxMs: 400 } }));
   const got: RelayMessage[] = [];
   client.on('message', (m) => got.push(m));
   await client.connect();
-  const publisher = await TestClient.connect(r2.wsUrl);
-  testClients.push(publisher);
+  const publisher = await clients.connect(r2);
   return { r1, r2, client, got, publisher };
 }
 
 describe('relay-client.js with recovery', () => {
   it('resumes from the join ack position when it had received nothing before its relay went away', async () => {
-    const redis = await startRedis();
+    const redis = await redisServers.start();
     const { r1, r2, client, got, publisher } = await setup(redis);
     const ack = await client.join('quiet');
     expect(ack.position).toEqual({ seq: '0', epoch: expect.any(String) });
@@ -59,7 +46,7 @@ describe('relay-client.js with recovery', () => {
   });
 
   it('emits resync and continues from the new position when its history was lost', async () => {
-    const redis = await startRedis();
+    const redis = await redisServers.start();
     const { r1, r2, client, got, publisher } = await setup(redis);
     await client.join('room');
     await publishAll(publisher, 'room', ['old']);

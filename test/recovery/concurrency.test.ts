@@ -1,7 +1,6 @@
 /** 20 publishers and 20 clients that keep dropping and rejoining with `since`, on two relays of one Redis. */
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
-import { TestClient } from '../helpers/ws-client';
-import { requireRedisServer, startRedis, stopAllRedis } from '../helpers/redis-server';
+import { useClients, useRedis, useRelays } from '../helpers/fixtures';
+import { trustedEnv } from '../helpers/load';
 import { RecoveringClient, expectConsecutive, join, publish, type Position } from './recovery-helpers';
 
 jest.setTimeout(180_000);
@@ -15,29 +14,16 @@ const MIN_PER_PUBLISHER = 20;
 const MAX_PER_PUBLISHER = 1000;
 const CYCLES = 3;
 
-const clients: TestClient[] = [];
-const recovering: RecoveringClient[] = [];
-
-beforeAll(() => {
-  requireRedisServer();
-});
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await Promise.all(recovering.splice(0).map((c) => c.close()));
-  await stopAllRelays();
-  await stopAllRedis();
-});
+const redisServers = useRedis();
+const relayFixture = useRelays();
+const clients = useClients();
 
 describe('recovery under concurrency', () => {
   it('gives every recovering client a gap-free, duplicate-free sequence per room while 20 publishers keep publishing', async () => {
-    const redis = await startRedis();
-    const env = { REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: 'conc', RELAY_RATE_LIMIT: '100000', RELAY_RATE_BURST: '100000' };
-    const relays: RelayProcess[] = await Promise.all([startRelay(env), startRelay(env)]);
-    await Promise.all(relays.map((r) => r.waitHealthy(20_000)));
+    const redis = await redisServers.start();
+    const relays = await relayFixture.pair(trustedEnv({ REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: 'conc' }));
 
-    const readers = Array.from({ length: 20 }, (_, i) => new RecoveringClient([ROOMS[i % 4], ROOMS[(i + 1) % 4]]));
-    recovering.push(...readers);
+    const readers = Array.from({ length: 20 }, (_, i) => clients.track(new RecoveringClient([ROOMS[i % 4], ROOMS[(i + 1) % 4]])));
     const firstPositions = new Map<RecoveringClient, Map<string, Position>>();
     await Promise.all(
       readers.map(async (r, i) => {
@@ -45,13 +31,7 @@ describe('recovery under concurrency', () => {
         firstPositions.set(r, new Map(acks.map((ack, k) => [[ROOMS[i % 4], ROOMS[(i + 1) % 4]][k], ack.position as Position])));
       }),
     );
-    const publishers = await Promise.all(
-      Array.from({ length: 20 }, async (_, i) => {
-        const c = await TestClient.connect(relays[i % 2].wsUrl);
-        clients.push(c);
-        return c;
-      }),
-    );
+    const publishers = await Promise.all(Array.from({ length: 20 }, (_, i) => clients.connect(relays[i % 2])));
 
     let cyclesDone = false;
     let sent = 0;
@@ -89,8 +69,7 @@ describe('recovery under concurrency', () => {
     expect(replayed).toBeGreaterThan(0);
 
     // The final position of each room, from a fresh join.
-    const probe = await TestClient.connect(relays[0].wsUrl);
-    clients.push(probe);
+    const probe = await clients.connect(relays[0]);
     const finals = new Map<string, Position>();
     for (const room of ROOMS) finals.set(room, (await join(probe, room)).position as Position);
     expect([...finals.values()].reduce((sum, p) => sum + Number(p.seq), 0)).toBe(sent);

@@ -1,8 +1,8 @@
 /** Recovery across relay processes sharing one real redis-server. */
 import { expect } from '@jest/globals';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
-import { TestClient } from '../helpers/ws-client';
-import { requireRedisServer, startRedis, stopAllRedis, type RedisServer } from '../helpers/redis-server';
+import { useClients, useRedis, useRelays } from '../helpers/fixtures';
+import { trustedEnv } from '../helpers/load';
+import { waitUntil, type RedisServer } from '../helpers/redis-server';
 import {
   RecoveringClient,
   WAIT_MS,
@@ -17,53 +17,20 @@ import {
 
 jest.setTimeout(120_000);
 
-const clients: TestClient[] = [];
-const recovering: RecoveringClient[] = [];
-
-async function connect(relay: RelayProcess): Promise<TestClient> {
-  const c = await TestClient.connect(relay.wsUrl);
-  clients.push(c);
-  return c;
-}
+const redisServers = useRedis();
+const relays = useRelays();
+const clients = useClients();
 
 function env(redis: RedisServer, prefix: string, extra: Record<string, string> = {}): Record<string, string> {
-  return { REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: prefix, RELAY_RATE_LIMIT: '100000', RELAY_RATE_BURST: '100000', ...extra };
+  return trustedEnv({ REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: prefix, ...extra });
 }
-
-async function relayPair(e: Record<string, string>): Promise<[RelayProcess, RelayProcess]> {
-  const relays = await Promise.all([startRelay(e), startRelay(e)]);
-  await Promise.all(relays.map((r) => r.waitHealthy(20_000)));
-  return [relays[0], relays[1]];
-}
-
-/** Polls /healthz until it answers `status`, bounded in count and time. */
-async function waitForHealth(relay: RelayProcess, status: number): Promise<void> {
-  let last = 0;
-  for (let i = 0; i < 200; i++) {
-    last = (await relay.health()).status;
-    if (last === status) return;
-    await new Promise((resolve) => setTimeout(resolve, 100)); // poll interval, not a wait for a result
-  }
-  throw new Error(`relay health stayed ${last}, expected ${status}`);
-}
-
-beforeAll(() => {
-  requireRedisServer();
-});
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await Promise.all(recovering.splice(0).map((c) => c.close()));
-  await stopAllRelays();
-  await stopAllRedis();
-});
 
 describe('recovery through Redis', () => {
   it('replays the 500 messages a client missed on another instance, in order, then continues live with no duplicate', async () => {
-    const redis = await startRedis();
-    const [r1, r2] = await relayPair(env(redis, 'rec500'));
-    const publisher = await connect(r2);
-    const reader = await connect(r1);
+    const redis = await redisServers.start();
+    const [r1, r2] = await relays.pair(env(redis, 'rec500'));
+    const publisher = await clients.connect(r2);
+    const reader = await clients.connect(r1);
     await join(reader, 'room');
     await publishAll(publisher, 'room', ['before-0', 'before-1']);
     await reader.waitForMessages(2);
@@ -74,12 +41,12 @@ describe('recovery through Redis', () => {
     const missed = Array.from({ length: 500 }, (_, i) => `missed-${i}`);
     await publishAll(publisher, 'room', missed);
 
-    const back = await connect(r2);
+    const back = await clients.connect(r2);
     const ack = await join(back, 'room', since);
     expect(ack).toEqual({ type: 'ack', id: ack.id, recovered: true, replayed: 500, position: { seq: '502', epoch: since.epoch } });
     expect(back.frames.slice(0, back.frames.indexOf(ack)).filter((f) => f.type === 'message')).toHaveLength(500);
     // Live messages from both instances after the replay.
-    const other = await connect(r1);
+    const other = await clients.connect(r1);
     await publishAll(publisher, 'room', ['live-r2']);
     await publishAll(other, 'room', ['live-r1']);
     await waitForCondition(back, () => roomMessages(back, 'room').length >= 502, '502 messages');
@@ -94,13 +61,12 @@ describe('recovery through Redis', () => {
   });
 
   it('lets the clients of a drained instance recover every message published during the drain from the survivor', async () => {
-    const redis = await startRedis();
-    const [drained, survivor] = await relayPair(env(redis, 'drain', { RELAY_DRAIN_WINDOW_MS: '1000' }));
+    const redis = await redisServers.start();
+    const [drained, survivor] = await relays.pair(env(redis, 'drain', { RELAY_DRAIN_WINDOW_MS: '1000' }));
     const rooms = ['d0', 'd1'];
-    const readers = Array.from({ length: 6 }, () => new RecoveringClient(rooms));
-    recovering.push(...readers);
+    const readers = Array.from({ length: 6 }, () => clients.track(new RecoveringClient(rooms)));
     for (const r of readers) await r.connect(drained.wsUrl);
-    const publisher = await connect(survivor);
+    const publisher = await clients.connect(survivor);
 
     // Publishers keep going, one acked message at a time per room, until told to stop (bounded in count).
     const published = new Map<string, string[]>(rooms.map((room) => [room, []]));
@@ -148,9 +114,9 @@ describe('recovery through Redis', () => {
   });
 
   it('answers recovered:false with a new epoch after Redis restarted empty', async () => {
-    const redis = await startRedis();
-    const [r1] = await relayPair(env(redis, 'epoch'));
-    const c = await connect(r1);
+    const redis = await redisServers.start();
+    const [r1] = await relays.pair(env(redis, 'epoch'));
+    const c = await clients.connect(r1);
     await join(c, 'room');
     await publishAll(c, 'room', ['a', 'b']);
     await c.waitForMessages(2);
@@ -159,7 +125,7 @@ describe('recovery through Redis', () => {
 
     await redis.restart();
     await r1.waitHealthy(20_000);
-    const back = await connect(r1);
+    const back = await clients.connect(r1);
     const ack = await join(back, 'room', since);
     expect(ack).toEqual({ type: 'ack', id: ack.id, recovered: false, position: { seq: '0', epoch: expect.any(String) } });
     expect((ack.position as { epoch: string }).epoch).not.toBe(since.epoch);
@@ -170,20 +136,20 @@ describe('recovery through Redis', () => {
   });
 
   it('answers recovered:false when the gap is older than the history or over the replay cap, and replays nothing', async () => {
-    const redis = await startRedis();
-    const small = await startRelay(env(redis, 'small', { RELAY_HISTORY_SIZE: '10', RELAY_HISTORY_REPLAY_MAX: '15' }));
-    const capped = await startRelay(env(redis, 'capped', { RELAY_HISTORY_SIZE: '100', RELAY_HISTORY_REPLAY_MAX: '8' }));
+    const redis = await redisServers.start();
+    const small = await relays.start(env(redis, 'small', { RELAY_HISTORY_SIZE: '10', RELAY_HISTORY_REPLAY_MAX: '15' }));
+    const capped = await relays.start(env(redis, 'capped', { RELAY_HISTORY_SIZE: '100', RELAY_HISTORY_REPLAY_MAX: '8' }));
     await Promise.all([small.waitHealthy(20_000), capped.waitHealthy(20_000)]);
     for (const [relay, refused, accepted, replayed] of [
       [small, '9', '10', 10],
       [capped, '11', '12', 8],
     ] as const) {
-      const c = await connect(relay);
+      const c = await clients.connect(relay);
       const first = await join(c, 'room');
       const epoch = (first.position as { epoch: string }).epoch;
       await publishAll(c, 'room', Array.from({ length: 20 }, (_, i) => i));
       await c.waitForMessages(20);
-      const probe = await connect(relay);
+      const probe = await clients.connect(relay);
       const no = await join(probe, 'room', { seq: refused, epoch });
       expect(no).toEqual({ type: 'ack', id: no.id, recovered: false, position: { seq: '20', epoch } });
       expect(probe.messages()).toEqual([]);
@@ -198,12 +164,12 @@ describe('recovery through Redis', () => {
   });
 
   it('answers a join with since recovered:false and no position while Redis is down, and refuses publishes', async () => {
-    const redis = await startRedis();
-    const [r1] = await relayPair(env(redis, 'down'));
-    const c = await connect(r1);
+    const redis = await redisServers.start();
+    const [r1] = await relays.pair(env(redis, 'down'));
+    const c = await clients.connect(r1);
     const first = await join(c, 'room');
     await redis.kill();
-    await waitForHealth(r1, 503);
+    await waitUntil(async () => (await r1.health()).status === 503, 20_000, 'the relay to report 503');
     const ack = await join(c, 'other', first.position as { seq: string; epoch: string });
     expect(ack).toEqual({ type: 'ack', id: ack.id, recovered: false });
     expect(await publish(c, 'room', 'lost')).toEqual({
@@ -215,10 +181,10 @@ describe('recovery through Redis', () => {
   });
 
   it('with RELAY_HISTORY_SIZE=0 publishes without seq/epoch, keeps no keys, and never recovers', async () => {
-    const redis = await startRedis();
-    const [r1, r2] = await relayPair(env(redis, 'off', { RELAY_HISTORY_SIZE: '0' }));
-    const a = await connect(r1);
-    const b = await connect(r2);
+    const redis = await redisServers.start();
+    const [r1, r2] = await relays.pair(env(redis, 'off', { RELAY_HISTORY_SIZE: '0' }));
+    const a = await clients.connect(r1);
+    const b = await clients.connect(r2);
     expect(await join(a, 'room')).toEqual({ type: 'ack', id: expect.any(String) });
     await join(b, 'room');
     await publishAll(a, 'room', ['x']);

@@ -5,8 +5,9 @@
  * from the protocol rules and compared with what the relay answered; valid clients on the same instance must
  * receive a steady stream without loss throughout. The PRNG is seeded (FUZZ_SEED to replay a run).
  */
-import { closeAll, connectMany, joinAll, trustedEnv, watchCloses } from '../helpers/load';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
+import { useClients, useRelays } from '../helpers/fixtures';
+import { joinAll, trustedEnv, watchCloses } from '../helpers/load';
+import type { RelayProcess } from '../helpers/relay-process';
 import { TestClient } from '../helpers/ws-client';
 
 jest.setTimeout(180_000);
@@ -312,25 +313,20 @@ function multisetMinus(a: readonly string[], b: readonly string[]): string[] {
   return out;
 }
 
+const relays = useRelays({ per: 'block' });
+const steady = useClients();
 let relay: RelayProcess;
-const steady: TestClient[] = [];
 
 beforeAll(async () => {
   process.stdout.write(`fuzz seed ${SEED} (replay with FUZZ_SEED=${SEED})\n`);
-  relay = await startRelay(trustedEnv({ RELAY_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD), RELAY_MAX_ROOMS: String(MAX_ROOMS) }));
+  relay = await relays.start(trustedEnv({ RELAY_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD), RELAY_MAX_ROOMS: String(MAX_ROOMS) }));
   await relay.waitHealthy();
-});
-
-afterAll(async () => {
-  await closeAll(steady.splice(0));
-  await stopAllRelays();
 });
 
 describe('protocol fuzzing', () => {
   it(`answers ${WORKERS * FRAMES_PER_WORKER} generated frames correctly while valid clients keep receiving`, async () => {
-    const receivers = await connectMany(relay.wsUrl, 5);
-    const publisher = await TestClient.connect(relay.wsUrl);
-    steady.push(...receivers, publisher);
+    const receivers = await steady.connectMany(relay, 5);
+    const publisher = await steady.connect(relay);
     await joinAll(receivers, 'steady');
     const receiverCloses = watchCloses([...receivers, publisher]);
     let seq = 0;

@@ -7,7 +7,8 @@ import { connect as netConnect } from 'node:net';
 import WebSocket from 'ws';
 import { signHs256Token } from '../../service/auth';
 import { closeRaw, getText, metricValue, openRaw, pool, socketCount } from '../helpers/load';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
+import { useRelays } from '../helpers/fixtures';
+import type { RelayProcess } from '../helpers/relay-process';
 import { waitUntil } from '../helpers/redis-server';
 import { frameText, rawUpgrade } from '../helpers/ws-client';
 
@@ -23,15 +24,12 @@ const SOCKET_SLACK = 3;
 /** Active handles allowed beyond the baseline (the scrape's own socket). */
 const HANDLE_SLACK = 3;
 
+const relays = useRelays({ per: 'block' });
 let relay: RelayProcess;
 
 beforeAll(async () => {
-  relay = await startRelay({ RELAY_ALLOWED_ORIGINS: ORIGIN, RELAY_TOKEN_SECRET: SECRET });
+  relay = await relays.start({ RELAY_ALLOWED_ORIGINS: ORIGIN, RELAY_TOKEN_SECRET: SECRET });
   await relay.waitHealthy();
-});
-
-afterAll(async () => {
-  await stopAllRelays();
 });
 
 /** Writes a raw request and resolves with the status line the server answers (or 'closed' if it hangs up silently). */

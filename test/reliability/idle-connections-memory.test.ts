@@ -10,7 +10,8 @@
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { MB, closeRaw, metricValue, openRaw, pool, rssBytes } from '../helpers/load';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
+import { useClients, useRelays } from '../helpers/fixtures';
+import type { RelayProcess } from '../helpers/relay-process';
 import { waitUntil } from '../helpers/redis-server';
 import { frameText } from '../helpers/ws-client';
 
@@ -85,24 +86,24 @@ async function cycle(count: number): Promise<void> {
 
 const mb = (bytes: number): string => `${(bytes / MB).toFixed(1)} MB`;
 
+const relays = useRelays({ per: 'block' });
+const sockets = useClients({ per: 'block' });
+
 beforeAll(async () => {
+  // Sockets a failed cycle left open.
+  sockets.track({ close: () => pool(open.length, CONCURRENCY, (i) => closeRaw(open[i])) });
   // Appended, so options the test run already sets (e.g. a heap limit) still apply.
-  relay = await startRelay({ NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:0`.trim() });
+  relay = await relays.start({ NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:0`.trim() });
   await relay.waitHealthy();
   const line = relay.logs.find((l) => l.startsWith('Debugger listening on ws://127.0.0.1:'));
   if (!line) throw new Error(`the relay did not print its inspector URL; output:\n${relay.logs.join('\n')}`);
   const url = line.slice('Debugger listening on '.length).trim();
+  const ws = new WebSocket(url);
+  sockets.track({ close: () => closeRaw(ws) });
   inspector = await new Promise<WebSocket>((resolve, reject) => {
-    const ws = new WebSocket(url);
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
   });
-});
-
-afterAll(async () => {
-  await pool(open.length, CONCURRENCY, (i) => closeRaw(open[i]));
-  if (inspector) await closeRaw(inspector);
-  await stopAllRelays();
 });
 
 describe('idle connection footprint (slow)', () => {

@@ -6,9 +6,10 @@
  */
 import WebSocket from 'ws';
 import { MB, closeRaw, injectedDelay, metricValue, openRaw, rssBytes, trustedEnv } from '../helpers/load';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
-import { requireRedisServer, startRedis, stopAllRedis, waitUntil } from '../helpers/redis-server';
-import { TestClient, frameText } from '../helpers/ws-client';
+import { useClients, useRedis, useRelays } from '../helpers/fixtures';
+import type { RelayProcess } from '../helpers/relay-process';
+import { waitUntil } from '../helpers/redis-server';
+import { frameText } from '../helpers/ws-client';
 
 jest.setTimeout(120_000);
 
@@ -28,20 +29,20 @@ const RSS_BOUND_BYTES = 350 * MB;
 const RSS_LATE_GROWTH_BYTES = 60 * MB;
 const ROOM = 'flood';
 
-const raws: WebSocket[] = [];
-const clients: TestClient[] = [];
+const redisServers = useRedis();
+const relayFixture = useRelays();
+const clients = useClients();
 
-beforeAll(() => requireRedisServer());
-
-afterAll(async () => {
-  await Promise.all(raws.splice(0).map((ws) => {
-    ws.resume();
-    return closeRaw(ws);
-  }));
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await stopAllRelays();
-  await stopAllRedis();
-});
+/** A raw socket closed at teardown (resumed first: a paused one would never see the close handshake). */
+function trackRaw(ws: WebSocket): WebSocket {
+  clients.track({
+    close: () => {
+      ws.resume();
+      return closeRaw(ws);
+    },
+  });
+  return ws;
+}
 
 interface Consumer {
   readonly ws: WebSocket;
@@ -52,8 +53,7 @@ interface Consumer {
 
 /** A raw consumer that joins the room and then only counts frames (no JSON parsing), or pauses reading entirely. */
 async function consumer(relay: RelayProcess, paused: boolean): Promise<Consumer> {
-  const ws = new WebSocket(relay.wsUrl, { perMessageDeflate: false });
-  raws.push(ws);
+  const ws = trackRaw(new WebSocket(relay.wsUrl, { perMessageDeflate: false }));
   const welcome = await new Promise<{ connectionId: string }>((resolve, reject) => {
     ws.once('message', (data: WebSocket.RawData) => resolve(JSON.parse(frameText(data)) as { connectionId: string }));
     ws.once('error', reject);
@@ -75,10 +75,8 @@ async function consumer(relay: RelayProcess, paused: boolean): Promise<Consumer>
 
 describe('overload (slow)', () => {
   it('cuts off slow consumers with 1013, keeps RSS bounded and serves normally afterwards', async () => {
-    const redis = await startRedis();
-    const env = trustedEnv({ REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: 'flood' });
-    const relays: RelayProcess[] = await Promise.all([startRelay(env), startRelay(env)]);
-    await Promise.all(relays.map((r) => r.waitHealthy(20_000)));
+    const redis = await redisServers.start();
+    const relays = await relayFixture.pair(trustedEnv({ REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: 'flood' }));
     const readers: Consumer[] = [];
     const paused: Consumer[] = [];
     for (const r of relays) {
@@ -97,9 +95,8 @@ describe('overload (slow)', () => {
     const outBefore = await Promise.all(relays.map((r) => metricValue(r.httpUrl, 'relay_messages_out_total')));
 
     const publishers = await Promise.all(
-      relays.flatMap((r) => Array.from({ length: PUBLISHERS_PER_RELAY }, () => openRaw(r.wsUrl))),
+      relays.flatMap((r) => Array.from({ length: PUBLISHERS_PER_RELAY }, async () => trackRaw(await openRaw(r.wsUrl)))),
     );
-    raws.push(...publishers);
     const frame = JSON.stringify({ type: 'publish', room: ROOM, data: 'x'.repeat(PAYLOAD_BYTES) });
     let published = 0;
     let flooding = true;
@@ -161,9 +158,8 @@ describe('overload (slow)', () => {
     // Afterwards: both relays healthy, and a fresh pair of clients talks across them.
     await Promise.all(publishers.map((p) => closeRaw(p)));
     await Promise.all(relays.map((r) => r.waitHealthy(30_000)));
-    const fresh = await TestClient.connect(relays[0].wsUrl);
-    const other = await TestClient.connect(relays[1].wsUrl);
-    clients.push(fresh, other);
+    const fresh = await clients.connect(relays[0]);
+    const other = await clients.connect(relays[1]);
     for (const c of [fresh, other]) expect(await c.request({ type: 'join', room: 'after', id: 'j' })).toMatchObject({ type: 'ack', id: 'j' });
     expect(await fresh.request({ type: 'publish', room: 'after', data: 'normal again', id: 'p' })).toMatchObject({ type: 'ack', id: 'p' });
     const expected = { type: 'message', room: 'after', data: 'normal again', from: fresh.welcome.connectionId };

@@ -3,10 +3,9 @@
  * (REPLICAOF <new primary>) while both relays stay connected to the old primary. Within 5 s both relays must
  * publish to and subscribe on the new primary, and a message published afterwards must reach every client.
  */
-import { closeAll, connectMany, joinAll, trustedEnv, watchCloses } from '../helpers/load';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
-import { requireRedisServer, startRedis, stopAllRedis, waitUntil } from '../helpers/redis-server';
-import type { TestClient } from '../helpers/ws-client';
+import { useClients, useRedis, useRelays } from '../helpers/fixtures';
+import { joinAll, trustedEnv, watchCloses } from '../helpers/load';
+import { waitUntil } from '../helpers/redis-server';
 
 jest.setTimeout(90_000);
 
@@ -15,15 +14,9 @@ const PREFIX = 'failover';
 const ROOM = 'f';
 const CHANNEL = `${PREFIX}:room:{${ROOM}}`;
 
-const clients: TestClient[] = [];
-
-beforeAll(() => requireRedisServer());
-
-afterAll(async () => {
-  await closeAll(clients.splice(0));
-  await stopAllRelays();
-  await stopAllRedis();
-});
+const redisServers = useRedis();
+const relayFixture = useRelays();
+const clientFixture = useClients();
 
 /** Subscribers of one channel on a node (PUBSUB NUMSUB). */
 async function numsub(cli: (...args: string[]) => Promise<string>, channel: string): Promise<number> {
@@ -33,16 +26,14 @@ async function numsub(cli: (...args: string[]) => Promise<string>, channel: stri
 
 describe('Redis failover by REPLICAOF', () => {
   it('moves both relays to the promoted replica within 5 s and delivers to every client afterwards', async () => {
-    const primary = await startRedis();
-    const replica = await startRedis({ args: ['--replicaof', primary.host, String(primary.port)] });
+    const primary = await redisServers.start();
+    const replica = await redisServers.start({ args: ['--replicaof', primary.host, String(primary.port)] });
     await waitUntil(async () => (await replica.cli('INFO', 'replication')).includes('master_link_status:up'), 15_000,
       'the replica to sync with the primary');
 
-    const env = trustedEnv({ REDIS_URL: primary.url, RELAY_CHANNEL_PREFIX: PREFIX });
-    const relays: RelayProcess[] = await Promise.all([startRelay(env), startRelay(env)]);
-    await Promise.all(relays.map((r) => r.waitHealthy(20_000)));
-    const [on1, on2] = await Promise.all(relays.map((r) => connectMany(r.wsUrl, 10)));
-    clients.push(...on1, ...on2);
+    const relays = await relayFixture.pair(trustedEnv({ REDIS_URL: primary.url, RELAY_CHANNEL_PREFIX: PREFIX }));
+    const [on1, on2] = await Promise.all(relays.map((r) => clientFixture.connectMany(r, 10)));
+    const clients = [...on1, ...on2];
     await joinAll([...on1, ...on2], ROOM);
     const watcher = watchCloses(clients);
     expect(await numsub((...a) => primary.cli(...a), CHANNEL)).toBe(2);

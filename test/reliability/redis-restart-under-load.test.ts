@@ -3,9 +3,9 @@
  * the same port 3 s later. No relay exits, health shows the outage and the recovery, delivery across instances
  * resumes within 2 s of Redis accepting connections again, and no client is disconnected.
  */
-import { connectMany, injectedDelay, joinAll, closeAll, trustedEnv, watchCloses } from '../helpers/load';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
-import { requireRedisServer, startRedis, stopAllRedis, waitUntil } from '../helpers/redis-server';
+import { useClients, useRedis, useRelays } from '../helpers/fixtures';
+import { injectedDelay, joinAll, trustedEnv, watchCloses } from '../helpers/load';
+import { waitUntil } from '../helpers/redis-server';
 import type { Frame, TestClient } from '../helpers/ws-client';
 
 jest.setTimeout(120_000);
@@ -17,15 +17,9 @@ const OUTAGE_MS = 3_000;
 const RESUME_BOUND_MS = 2_000;
 const ROOM = 'load';
 
-const all: TestClient[] = [];
-
-beforeAll(() => requireRedisServer());
-
-afterAll(async () => {
-  await closeAll(all.splice(0));
-  await stopAllRelays();
-  await stopAllRedis();
-});
+const redisServers = useRedis();
+const relays = useRelays();
+const clients = useClients();
 
 /** Publishes `{seq}` at a steady rate until stopped (bounded by `maxFrames`). */
 function streamFrom(client: TestClient, ratePerSecond: number, maxFrames: number): { seq: () => number; stop: () => Promise<void> } {
@@ -60,15 +54,10 @@ const fromSeq = (publisher: TestClient, min: number) => (f: Frame): boolean =>
 
 describe('Redis restart under load (slow)', () => {
   it('keeps 200 clients connected and resumes cross-instance delivery within 2 s of Redis returning', async () => {
-    const redis = await startRedis();
-    const env = trustedEnv({ REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: 'restart' });
-    const relays: RelayProcess[] = await Promise.all([startRelay(env), startRelay(env)]);
-    await Promise.all(relays.map((r) => r.waitHealthy(20_000)));
-    const [r1, r2] = relays;
-    const on1 = await connectMany(r1.wsUrl, CLIENTS_PER_RELAY);
-    all.push(...on1);
-    const on2 = await connectMany(r2.wsUrl, CLIENTS_PER_RELAY);
-    all.push(...on2);
+    const redis = await redisServers.start();
+    const [r1, r2] = await relays.pair(trustedEnv({ REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: 'restart' }));
+    const on1 = await clients.connectMany(r1, CLIENTS_PER_RELAY);
+    const on2 = await clients.connectMany(r2, CLIENTS_PER_RELAY);
     await joinAll([...on1, ...on2], ROOM);
     const watcher = watchCloses([...on1, ...on2]);
 
@@ -110,7 +99,7 @@ describe('Redis restart under load (slow)', () => {
       await Promise.all(streams.map((s) => s.stop()));
     }
     expect(watcher.closes).toEqual([]);
-    for (const r of relays) {
+    for (const r of [r1, r2]) {
       expect(r.proc.exitCode).toBeNull();
       expect(r.proc.signalCode).toBeNull();
     }

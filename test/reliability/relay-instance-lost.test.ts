@@ -2,35 +2,23 @@
  * One of two relays is killed with SIGKILL (an instance lost): its clients see the abnormal close (1006),
  * reconnect to the survivor and receive again; the survivor's clients never notice.
  */
-import { closeAll, connectMany, joinAll, trustedEnv, watchCloses } from '../helpers/load';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
-import { requireRedisServer, startRedis, stopAllRedis } from '../helpers/redis-server';
-import { TestClient } from '../helpers/ws-client';
+import { useClients, useRedis, useRelays } from '../helpers/fixtures';
+import { joinAll, trustedEnv, watchCloses } from '../helpers/load';
 
 jest.setTimeout(90_000);
 
 const PER_RELAY = 20;
 const ROOM = 'lost';
-const clients: TestClient[] = [];
-
-beforeAll(() => requireRedisServer());
-
-afterAll(async () => {
-  await closeAll(clients.splice(0));
-  await stopAllRelays();
-  await stopAllRedis();
-});
+const redisServers = useRedis();
+const relays = useRelays();
+const clients = useClients();
 
 describe('relay instance lost', () => {
   it('moves the lost instance’s clients to the survivor while the survivor’s clients keep receiving', async () => {
-    const redis = await startRedis();
-    const env = trustedEnv({ REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: 'lost' });
-    const relays: RelayProcess[] = await Promise.all([startRelay(env), startRelay(env)]);
-    await Promise.all(relays.map((r) => r.waitHealthy(20_000)));
-    const [doomed, survivor] = relays;
-    const onDoomed = await connectMany(doomed.wsUrl, PER_RELAY);
-    const onSurvivor = await connectMany(survivor.wsUrl, PER_RELAY);
-    clients.push(...onDoomed, ...onSurvivor);
+    const redis = await redisServers.start();
+    const [doomed, survivor] = await relays.pair(trustedEnv({ REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: 'lost' }));
+    const onDoomed = await clients.connectMany(doomed, PER_RELAY);
+    const onSurvivor = await clients.connectMany(survivor, PER_RELAY);
     await joinAll([...onDoomed, ...onSurvivor], ROOM);
     const survivorCloses = watchCloses(onSurvivor);
 
@@ -49,8 +37,7 @@ describe('relay instance lost', () => {
       expect(new Set(closes.map((c) => c.code))).toEqual(new Set([1006]));
 
       // What a client library does on 1006: reconnect (the load balancer sends it to the survivor) and rejoin.
-      const moved = await connectMany(survivor.wsUrl, PER_RELAY);
-      clients.push(...moved);
+      const moved = await clients.connectMany(survivor, PER_RELAY);
       for (const c of moved) expect(c.welcome.instanceId).toBe(onSurvivor[0].welcome.instanceId);
       await joinAll(moved, ROOM);
       const from = seq;

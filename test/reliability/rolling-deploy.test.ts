@@ -3,9 +3,9 @@
  * drain window, it exits 0 before its deadline, and nothing published on the surviving instance after the drain
  * started is lost for the clients that stayed there.
  */
-import { closeAll, connectMany, joinAll, trustedEnv, watchCloses } from '../helpers/load';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
-import { requireRedisServer, startRedis, stopAllRedis, waitUntil } from '../helpers/redis-server';
+import { useClients, useRedis, useRelays } from '../helpers/fixtures';
+import { joinAll, trustedEnv, watchCloses } from '../helpers/load';
+import { waitUntil } from '../helpers/redis-server';
 import type { TestClient } from '../helpers/ws-client';
 
 jest.setTimeout(90_000);
@@ -16,15 +16,9 @@ const SHUTDOWN_TIMEOUT_MS = 8_000;
 /** Scheduling slack on a loaded machine for a close sent at the end of the window to arrive. */
 const CLOSE_SLACK_MS = 1_500;
 const ROOM = 'deploy';
-const clients: TestClient[] = [];
-
-beforeAll(() => requireRedisServer());
-
-afterAll(async () => {
-  await closeAll(clients.splice(0));
-  await stopAllRelays();
-  await stopAllRedis();
-});
+const redisServers = useRedis();
+const relays = useRelays();
+const clients = useClients();
 
 function publishEvery(client: TestClient, ms: number, max: number): { sent: () => number; stop: () => void } {
   let seq = 0;
@@ -36,19 +30,15 @@ function publishEvery(client: TestClient, ms: number, max: number): { sent: () =
 
 describe('rolling deploy', () => {
   it('drains one relay with 1001 inside the window, exits 0, and loses nothing on the survivor', async () => {
-    const redis = await startRedis();
-    const env = trustedEnv({
+    const redis = await redisServers.start();
+    const [leaving, staying] = await relays.pair(trustedEnv({
       REDIS_URL: redis.url,
       RELAY_CHANNEL_PREFIX: 'deploy',
       RELAY_DRAIN_WINDOW_MS: String(DRAIN_WINDOW_MS),
       RELAY_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
-    });
-    const relays: RelayProcess[] = await Promise.all([startRelay(env), startRelay(env)]);
-    await Promise.all(relays.map((r) => r.waitHealthy(20_000)));
-    const [leaving, staying] = relays;
-    const onLeaving = await connectMany(leaving.wsUrl, PER_RELAY);
-    const onStaying = await connectMany(staying.wsUrl, PER_RELAY);
-    clients.push(...onLeaving, ...onStaying);
+    }));
+    const onLeaving = await clients.connectMany(leaving, PER_RELAY);
+    const onStaying = await clients.connectMany(staying, PER_RELAY);
     await joinAll([...onLeaving, ...onStaying], ROOM);
     const stayingCloses = watchCloses(onStaying);
 

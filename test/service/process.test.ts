@@ -1,64 +1,38 @@
-import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { expect } from '@jest/globals';
+import { freePort } from '../../app/free-port';
+import { startProcess } from '../../app/processes';
 import { TEST_BUILD_DIR } from '../global-setup';
-import { startRelay, stopAllRelays } from '../helpers/relay-process';
-import { TestClient, rawUpgrade } from '../helpers/ws-client';
+import { useClients, useRelays } from '../helpers/fixtures';
+import { rawUpgrade } from '../helpers/ws-client';
 
-const clients: TestClient[] = [];
-async function connect(url: string): Promise<TestClient> {
-  const c = await TestClient.connect(url);
-  clients.push(c);
-  return c;
-}
+const relays = useRelays();
+const clients = useClients();
 
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await stopAllRelays();
-});
-
-/** A loopback port with nothing listening on it. */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
+/** Runs the bundled relay to completion with the given environment (for start-up failures); resolves with its output. */
+async function runToExit(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  const proc = startProcess('relay', process.execPath, [join(TEST_BUILD_DIR, 'server.js')], {
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', ...env },
+    keepLines: Infinity,
   });
-}
-
-/** Runs the bundled relay to completion with the given environment (for start-up failures). */
-function runToExit(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [join(TEST_BUILD_DIR, 'server.js')], {
-      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    proc.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`relay did not exit within 15 s; stderr: ${stderr}`));
-    }, 15_000);
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stderr });
-    });
-  });
+  const exit = await proc.waitExit(15_000);
+  if (exit === null) {
+    await proc.stop();
+    throw new Error(`relay did not exit within 15 s; output:\n${proc.lines.join('\n')}`);
+  }
+  return { code: exit.code, output: proc.lines.join('\n') };
 }
 
 describe('bundled relay process', () => {
   it('boots with no Redis on the in-memory backplane, like npm start', async () => {
-    const relay = await startRelay({ REDIS_URL: '' });
-    const listening = await relay.waitLog((l) => l.msg === 'relay listening');
+    const relay = await relays.start({ REDIS_URL: '' });
+    // The readiness record process harnesses match on (app/local-servers.ts): its fields, not its message, are the contract.
+    const listening = await relay.waitLog((l) => l.event === 'listening');
     expect(listening).toMatchObject({ port: relay.port, backplane: 'memory', instanceId: expect.any(String) });
     const health = await relay.health();
     expect(health.status).toBe(200);
     expect(health.body).toMatchObject({ status: 'ok', backplane: { kind: 'memory', state: 'ready' } });
-    const c = await connect(relay.wsUrl);
+    const c = await clients.connect(relay);
     expect(c.welcome).toEqual({ type: 'welcome', connectionId: expect.any(String), instanceId: listening.instanceId, protocol: 1 });
     await c.request({ type: 'join', room: 'lobby', id: '1' });
     await c.request({ type: 'publish', room: 'lobby', data: 'hello', id: '2' });
@@ -68,11 +42,12 @@ describe('bundled relay process', () => {
   });
 
   it('listens and reports 503 when Redis is unreachable at boot, refusing publishes with backplane_unavailable', async () => {
-    const relay = await startRelay({ REDIS_URL: `redis://127.0.0.1:${await closedPort()}` });
+    // A port just probed free: nothing listens there.
+    const relay = await relays.start({ REDIS_URL: `redis://127.0.0.1:${await freePort()}` });
     const health = await relay.health();
     expect(health.status).toBe(503);
     expect(health.body).toMatchObject({ status: 'degraded', backplane: { kind: 'redis' } });
-    const c = await connect(relay.wsUrl);
+    const c = await clients.connect(relay);
     const err = await c.request({ type: 'publish', data: 'x', id: 'p' });
     expect(err).toMatchObject({ type: 'error', id: 'p', code: 'backplane_unavailable' });
     expect(err.message).toMatch(/^the redis backplane is (connecting|down); the message was not delivered, retry shortly$/);
@@ -80,17 +55,17 @@ describe('bundled relay process', () => {
   });
 
   it('exits 1 listing every configuration problem', async () => {
-    const { code, stderr } = await runToExit({ PORT: 'x', REDIS_URL: 'http://nope', RELAY_MAX_ROOMS: '0' });
+    const { code, output } = await runToExit({ PORT: 'x', REDIS_URL: 'http://nope', RELAY_MAX_ROOMS: '0' });
     expect(code).toBe(1);
-    expect(stderr).toContain('invalid relay configuration (3 problems); fix these environment variables:');
-    expect(stderr).toContain('PORT="x": expected an integer from 0 to 65535 (default 8080)');
-    expect(stderr).toContain('REDIS_URL="http://nope": expected a redis:// or rediss:// URL');
-    expect(stderr).toContain('RELAY_MAX_ROOMS="0": expected an integer from 1 to 100000 (default 100)');
+    expect(output).toContain('invalid relay configuration (3 problems); fix these environment variables:');
+    expect(output).toContain('PORT="x": expected an integer from 0 to 65535 (default 8080)');
+    expect(output).toContain('REDIS_URL="http://nope": expected a redis:// or rediss:// URL');
+    expect(output).toContain('RELAY_MAX_ROOMS="0": expected an integer from 1 to 100000 (default 100)');
   });
 
   it('drains on SIGTERM: 503 while draining, clients closed with 1001, exit 0 before the deadline', async () => {
-    const relay = await startRelay({ RELAY_DRAIN_WINDOW_MS: '3000', RELAY_SHUTDOWN_TIMEOUT_MS: '12000' });
-    const [a, b, c] = await Promise.all([connect(relay.wsUrl), connect(relay.wsUrl), connect(relay.wsUrl)]);
+    const relay = await relays.start({ RELAY_DRAIN_WINDOW_MS: '3000', RELAY_SHUTDOWN_TIMEOUT_MS: '12000' });
+    const [a, b, c] = await Promise.all([clients.connect(relay), clients.connect(relay), clients.connect(relay)]);
     const started = Date.now();
     relay.signal('SIGTERM');
     // Batches are spread over the window: the first client goes at once, the last about 2 s later.
@@ -108,8 +83,8 @@ describe('bundled relay process', () => {
   });
 
   it('exits at once on a second signal', async () => {
-    const relay = await startRelay({ RELAY_DRAIN_WINDOW_MS: '30000', RELAY_SHUTDOWN_TIMEOUT_MS: '60000' });
-    const [a] = await Promise.all([connect(relay.wsUrl), connect(relay.wsUrl)]);
+    const relay = await relays.start({ RELAY_DRAIN_WINDOW_MS: '30000', RELAY_SHUTDOWN_TIMEOUT_MS: '60000' });
+    const [a] = await Promise.all([clients.connect(relay), clients.connect(relay)]);
     relay.signal('SIGTERM');
     await a.waitClose(10_000);
     await relay.waitLog((l) => l.msg === 'draining');

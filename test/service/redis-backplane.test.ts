@@ -2,45 +2,19 @@ import { createServer, type Socket } from 'node:net';
 import { expect } from '@jest/globals';
 import pino from 'pino';
 import { RedisBackplane, type RedisBackplaneOptions } from '../../service/backplane/redis';
-import { BackplaneUnavailableError, type Backplane, type BackplaneState, type Target } from '../../service/backplane/types';
-import { freePort, requireRedisServer, startRedis, stopAllRedis, waitUntil, type RedisServer } from '../helpers/redis-server';
+import { BackplaneUnavailableError } from '../../service/backplane/types';
+import { freePort } from '../../app/free-port';
+import { observe, waitState } from '../helpers/backplane-observer';
+import { useClients, useRedis } from '../helpers/fixtures';
+import { requireRedisServer, waitUntil, type RedisServer } from '../helpers/redis-server';
 
 const logger = pino({ level: 'silent' });
-const opened: Backplane[] = [];
+const redisServers = useRedis();
+const clients = useClients();
 
 function backplane(url: string, instanceId: string, extra: Partial<RedisBackplaneOptions> = {}): RedisBackplane {
-  const bp = new RedisBackplane({ url, instanceId, channelPrefix: 'test', logger, ...extra });
-  opened.push(bp);
-  return bp;
+  return clients.track(new RedisBackplane({ url, instanceId, channelPrefix: 'test', logger, ...extra }));
 }
-
-/** Records every frame a backplane hands to the hub, and every state it reports. */
-function observe(bp: Backplane) {
-  const frames: Array<{ target: Target; text: string }> = [];
-  const states: BackplaneState[] = [];
-  bp.onFrame((target, frame) => frames.push({ target, text: frame.toString() }));
-  bp.onStateChange((status) => states.push(status.state));
-  return {
-    frames,
-    states,
-    texts: () => frames.map((f) => f.text),
-    waitFrames: (n: number, ms = 10_000) => waitUntil(() => frames.length >= n, ms, `${n} frames (got ${frames.length})`),
-  };
-}
-
-function waitState(bp: Backplane, state: BackplaneState, ms = 10_000): Promise<void> {
-  return waitUntil(() => bp.status().state === state, ms, `backplane state ${state} (is ${bp.status().state})`);
-}
-
-beforeAll(() => requireRedisServer());
-
-afterEach(async () => {
-  await Promise.all(opened.splice(0).map((bp) => bp.close()));
-});
-
-afterAll(async () => {
-  await stopAllRedis();
-});
 
 describe('test fixtures', () => {
   it('fails with install instructions when redis-server is not on PATH', () => {
@@ -52,12 +26,10 @@ describe('test fixtures', () => {
 });
 
 describe('RedisBackplane against one redis-server', () => {
+  const shared = useRedis({ per: 'block' });
   let redis: RedisServer;
   beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(async () => {
-    await redis.stop();
+    redis = await shared.start();
   });
 
   it('delivers room and broadcast frames to other instances and drops its own', async () => {
@@ -173,53 +145,45 @@ describe('RedisBackplane when Redis goes away', () => {
     await waitUntil(() => a.status().lastError !== undefined, 10_000, 'a connection error to be recorded');
     expect(a.status()).toMatchObject({ kind: 'redis', state: 'connecting', lastError: expect.stringMatching(/ECONNREFUSED/) });
     await expect(a.publish(null, Buffer.from('x'))).rejects.toThrow('the message backplane is unavailable; retry shortly');
-    const redis = await startRedis({ port });
-    try {
-      await waitState(a, 'ready');
-      await waitUntil(() => started, 5_000, 'start() to resolve');
-      expect(seen.states).toEqual(['ready']);
-    } finally {
-      await redis.stop();
-    }
+    await redisServers.start({ port });
+    await waitState(a, 'ready');
+    await waitUntil(() => started, 5_000, 'start() to resolve');
+    expect(seen.states).toEqual(['ready']);
   });
 
   it('goes down on kill -9, resubscribes after a restart on the same port and delivers again', async () => {
-    const redis = await startRedis();
-    try {
-      const a = backplane(redis.url, 'a', { channelPrefix: 'restart' });
-      const b = backplane(redis.url, 'b', { channelPrefix: 'restart' });
-      const seenA = observe(a);
-      const seenB = observe(b);
-      await Promise.all([a.start(), b.start()]);
-      await b.subscribe('room1');
-      await a.publish('room1', Buffer.from('before'));
-      await seenB.waitFrames(1);
+    const redis = await redisServers.start();
+    const a = backplane(redis.url, 'a', { channelPrefix: 'restart' });
+    const b = backplane(redis.url, 'b', { channelPrefix: 'restart' });
+    const seenA = observe(a);
+    const seenB = observe(b);
+    await Promise.all([a.start(), b.start()]);
+    await b.subscribe('room1');
+    await a.publish('room1', Buffer.from('before'));
+    await seenB.waitFrames(1);
 
-      await redis.kill('SIGKILL');
-      await waitState(a, 'down');
-      await waitState(b, 'down');
-      expect(a.status().lastError).toEqual(expect.any(String));
-      const started = Date.now();
-      await expect(a.publish('room1', Buffer.from('while-down'))).rejects.toBeInstanceOf(BackplaneUnavailableError);
-      expect(Date.now() - started).toBeLessThan(500);
-      // A room joined while Redis is down is subscribed once it is back.
-      await b.subscribe('room2');
+    await redis.kill('SIGKILL');
+    await waitState(a, 'down');
+    await waitState(b, 'down');
+    expect(a.status().lastError).toEqual(expect.any(String));
+    const started = Date.now();
+    await expect(a.publish('room1', Buffer.from('while-down'))).rejects.toBeInstanceOf(BackplaneUnavailableError);
+    expect(Date.now() - started).toBeLessThan(500);
+    // A room joined while Redis is down is subscribed once it is back.
+    await b.subscribe('room2');
 
-      await redis.restart();
-      await waitState(a, 'ready', 15_000);
-      await waitState(b, 'ready', 15_000);
-      const channels = (await redis.cli('PUBSUB', 'CHANNELS', 'restart:*')).split('\n').filter(Boolean).sort();
-      expect(channels).toEqual(['restart:broadcast', 'restart:room:{room1}', 'restart:room:{room2}']);
-      await a.publish('room1', Buffer.from('after-1'));
-      await a.publish('room2', Buffer.from('after-2'));
-      await a.publish(null, Buffer.from('after-all'));
-      await seenB.waitFrames(4);
-      expect(seenB.texts()).toEqual(['before', 'after-1', 'after-2', 'after-all']);
-      expect(seenA.states).toEqual(['ready', 'down', 'ready']);
-      expect(seenB.states).toEqual(['ready', 'down', 'ready']);
-    } finally {
-      await redis.stop();
-    }
+    await redis.restart();
+    await waitState(a, 'ready', 15_000);
+    await waitState(b, 'ready', 15_000);
+    const channels = (await redis.cli('PUBSUB', 'CHANNELS', 'restart:*')).split('\n').filter(Boolean).sort();
+    expect(channels).toEqual(['restart:broadcast', 'restart:room:{room1}', 'restart:room:{room2}']);
+    await a.publish('room1', Buffer.from('after-1'));
+    await a.publish('room2', Buffer.from('after-2'));
+    await a.publish(null, Buffer.from('after-all'));
+    await seenB.waitFrames(4);
+    expect(seenB.texts()).toEqual(['before', 'after-1', 'after-2', 'after-all']);
+    expect(seenA.states).toEqual(['ready', 'down', 'ready']);
+    expect(seenB.states).toEqual(['ready', 'down', 'ready']);
   });
 });
 
@@ -227,7 +191,7 @@ describe('RedisBackplane logging and hangs', () => {
   it('logs one warning per outage, not one per reconnect attempt', async () => {
     const lines: Array<{ level: number; msg: string }> = [];
     const capture = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line) as { level: number; msg: string }) });
-    const redis = await startRedis();
+    const redis = await redisServers.start();
     // Stands in for Redis during the outage and counts reconnect attempts: accepts, then hangs up.
     const sockets = new Set<Socket>();
     let attempts = 0;
@@ -254,12 +218,11 @@ describe('RedisBackplane logging and hangs', () => {
     } finally {
       for (const socket of sockets) socket.destroy();
       refuser.close();
-      await redis.stop();
     }
   });
 
   it('bounds publishes to a hung Redis and reports it down until it answers again', async () => {
-    const redis = await startRedis();
+    const redis = await redisServers.start();
     try {
       const a = backplane(redis.url, 'a', { channelPrefix: 'hung' });
       const b = backplane(redis.url, 'b', { channelPrefix: 'hung' });
@@ -280,60 +243,54 @@ describe('RedisBackplane logging and hangs', () => {
       await a.publish('r', Buffer.from('after'));
       await waitUntil(() => seenB.texts().includes('after'), 10_000, 'delivery after the hang');
     } finally {
+      // A paused server would leave the backplanes' close() waiting at teardown.
       redis.resume();
-      await redis.stop();
     }
   });
 });
 
 describe('RedisBackplane failover (cluster mode disabled)', () => {
   it('follows the primary when its node is demoted to a replica without a dropped connection', async () => {
-    const nodeA = await startRedis();
-    const nodeB = await startRedis();
-    try {
-      await nodeB.cli('REPLICAOF', nodeA.host, String(nodeA.port));
-      const onA = backplane(nodeA.url, 'on-a', { channelPrefix: 'fo' });
-      const onA2 = backplane(nodeA.url, 'on-a2', { channelPrefix: 'fo' });
-      const seen = observe(onA);
-      const seen2 = observe(onA2);
-      await Promise.all([onA.start(), onA2.start()]);
-      await onA.subscribe('r');
-      await onA2.subscribe('r');
-      await onA2.publish('r', Buffer.from('before'));
-      await seen.waitFrames(1);
+    const nodeA = await redisServers.start();
+    const nodeB = await redisServers.start();
+    await nodeB.cli('REPLICAOF', nodeA.host, String(nodeA.port));
+    const onA = backplane(nodeA.url, 'on-a', { channelPrefix: 'fo' });
+    const onA2 = backplane(nodeA.url, 'on-a2', { channelPrefix: 'fo' });
+    const seen = observe(onA);
+    const seen2 = observe(onA2);
+    await Promise.all([onA.start(), onA2.start()]);
+    await onA.subscribe('r');
+    await onA2.subscribe('r');
+    await onA2.publish('r', Buffer.from('before'));
+    await seen.waitFrames(1);
 
-      // Promote B, demote A: the backplanes' connections to A stay open.
-      await nodeB.cli('REPLICAOF', 'NO', 'ONE');
-      await nodeA.cli('REPLICAOF', nodeB.host, String(nodeB.port));
-      const demotedAt = Date.now();
-      await waitUntil(() => seen.states.includes('down'), 5_000, 'the demotion to be noticed');
-      await waitState(onA, 'ready', 5_000);
-      await waitState(onA2, 'ready', 5_000);
-      expect(Date.now() - demotedAt).toBeLessThan(5_000);
+    // Promote B, demote A: the backplanes' connections to A stay open.
+    await nodeB.cli('REPLICAOF', 'NO', 'ONE');
+    await nodeA.cli('REPLICAOF', nodeB.host, String(nodeB.port));
+    const demotedAt = Date.now();
+    await waitUntil(() => seen.states.includes('down'), 5_000, 'the demotion to be noticed');
+    await waitState(onA, 'ready', 5_000);
+    await waitState(onA2, 'ready', 5_000);
+    expect(Date.now() - demotedAt).toBeLessThan(5_000);
 
-      // Both now publish and subscribe on B.
-      const onB = (await nodeB.cli('PUBSUB', 'CHANNELS', 'fo:*')).split('\n').filter(Boolean).sort();
-      expect(onB).toEqual(['fo:broadcast', 'fo:room:{r}']);
-      expect(await nodeB.cli('PUBSUB', 'NUMSUB', 'fo:room:{r}')).toBe('fo:room:{r}\n2\n');
-      await onA2.publish('r', Buffer.from('after'));
-      await seen.waitFrames(2);
-      await onA.publish(null, Buffer.from('after-all'));
-      await seen2.waitFrames(1);
-      expect(seen.texts()).toEqual(['before', 'after']);
-      expect(seen2.texts()).toEqual(['after-all']);
-    } finally {
-      await Promise.all([nodeA.stop(), nodeB.stop()]);
-    }
+    // Both now publish and subscribe on B.
+    const onB = (await nodeB.cli('PUBSUB', 'CHANNELS', 'fo:*')).split('\n').filter(Boolean).sort();
+    expect(onB).toEqual(['fo:broadcast', 'fo:room:{r}']);
+    expect(await nodeB.cli('PUBSUB', 'NUMSUB', 'fo:room:{r}')).toBe('fo:room:{r}\n2\n');
+    await onA2.publish('r', Buffer.from('after'));
+    await seen.waitFrames(2);
+    await onA.publish(null, Buffer.from('after-all'));
+    await seen2.waitFrames(1);
+    expect(seen.texts()).toEqual(['before', 'after']);
+    expect(seen2.texts()).toEqual(['after-all']);
   });
 });
 
 describe('RedisBackplane over TLS with AUTH', () => {
+  const shared = useRedis({ per: 'block' });
   let redis: RedisServer;
   beforeAll(async () => {
-    redis = await startRedis({ tls: true, password: 's3cret/pw' });
-  });
-  afterAll(async () => {
-    await redis.stop();
+    redis = await shared.start({ tls: true, password: 's3cret/pw' });
   });
 
   it('connects with rediss://, a CA file and the password in the URL', async () => {

@@ -1,56 +1,20 @@
 import { expect } from '@jest/globals';
 import pino from 'pino';
 import { ClusterBackplane } from '../../service/backplane/cluster';
-import { BackplaneUnavailableError, roomChannel, type Backplane, type BackplaneState, type Target } from '../../service/backplane/types';
-import { startRelay, stopAllRelays } from '../helpers/relay-process';
-import { TestClient } from '../helpers/ws-client';
-import { freePort, requireRedisServer, startRedisCluster, stopAllRedis, waitClusterOk, waitUntil, type RedisCluster, type RedisServer } from '../helpers/redis-server';
+import { BackplaneUnavailableError, roomChannel } from '../../service/backplane/types';
+import { freePort } from '../../app/free-port';
+import { observe } from '../helpers/backplane-observer';
+import { useClients, useRedis, useRelays } from '../helpers/fixtures';
+import { roomsOnDistinctShards, waitClusterOk, waitUntil, type RedisCluster, type RedisServer } from '../helpers/redis-server';
 
 const logger = pino({ level: 'silent' });
 const PREFIX = 'ctest';
-const opened: Backplane[] = [];
+const redis = useRedis({ per: 'block' });
+const relayFixture = useRelays();
+const clients = useClients();
 
 function backplane(url: string, instanceId: string): ClusterBackplane {
-  const bp = new ClusterBackplane({ url, instanceId, channelPrefix: PREFIX, logger });
-  opened.push(bp);
-  return bp;
-}
-
-function observe(bp: Backplane) {
-  const frames: Array<{ target: Target; text: string }> = [];
-  const states: BackplaneState[] = [];
-  bp.onFrame((target, frame) => frames.push({ target, text: frame.toString() }));
-  bp.onStateChange((status) => states.push(status.state));
-  return {
-    frames,
-    states,
-    waitFrames: (n: number, ms = 10_000) => waitUntil(() => frames.length >= n, ms, `${n} frames (got ${frames.length})`),
-  };
-}
-
-/** The node whose `CLUSTER NODES` line marked `myself` lists a slot range containing `slot`. */
-async function ownerOf(cluster: RedisCluster, slot: number): Promise<RedisServer> {
-  for (const node of cluster.nodes) {
-    const myself = (await node.cli('CLUSTER', 'NODES')).split('\n').find((line) => line.includes('myself'));
-    const ranges = (myself ?? '').trim().split(' ').slice(8);
-    for (const range of ranges) {
-      const [from, to = from] = range.split('-').map(Number);
-      if (slot >= from && slot <= to) return node;
-    }
-  }
-  throw new Error(`no node owns slot ${slot}`);
-}
-
-/** One room per master, each hashing to a slot that master owns. */
-async function roomsOnDistinctShards(cluster: RedisCluster): Promise<Array<{ room: string; owner: RedisServer }>> {
-  const picked = new Map<RedisServer, string>();
-  for (let i = 0; i < 200 && picked.size < cluster.nodes.length; i++) {
-    const room = `room-${i}`;
-    const slot = Number((await cluster.nodes[0].cli('CLUSTER', 'KEYSLOT', roomChannel(PREFIX, room))).trim());
-    const owner = await ownerOf(cluster, slot);
-    if (!picked.has(owner)) picked.set(owner, room);
-  }
-  return [...picked].map(([owner, room]) => ({ room, owner }));
+  return clients.track(new ClusterBackplane({ url, instanceId, channelPrefix: PREFIX, logger }));
 }
 
 const shardChannels = async (node: RedisServer) => (await node.cli('PUBSUB', 'SHARDCHANNELS', `${PREFIX}:*`)).split('\n').filter(Boolean).sort();
@@ -58,22 +22,12 @@ const shardChannels = async (node: RedisServer) => (await node.cli('PUBSUB', 'SH
 let cluster: RedisCluster;
 
 beforeAll(async () => {
-  requireRedisServer();
-  cluster = await startRedisCluster(3);
+  cluster = await redis.cluster(3);
 }, 60_000);
-
-afterEach(async () => {
-  await Promise.all(opened.splice(0).map((bp) => bp.close()));
-});
-
-afterAll(async () => {
-  await stopAllRelays();
-  await stopAllRedis();
-});
 
 describe('ClusterBackplane against a 3-master Redis Cluster', () => {
   it('delivers with sharded pub/sub on the shard that owns each room', async () => {
-    const rooms = await roomsOnDistinctShards(cluster);
+    const rooms = await roomsOnDistinctShards(cluster, PREFIX);
     expect(rooms).toHaveLength(3);
     const a = backplane(cluster.url, 'a');
     const b = backplane(cluster.url, 'b');
@@ -110,7 +64,7 @@ describe('ClusterBackplane against a 3-master Redis Cluster', () => {
   });
 
   it('goes down when a shard dies and resubscribes when it comes back', async () => {
-    const rooms = await roomsOnDistinctShards(cluster);
+    const rooms = await roomsOnDistinctShards(cluster, PREFIX);
     const { room, owner } = rooms[1];
     const a = backplane(cluster.url, 'a');
     const b = backplane(cluster.url, 'b');
@@ -156,33 +110,24 @@ describe('ClusterBackplane without a cluster', () => {
 
 describe('two relays with REDIS_MODE=cluster', () => {
   it('relays rooms that live on different shards, and broadcasts, between instances', async () => {
-    const rooms = await roomsOnDistinctShards(cluster);
-    const env = { REDIS_URL: cluster.url, REDIS_MODE: 'cluster', RELAY_CHANNEL_PREFIX: PREFIX };
-    const relays = await Promise.all([startRelay(env), startRelay(env)]);
-    const clients: TestClient[] = [];
-    try {
-      await Promise.all(relays.map((r) => r.waitHealthy(20_000)));
-      expect((await relays[0].health()).body).toMatchObject({ status: 'ok', backplane: { kind: 'cluster', state: 'ready' } });
-      const sender = await TestClient.connect(relays[0].wsUrl);
-      const receiver = await TestClient.connect(relays[1].wsUrl);
-      clients.push(sender, receiver);
-      for (const { room } of rooms) {
-        expect(await receiver.request({ type: 'join', room, id: room })).toEqual({ type: 'ack', id: room, position: { seq: '0', epoch: expect.any(String) } });
-      }
-      for (const { room } of rooms) sender.send({ type: 'publish', room, data: `to-${room}` });
-      sender.send({ type: 'publish', data: 'to-all' });
-      const got = await receiver.waitForMessages(rooms.length + 1, 15_000);
-      // Different shards are different connections: order holds per room, not across rooms.
-      const byData = (a: { [k: string]: unknown }, b: { [k: string]: unknown }) => String(a.data).localeCompare(String(b.data));
-      expect([...got].sort(byData)).toEqual([
-        // History is on by default: the script that stores each message on its room's shard also SPUBLISHes it there.
-        ...rooms.map(({ room }) => ({ type: 'message', room, data: `to-${room}`, from: sender.welcome.connectionId, seq: '1', epoch: expect.any(String) })),
-        { type: 'message', data: 'to-all', from: sender.welcome.connectionId, seq: expect.stringMatching(/^[0-9]+$/), epoch: expect.any(String) },
-      ].sort(byData));
-      for (const { room, owner } of rooms) expect(await shardChannels(owner)).toContain(roomChannel(PREFIX, room));
-    } finally {
-      await Promise.all(clients.map((c) => c.close()));
-      await stopAllRelays();
+    const rooms = await roomsOnDistinctShards(cluster, PREFIX);
+    const relays = await relayFixture.pair({ REDIS_URL: cluster.url, REDIS_MODE: 'cluster', RELAY_CHANNEL_PREFIX: PREFIX });
+    expect((await relays[0].health()).body).toMatchObject({ status: 'ok', backplane: { kind: 'cluster', state: 'ready' } });
+    const sender = await clients.connect(relays[0]);
+    const receiver = await clients.connect(relays[1]);
+    for (const { room } of rooms) {
+      expect(await receiver.request({ type: 'join', room, id: room })).toEqual({ type: 'ack', id: room, position: { seq: '0', epoch: expect.any(String) } });
     }
+    for (const { room } of rooms) sender.send({ type: 'publish', room, data: `to-${room}` });
+    sender.send({ type: 'publish', data: 'to-all' });
+    const got = await receiver.waitForMessages(rooms.length + 1, 15_000);
+    // Different shards are different connections: order holds per room, not across rooms.
+    const byData = (a: { [k: string]: unknown }, b: { [k: string]: unknown }) => String(a.data).localeCompare(String(b.data));
+    expect([...got].sort(byData)).toEqual([
+      // History is on by default: the script that stores each message on its room's shard also SPUBLISHes it there.
+      ...rooms.map(({ room }) => ({ type: 'message', room, data: `to-${room}`, from: sender.welcome.connectionId, seq: '1', epoch: expect.any(String) })),
+      { type: 'message', data: 'to-all', from: sender.welcome.connectionId, seq: expect.stringMatching(/^[0-9]+$/), epoch: expect.any(String) },
+    ].sort(byData));
+    for (const { room, owner } of rooms) expect(await shardChannels(owner)).toContain(roomChannel(PREFIX, room));
   });
 });

@@ -1,16 +1,13 @@
 /** Whole relay processes sharing a real redis-server: what two Beanstalk instances behind one ElastiCache do. */
 import { expect } from '@jest/globals';
-import { startRelay, stopAllRelays, type RelayProcess } from '../helpers/relay-process';
-import { TestClient, type Frame } from '../helpers/ws-client';
-import { requireRedisServer, startRedis, stopAllRedis, waitUntil, type RedisServer } from '../helpers/redis-server';
+import { useClients, useRedis, useRelays } from '../helpers/fixtures';
+import { trustedEnv } from '../helpers/load';
+import { waitUntil, type RedisServer } from '../helpers/redis-server';
+import type { Frame, TestClient } from '../helpers/ws-client';
 
-const clients: TestClient[] = [];
-
-async function connect(relay: RelayProcess): Promise<TestClient> {
-  const client = await TestClient.connect(relay.wsUrl);
-  clients.push(client);
-  return client;
-}
+const redisServers = useRedis();
+const relays = useRelays();
+const clients = useClients();
 
 async function join(client: TestClient, room: string): Promise<void> {
   const reply = await client.request({ type: 'join', room, id: `join-${room}` });
@@ -23,43 +20,24 @@ const numbered = { seq: expect.stringMatching(/^[0-9]+$/), epoch: expect.any(Str
 
 /** Generous limits: these tests measure relaying, not the rate limiter. */
 function relayEnv(redisUrl: string, prefix: string, extra: Record<string, string> = {}): Record<string, string> {
-  return { REDIS_URL: redisUrl, RELAY_CHANNEL_PREFIX: prefix, RELAY_RATE_LIMIT: '100000', RELAY_RATE_BURST: '100000', ...extra };
-}
-
-async function relayPair(env: Record<string, string>): Promise<[RelayProcess, RelayProcess]> {
-  const relays = await Promise.all([startRelay(env), startRelay(env)]);
-  await Promise.all(relays.map((r) => r.waitHealthy(20_000)));
-  return [relays[0], relays[1]];
+  return trustedEnv({ REDIS_URL: redisUrl, RELAY_CHANNEL_PREFIX: prefix, ...extra });
 }
 
 const data = (f: Frame) => f.data;
 
-beforeAll(() => requireRedisServer());
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await stopAllRelays();
-});
-
-afterAll(async () => {
-  await stopAllRedis();
-});
-
 describe('two relays on one Redis', () => {
+  const shared = useRedis({ per: 'block' });
   let redis: RedisServer;
   beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(async () => {
-    await redis.stop();
+    redis = await shared.start();
   });
 
   it('relays room and broadcast messages across instances, in order and exactly once', async () => {
-    const [r1, r2] = await relayPair(relayEnv(redis.url, 'pair'));
+    const [r1, r2] = await relays.pair(relayEnv(redis.url, 'pair'));
     expect((await r1.health()).body).toMatchObject({ status: 'ok', backplane: { kind: 'redis', state: 'ready' } });
-    const c1 = await connect(r1);
-    const c2 = await connect(r2);
-    const outsider = await connect(r2);
+    const c1 = await clients.connect(r1);
+    const c2 = await clients.connect(r2);
+    const outsider = await clients.connect(r2);
     expect(c1.welcome.instanceId).not.toBe(c2.welcome.instanceId);
     await join(c1, 'lobby');
     await join(c2, 'lobby');
@@ -91,19 +69,19 @@ describe('two relays on one Redis', () => {
   });
 
   it('isolates two apps through RELAY_CHANNEL_PREFIX', async () => {
-    const [a1, a2] = await relayPair(relayEnv(redis.url, 'app-one'));
-    const other = await startRelay(relayEnv(redis.url, 'app-two'));
+    const [a1, a2] = await relays.pair(relayEnv(redis.url, 'app-one'));
+    const other = await relays.start(relayEnv(redis.url, 'app-two'));
     await other.waitHealthy(20_000);
-    const sender = await connect(a1);
-    const sameApp = await connect(a2);
-    const otherApp = await connect(other);
+    const sender = await clients.connect(a1);
+    const sameApp = await clients.connect(a2);
+    const otherApp = await clients.connect(other);
     await join(sameApp, 'shared');
     await join(otherApp, 'shared');
     sender.send({ type: 'publish', room: 'shared', data: 'app-one only' });
     sender.send({ type: 'publish', data: 'app-one broadcast' });
     await sameApp.waitFor((f) => f.data === 'app-one broadcast');
     // app-two's own traffic arriving proves its subscriber is live and had the chance to see app-one's frames.
-    const otherSender = await connect(other);
+    const otherSender = await clients.connect(other);
     otherSender.send({ type: 'publish', room: 'shared', data: 'app-two' });
     await otherApp.waitFor((f) => f.data === 'app-two');
     expect(otherApp.messages().map(data)).toEqual(['app-two']);
@@ -112,9 +90,9 @@ describe('two relays on one Redis', () => {
   });
 
   it('survives Redis being killed and restarted mid-stream', async () => {
-    const [r1, r2] = await relayPair(relayEnv(redis.url, 'outage'));
-    const c1 = await connect(r1);
-    const c2 = await connect(r2);
+    const [r1, r2] = await relays.pair(relayEnv(redis.url, 'outage'));
+    const c1 = await clients.connect(r1);
+    const c2 = await clients.connect(r2);
     await join(c1, 'live');
     await join(c2, 'live');
 
@@ -162,47 +140,37 @@ describe('two relays on one Redis', () => {
 describe('two relays on a TLS-only Redis with AUTH', () => {
   it('relays through rediss:// with REDIS_AUTH_TOKEN and REDIS_TLS_CA_FILE and never logs the token', async () => {
     const password = 'tls-relay-s3cret';
-    const redis = await startRedis({ tls: true, password });
-    try {
-      const env = relayEnv(`rediss://127.0.0.1:${redis.port}`, 'secure', {
-        REDIS_AUTH_TOKEN: password,
-        REDIS_TLS_CA_FILE: redis.caFile ?? '',
-      });
-      const [r1, r2] = await relayPair(env);
-      const c1 = await connect(r1);
-      const c2 = await connect(r2);
-      await join(c2, 'vault');
-      c1.send({ type: 'publish', room: 'vault', data: { secret: false } });
-      const [message] = await c2.waitForMessages(1);
-      expect(message).toEqual({ type: 'message', room: 'vault', data: { secret: false }, from: c1.welcome.connectionId, seq: '1', epoch: expect.any(String) });
-      expect(await redis.cli('PUBSUB', 'NUMSUB', 'secure:room:{vault}')).toBe('secure:room:{vault}\n1\n');
-      expect([...r1.logs, ...r2.logs].join('\n')).not.toContain(password);
-    } finally {
-      await stopAllRelays();
-      await redis.stop();
-    }
+    const redis = await redisServers.start({ tls: true, password });
+    const env = relayEnv(`rediss://127.0.0.1:${redis.port}`, 'secure', {
+      REDIS_AUTH_TOKEN: password,
+      REDIS_TLS_CA_FILE: redis.caFile ?? '',
+    });
+    const [r1, r2] = await relays.pair(env);
+    const c1 = await clients.connect(r1);
+    const c2 = await clients.connect(r2);
+    await join(c2, 'vault');
+    c1.send({ type: 'publish', room: 'vault', data: { secret: false } });
+    const [message] = await c2.waitForMessages(1);
+    expect(message).toEqual({ type: 'message', room: 'vault', data: { secret: false }, from: c1.welcome.connectionId, seq: '1', epoch: expect.any(String) });
+    expect(await redis.cli('PUBSUB', 'NUMSUB', 'secure:room:{vault}')).toBe('secure:room:{vault}\n1\n');
+    expect([...r1.logs, ...r2.logs].join('\n')).not.toContain(password);
   });
 
   it('stays up and reports the AUTH failure when the token is wrong', async () => {
-    const redis = await startRedis({ tls: true, password: 'right' });
-    try {
-      const relay = await startRelay(
-        relayEnv(`rediss://127.0.0.1:${redis.port}`, 'wrong', { REDIS_AUTH_TOKEN: 'wrong', REDIS_TLS_CA_FILE: redis.caFile ?? '' }),
-      );
-      await waitUntil(async () => {
-        const { body } = await relay.health();
-        return typeof (body.backplane as { lastError?: unknown }).lastError === 'string';
-      }, 10_000, 'the AUTH failure to show in /healthz');
-      const health = await relay.health();
-      expect(health.status).toBe(503);
-      expect(health.body.backplane).toEqual({ kind: 'redis', state: 'connecting', lastError: expect.stringMatching(/WRONGPASS/) });
-      expect(relay.proc.exitCode).toBeNull();
-      const client = await connect(relay);
-      const reply = await client.request({ type: 'publish', data: 'x', id: 'p1' });
-      expect(reply).toMatchObject({ type: 'error', id: 'p1', code: 'backplane_unavailable' });
-    } finally {
-      await stopAllRelays();
-      await redis.stop();
-    }
+    const redis = await redisServers.start({ tls: true, password: 'right' });
+    const relay = await relays.start(
+      relayEnv(`rediss://127.0.0.1:${redis.port}`, 'wrong', { REDIS_AUTH_TOKEN: 'wrong', REDIS_TLS_CA_FILE: redis.caFile ?? '' }),
+    );
+    await waitUntil(async () => {
+      const { body } = await relay.health();
+      return typeof (body.backplane as { lastError?: unknown }).lastError === 'string';
+    }, 10_000, 'the AUTH failure to show in /healthz');
+    const health = await relay.health();
+    expect(health.status).toBe(503);
+    expect(health.body.backplane).toEqual({ kind: 'redis', state: 'connecting', lastError: expect.stringMatching(/WRONGPASS/) });
+    expect(relay.proc.exitCode).toBeNull();
+    const client = await clients.connect(relay);
+    const reply = await client.request({ type: 'publish', data: 'x', id: 'p1' });
+    expect(reply).toMatchObject({ type: 'error', id: 'p1', code: 'backplane_unavailable' });
   });
 });
