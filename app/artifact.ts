@@ -3,10 +3,9 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ZipFile } from 'yazl';
-import { bundleService, RELAY_START_COMMAND, REPO_ROOT } from './bundle';
-
-/** Where `buildArtifact` writes zips unless told otherwise. */
-export const DEFAULT_ARTIFACT_DIR = join(REPO_ROOT, 'dist', 'artifacts');
+import { localReleaseZip } from '../stacks/release-layout';
+import { bundleService, RELAY_START_COMMAND } from './bundle';
+import { DEFAULT_ARTIFACTS_DIR, REPO_ROOT } from './paths';
 
 /** One built application bundle, named by its content. */
 export interface Artifact {
@@ -38,20 +37,15 @@ export interface BuildArtifactOptions {
 }
 
 /** Files whose content decides the zip's bytes (with the dependency versions pinned by package-lock.json). */
-const INPUT_ROOTS = ['service', 'app/bundle.ts', 'app/artifact.ts', 'package.json', 'package-lock.json'];
+const INPUT_ROOTS = ['service', 'app/paths.ts', 'app/bundle.ts', 'app/artifact.ts', 'package.json', 'package-lock.json'];
 
 // Built from local components because yazl writes DOS (local) time: the stored bytes are then the same in every timezone.
 const FIXED_MTIME = new Date(2020, 0, 1, 0, 0, 0);
 const FILE_MODE = 0o100644;
 
-/** S3 key of a release's zip in the artifact bucket. */
-export function artifactS3Key(label: string): string {
-  return `versions/${label}.zip`;
-}
-
 /** Bundles the relay and writes a byte-reproducible Beanstalk source bundle named by its SHA-256. */
 export async function buildArtifact(opts: BuildArtifactOptions = {}): Promise<Artifact> {
-  const outDir = opts.outDir ?? DEFAULT_ARTIFACT_DIR;
+  const outDir = opts.outDir ?? DEFAULT_ARTIFACTS_DIR;
   if (!opts.reuse) return build(outDir);
   const record = join(outDir, '.inputs', `${inputsDigest()}.json`);
   const reused = reusable(record);
@@ -112,7 +106,7 @@ async function build(outDir: string): Promise<Artifact> {
     const md5 = createHash('md5').update(zip).digest('hex');
     const label = `relay-${pkg.version}-${sha256.slice(0, 12)}`;
     mkdirSync(outDir, { recursive: true });
-    const zipPath = join(outDir, `${label}.zip`);
+    const zipPath = localReleaseZip(outDir, label);
     // Write then rename so a concurrent reader never sees half a zip.
     const partial = join(outDir, `.${label}.${process.pid}.partial`);
     writeFileSync(partial, zip);

@@ -1,12 +1,7 @@
 import { build } from 'esbuild';
 import { copyFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-
-/** Repository root: every path the build touches is resolved from here, never from the caller's cwd. */
-export const REPO_ROOT = resolve(__dirname, '..');
-
-/** Where the demo page and its script live; they ship next to server.js as `public/`. */
-export const PUBLIC_DIR = join(REPO_ROOT, 'service', 'public');
+import { join } from 'node:path';
+import { PUBLIC_DIR, REPO_ROOT } from './paths';
 
 /**
  * Node flags the bundled relay runs with: the artifact's Procfile, the benchmarks and the tests all start it this way.

@@ -1,21 +1,20 @@
 /**
- * Ops commands: `npm run relay -- <command>` (release, promote, rollback, list, mark-deployed, diff).
+ * Ops commands: `npm run ops -- <command>` (release, promote, rollback, list, mark-deployed, diff, synth).
+ * `npm run synth` runs the synth command (app/main.ts); `npm run ops` runs app/ops.ts.
  *
  * Every command validates all its input before writing anything, so a refused command leaves the ledger byte-identical.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { buildArtifact, DEFAULT_ARTIFACT_DIR } from './artifact';
-import { REPO_ROOT } from './bundle';
-import { DEFAULT_CONFIG_FILE, loadConfig, type EnvironmentConfig } from './config';
-import { displayPath, ledgerPath, readLedger, writeLedger, type Ledger, type LedgerRelease, LEDGER_VERSION } from './ledger';
+import { localReleaseZip } from '../stacks/release-layout';
+import { buildArtifact } from './artifact';
+import { loadConfig, type EnvironmentConfig } from './config';
+import { ledgerPath, readLedger, writeLedger, type Ledger, type LedgerRelease, LEDGER_VERSION } from './ledger';
+import { DEFAULT_ARTIFACTS_DIR, DEFAULT_CONFIG_FILE, DEFAULT_LEDGER_DIR, DEFAULT_SYNTH_OUT_DIR, displayPath, REPO_ROOT } from './paths';
+import { synthesize } from './synth';
 import { diffSynth, loadSynthTree, renderMarkdown, renderText } from './synth-diff';
-
-/** Default ledger folder; `--ledger-dir` or RELAY_LEDGER_DIR override it. */
-export const DEFAULT_LEDGER_DIR = join(REPO_ROOT, 'releases');
 
 /** A refused command: bad input or a state the command cannot act on. */
 export class CliError extends Error {
@@ -30,7 +29,7 @@ export class CliError extends Error {
 export interface CliIo {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
-  /** Environment variables read for defaults (RELAY_CONFIG, RELAY_LEDGER_DIR, RELAY_ARTIFACTS_DIR). */
+  /** Environment variables read for defaults (RELAY_CONFIG, RELAY_LEDGER_DIR, RELAY_ARTIFACTS_DIR, RELAY_SYNTH_OUT). */
   readonly env: NodeJS.ProcessEnv;
   /** Clock for `created` and ages. @default () => new Date() */
   readonly now?: () => Date;
@@ -46,12 +45,13 @@ interface GlobalOptions {
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   let exitCode = 0;
   const now = io.now ?? (() => new Date());
-  const program = new Command('relay')
-    .description('Release ledger and synth tools for relay-stack (run as `npm run relay -- <command>`).')
+  const program = new Command('ops')
+    .description('Release ledger and synth tools for relay-stack (run as `npm run ops -- <command>`).')
     .option('--config <file>', 'environment config file', io.env.RELAY_CONFIG ?? DEFAULT_CONFIG_FILE)
     .option('--ledger-dir <dir>', 'folder of the release ledgers <env>.json', io.env.RELAY_LEDGER_DIR ?? DEFAULT_LEDGER_DIR)
-    .option('--artifacts-dir <dir>', 'folder of the built zips <label>.zip', io.env.RELAY_ARTIFACTS_DIR ?? DEFAULT_ARTIFACT_DIR)
+    .option('--artifacts-dir <dir>', 'folder of the built zips <label>.zip', io.env.RELAY_ARTIFACTS_DIR ?? DEFAULT_ARTIFACTS_DIR)
     .showHelpAfterError('(run with --help for usage)')
+    .configureHelp({ showGlobalOptions: true })
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr, outputError: (text, write) => write(text) });
 
@@ -112,12 +112,23 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       exitCode = diff.equal ? 0 : 2;
     });
 
+  program
+    .command('synth')
+    .description('synthesize every environment into <out>, checked by the security policy; exit 1 on a violation that is not waived')
+    .option('--out <dir>', 'output folder (manifest.json, stacks/<stack>/)', io.env.RELAY_SYNTH_OUT ?? DEFAULT_SYNTH_OUT_DIR)
+    .action(async (opts: { out: string }, cmd: Command) => {
+      const { config, ledgerDir, artifactsDir } = globals(cmd);
+      await synthesize({ configFile: config, ledgerDir, artifactsDir, outDir: opts.out }, io);
+    });
+
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return exitCode;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
-    io.stderr(`${err instanceof Error ? err.message : String(err)}\n`);
+    // Errors with a stable code (bad config, bad ledger, a policy violation, a refusal) say what to do; anything else is a bug.
+    const known = err instanceof Error && typeof (err as { code?: unknown }).code === 'string';
+    io.stderr(known ? `${err.message}\n` : `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return 1;
   }
 }
@@ -160,7 +171,7 @@ async function promote(fromName: string, toName: string, opts: GlobalOptions, io
   const entry = source.releases.find((r) => r.label === source.active) as LedgerRelease;
   const shownSource = shownLedger(opts, from.name);
 
-  const zipPath = join(opts.artifactsDir, `${entry.label}.zip`);
+  const zipPath = localReleaseZip(opts.artifactsDir, entry.label);
   if (existsSync(zipPath)) {
     const actual = sha256Of(zipPath);
     if (actual !== entry.sha256) {
@@ -177,7 +188,7 @@ async function promote(fromName: string, toName: string, opts: GlobalOptions, io
       throw new CliError(
         'zip_unavailable',
         `refusing to promote ${entry.label}: its zip is not in ${displayPath(opts.artifactsDir)} and the current source builds ${rebuilt.label} instead. ` +
-          `Rebuild it from its commit (\`git checkout ${entry.commit} && npm run relay -- promote ${from.name} ${to.name}\`), then return to your branch.`,
+          `Rebuild it from its commit (\`git checkout ${entry.commit} && npm run ops -- promote ${from.name} ${to.name}\`), then return to your branch.`,
       );
     }
   }
@@ -215,7 +226,7 @@ function rollback(envName: string, label: string | undefined, opts: GlobalOption
       throw new CliError(
         'nothing_older',
         `cannot roll back ${env.name}: the active release ${ledger.active} is the oldest retained in ${file}; ` +
-          `name a newer one instead (\`npm run relay -- rollback ${env.name} <label>\`, see \`npm run relay -- list ${env.name}\`)`,
+          `name a newer one instead (\`npm run ops -- rollback ${env.name} <label>\`, see \`npm run ops -- list ${env.name}\`)`,
       );
     }
     target = ledger.releases[activeIndex - 1];
@@ -229,7 +240,7 @@ function list(envName: string, opts: GlobalOptions, io: CliIo, now: Date): void 
   const ledger = readLedger(opts.ledgerDir, env.name);
   const file = shownLedger(opts, env.name);
   if (!ledger) {
-    io.stdout(`${env.name}: no ledger (${file} does not exist); the environment tracks the current build. Run \`npm run relay -- release ${env.name}\` to start one.\n`);
+    io.stdout(`${env.name}: no ledger (${file} does not exist); the environment tracks the current build. Run \`npm run ops -- release ${env.name}\` to start one.\n`);
     return;
   }
   const rows = [
@@ -280,7 +291,7 @@ function requireLedger(envName: string, opts: GlobalOptions): Ledger {
     throw new CliError(
       'no_ledger',
       `${envName} has no ledger (${shownLedger(opts, envName)} does not exist) and tracks the current build; ` +
-        `run \`npm run relay -- release ${envName}\` first`,
+        `run \`npm run ops -- release ${envName}\` first`,
     );
   }
   return ledger;
@@ -342,8 +353,9 @@ function formatAge(ms: number): string {
   return `${Math.floor(hours / 24)}d`;
 }
 
-if (require.main === module) {
-  void runCli(process.argv.slice(2), {
+/** Runs the CLI as this process: its streams and environment, and its exit code. */
+export function runCliProcess(argv: readonly string[]): void {
+  void runCli(argv, {
     stdout: (t) => process.stdout.write(t),
     stderr: (t) => process.stderr.write(t),
     env: process.env,

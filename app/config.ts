@@ -1,10 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
 import { z } from 'zod';
-import { REPO_ROOT } from './bundle';
-
-/** The config file `npm run synth` reads when no other file is named. */
-export const DEFAULT_CONFIG_FILE = join(REPO_ROOT, 'relay.config.json');
+import { DEFAULT_CONFIG_FILE, displayPath } from './paths';
+import { POLICY_RULES } from './policy';
 
 /** The relay pings every client this often; the load balancer must never time out a healthy socket first. */
 export const RELAY_PING_INTERVAL_SECONDS = 25;
@@ -134,6 +131,28 @@ const backendSchema = z.discriminatedUnion(
   { error: 'an object with type "local" or "s3"' },
 );
 
+// The only way past a policy rule: named, per environment, with the reason a reviewer reads in the diff.
+const policyWaiverSchema = z.strictObject({
+  rule: z
+    .enum(POLICY_RULES, { error: `one of the policy rule ids: ${POLICY_RULES.join(', ')}` })
+    .meta({ description: 'The security policy rule this environment may break; each rule at most once.' }),
+  reason: z
+    .string({ error: 'a string saying why this environment may break the rule' })
+    .trim()
+    .min(1, { error: 'a non-empty reason saying why this environment may break the rule' })
+    .meta({ description: 'Why: synth prints it next to every violation the waiver lets through.' }),
+});
+
+const policyWaiversSchema = z
+  .array(policyWaiverSchema, { error: 'a list of waivers like { "rule": "<rule id>", "reason": "<why>" }' })
+  .superRefine((waivers, ctx) => {
+    const seen = new Set<string>();
+    waivers.forEach((w, i) => {
+      if (seen.has(w.rule)) ctx.addIssue({ code: 'custom', path: [i, 'rule'], input: w.rule, message: 'a rule no other waiver of this environment names' });
+      seen.add(w.rule);
+    });
+  });
+
 const environmentSchema = z.strictObject({
   name: dnsName(20).meta({ description: 'Environment name: the stack is `relay-<name>`, resources are named `<app>-<name>-…`, the ledger is `releases/<name>.json`.', allowed: '1-20 characters of `a-z 0-9 -`, starting with a letter, not ending with `-`; unique' }),
   region: z.string({ error: 'a string' }).regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, { error: 'an AWS region like "eu-west-1"' }).meta({ description: 'AWS region of every resource of the environment.', allowed: 'an AWS region like `eu-west-1`' }),
@@ -154,6 +173,9 @@ const environmentSchema = z.strictObject({
   retainReleases: z.int({ error: 'an integer' }).min(1, { error: 'an integer >= 1' }).max(1000, { error: 'an integer <= 1000' }).default(5).meta({ description: 'Releases kept in the ledger by `release`, and the Beanstalk version lifecycle\'s max count.' }),
   artifactBucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { error: 'an S3 bucket name (3-63 of a-z 0-9 . -)' }).optional().meta({ description: 'Name of the bucket that holds the application versions.', allowed: 'an S3 bucket name (3-63 of `a-z 0-9 . -`)', unset: '`<app>-<env>-artifacts-<account id>`' }),
   backend: backendSchema.default({ type: 'local' }).meta({ description: 'Where terraform keeps the environment\'s state.' }),
+  policyWaivers: policyWaiversSchema
+    .default([])
+    .meta({ description: 'Security policy rules this environment may break, each with its reason; the only way past a rule (see infrastructure.md). A waiver that matches nothing draws a warning.' }),
 });
 
 const configSchema = z
@@ -169,12 +191,12 @@ const configSchema = z
     });
   });
 
-/** The schema of relay.config.json, for the generated reference (docs/config-docs.ts). */
+/** The schema of relay.config.json, for the generated reference (docs/generate-configuration.ts). */
 export { configSchema as relayConfigSchema };
 
 export type AppConfig = z.output<typeof configSchema>;
 export type EnvironmentConfig = AppConfig['environments'][number];
-export type RedisTopology = EnvironmentConfig['redis']['topology'];
+export type PolicyWaiver = EnvironmentConfig['policyWaivers'][number];
 
 /** Validates raw config (already parsed JSON); `source` names it in the error. */
 export function parseConfig(raw: unknown, source = 'config'): AppConfig {
@@ -218,11 +240,6 @@ function formatValue(value: unknown): string {
   const text = JSON.stringify(value);
   if (text === undefined) return String(value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-}
-
-function displayPath(file: string): string {
-  const rel = relative(REPO_ROOT, file);
-  return rel && !rel.startsWith('..') ? rel : file;
 }
 
 function isIpv4Cidr(value: string): boolean {

@@ -4,8 +4,9 @@
  * Users commit these files, so every problem is reported with the file, the field and what is allowed.
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, relative } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
+import { displayPath } from './paths';
 
 /** Format version written into every ledger; bump it (and migrate) when the shape changes. */
 export const LEDGER_VERSION = 1;
@@ -73,7 +74,7 @@ export interface LedgerRelease {
   /** Git commit the release was built from, or "unknown". */
   readonly commit: string;
   /**
-   * True once the release was deployed to this ledger's environment (set by `relay mark-deployed`): its zip is in
+   * True once the release was deployed to this ledger's environment (set by `npm run ops -- mark-deployed`): its zip is in
    * that environment's bucket, so synth needs no local copy.
    * @default false
    */
@@ -92,12 +93,6 @@ export interface Ledger {
 /** Path of an environment's ledger in `ledgerDir`. */
 export function ledgerPath(ledgerDir: string, envName: string): string {
   return join(ledgerDir, `${envName}.json`);
-}
-
-/** A path as shown in messages: relative to the working directory when inside it, so messages read `releases/dev.json`. */
-export function displayPath(file: string): string {
-  const rel = relative(process.cwd(), file);
-  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : file;
 }
 
 /** Validates ledger text; `file` is the ledger's path (its name must be `<environment>.json`). */

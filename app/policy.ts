@@ -2,30 +2,71 @@
  * Security policy over synthesized Terraform JSON (cdk.tf.json).
  *
  * It reads what Terraform will actually be asked to create, so it catches a weakened stack however the
- * weakening was written: a construct change, an escape hatch override or a hand edit.
+ * weakening was written: a construct change, an escape hatch override or a hand edit. `npm run synth` applies it to
+ * every stack before the output is moved into place (app/synth.ts); a rule can only be waived per environment, with a
+ * reason, in the config's `policyWaivers`.
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 
-export type PolicyRule =
-  | 's3-public-access-block'
-  | 's3-encryption'
-  | 's3-tls-only'
-  | 'open-ingress'
-  | 'redis-transit-encryption'
-  | 'redis-at-rest-encryption'
-  | 'redis-auth'
-  | 'iam-wildcard-action'
-  | 'iam-full-access'
-  | 'imdsv1'
-  | 'plain-secret'
-  | 'hardcoded-solution-stack';
+/** Every rule id, as a violation reports it and a waiver names it. */
+export const POLICY_RULES = [
+  's3-public-access-block',
+  's3-encryption',
+  's3-tls-only',
+  'open-ingress',
+  'redis-transit-encryption',
+  'redis-at-rest-encryption',
+  'redis-auth',
+  'iam-wildcard-action',
+  'iam-full-access',
+  'imdsv1',
+  'plain-secret',
+  'hardcoded-solution-stack',
+] as const;
+
+export type PolicyRule = (typeof POLICY_RULES)[number];
+
+/** What to change so a rule holds; printed under every violation of it. */
+export const POLICY_FIXES: Readonly<Record<PolicyRule, string>> = {
+  's3-public-access-block':
+    'add an aws_s3_bucket_public_access_block for the bucket with block_public_acls, block_public_policy, ignore_public_acls and restrict_public_buckets all true',
+  's3-encryption': 'add an aws_s3_bucket_server_side_encryption_configuration for the bucket with sse_algorithm AES256 or aws:kms',
+  's3-tls-only': 'attach a bucket policy with a Deny statement for requests where aws:SecureTransport is false',
+  'open-ingress': 'admit the traffic from a security group or a narrower CIDR; only the public load balancer may accept 80/443 from anywhere',
+  'redis-transit-encryption': 'use an aws_elasticache_replication_group with transit_encryption_enabled = true',
+  'redis-at-rest-encryption': 'set at_rest_encryption_enabled = true on the replication group',
+  'redis-auth': 'set auth_token from a random_password kept in Secrets Manager',
+  'iam-wildcard-action': 'list the actions needed, in a JSON policy or an aws_iam_policy_document so the policy can be checked',
+  'iam-full-access': 'attach a narrower managed policy, or an inline policy with only the actions needed',
+  imdsv1:
+    'require IMDSv2: aws:autoscaling:launchconfiguration DisableIMDSv1 = true on a Beanstalk environment, metadata_options.http_tokens = "required" on a launch template',
+  'plain-secret': 'pass the value through the aws:elasticbeanstalk:application:environmentsecrets namespace (a Secrets Manager ARN)',
+  'hardcoded-solution-stack': 'look the solution stack up with the aws_elastic_beanstalk_solution_stack data source (most_recent and a name regex)',
+};
 
 export interface PolicyViolation {
   readonly rule: PolicyRule;
   /** Terraform address, e.g. `aws_s3_bucket.artifacts`. */
   readonly address: string;
+  /** What is wrong with this resource. */
   readonly message: string;
+  /** What to change (the rule's entry in POLICY_FIXES). */
+  readonly fix: string;
+}
+
+/** A rule an environment accepts breaking, and why (config `policyWaivers`). */
+export interface PolicyWaiverRef {
+  readonly rule: PolicyRule;
+  readonly reason: string;
+}
+
+/** Violations split by an environment's waivers. */
+export interface PolicyVerdict {
+  /** Violations no waiver covers: synth fails on any of them. */
+  readonly failing: readonly PolicyViolation[];
+  /** Violations a waiver covers, with its reason: synth reports them and goes on. */
+  readonly waived: readonly (PolicyViolation & { readonly reason: string })[];
+  /** Waivers that matched nothing: probably stale. */
+  readonly unusedWaivers: readonly PolicyWaiverRef[];
 }
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -43,20 +84,25 @@ export function checkTerraformPolicy(doc: unknown): PolicyViolation[] {
   ];
 }
 
-/** Checks every stack under a cdktf.out folder; keys are stack names. */
-export function checkSynthOutput(outDir: string): Map<string, PolicyViolation[]> {
-  const stacksDir = join(outDir, 'stacks');
-  const result = new Map<string, PolicyViolation[]>();
-  for (const name of readdirSync(stacksDir).sort()) {
-    const doc: unknown = JSON.parse(readFileSync(join(stacksDir, name, 'cdk.tf.json'), 'utf8'));
-    result.set(name, checkTerraformPolicy(doc));
-  }
-  return result;
+/** Applies an environment's waivers to the violations of its stack. */
+export function judgePolicy(violations: readonly PolicyViolation[], waivers: readonly PolicyWaiverRef[]): PolicyVerdict {
+  const reasons = new Map(waivers.map((w) => [w.rule, w.reason]));
+  const failing = violations.filter((v) => !reasons.has(v.rule));
+  const waived = violations.flatMap((v) => {
+    const reason = reasons.get(v.rule);
+    return reason === undefined ? [] : [{ ...v, reason }];
+  });
+  const unusedWaivers = waivers.filter((w) => !violations.some((v) => v.rule === w.rule));
+  return { failing, waived, unusedWaivers };
 }
 
-/** One line per violation, for people. */
-export function formatViolations(stack: string, violations: readonly PolicyViolation[]): string {
-  return violations.map((v) => `${stack}: [${v.rule}] ${v.address}: ${v.message}`).join('\n');
+/** A violation for people: the stack, rule and resource on one line, the fix on the next. */
+export function formatViolation(stack: string, v: PolicyViolation): string {
+  return `${stack}: [${v.rule}] ${v.address}: ${v.message}\n  fix: ${v.fix}`;
+}
+
+function violation(rule: PolicyRule, address: string, message: string): PolicyViolation {
+  return { rule, address, message, fix: POLICY_FIXES[rule] };
 }
 
 const WORLD_CIDRS = new Set(['0.0.0.0/0', '::/0']);
@@ -73,10 +119,6 @@ class TerraformDoc {
   /** Every resource of a type as [address, body]. */
   resources(type: string): [string, JsonObject][] {
     return entriesOf(asObject(asObject(this.doc.resource)[type]), type);
-  }
-
-  dataSources(type: string): [string, JsonObject][] {
-    return entriesOf(asObject(asObject(this.doc.data)[type]), `data.${type}`);
   }
 
   /** Resources of `type` whose `attr` references the resource at `address`. */
@@ -139,11 +181,7 @@ function checkBuckets(tf: TerraformDoc): PolicyViolation[] {
     const blocks = tf.referencing('aws_s3_bucket_public_access_block', 'bucket', address);
     const flags = ['block_public_acls', 'block_public_policy', 'ignore_public_acls', 'restrict_public_buckets'];
     if (!blocks.some((b) => flags.every((f) => b[f] === true))) {
-      out.push({
-        rule: 's3-public-access-block',
-        address,
-        message: `no aws_s3_bucket_public_access_block with ${flags.join(', ')} all true; add one for this bucket`,
-      });
+      out.push(violation('s3-public-access-block', address, `no aws_s3_bucket_public_access_block with ${flags.join(', ')} all true`));
     }
     const sse = tf.referencing('aws_s3_bucket_server_side_encryption_configuration', 'bucket', address);
     const encrypted = sse.some((c) =>
@@ -153,11 +191,7 @@ function checkBuckets(tf: TerraformDoc): PolicyViolation[] {
       }),
     );
     if (!encrypted) {
-      out.push({
-        rule: 's3-encryption',
-        address,
-        message: 'no server-side encryption configuration (AES256 or aws:kms); add aws_s3_bucket_server_side_encryption_configuration',
-      });
+      out.push(violation('s3-encryption', address, 'no server-side encryption configuration (AES256 or aws:kms)'));
     }
     const policies = tf.referencing('aws_s3_bucket_policy', 'bucket', address);
     const tlsOnly = policies.some((p) =>
@@ -166,11 +200,7 @@ function checkBuckets(tf: TerraformDoc): PolicyViolation[] {
       ),
     );
     if (!tlsOnly) {
-      out.push({
-        rule: 's3-tls-only',
-        address,
-        message: 'no bucket policy denying requests where aws:SecureTransport is false; add a TLS-only Deny statement',
-      });
+      out.push(violation('s3-tls-only', address, 'no bucket policy denies requests where aws:SecureTransport is false'));
     }
   }
   return out;
@@ -185,11 +215,7 @@ function checkIngress(tf: TerraformDoc): PolicyViolation[] {
     const port = typeof from === 'number' && from === to ? from : undefined;
     const allowed = group !== undefined && lbGroups.has(group) && port !== undefined && PUBLIC_LB_PORTS.has(port);
     if (!allowed) {
-      out.push({
-        rule: 'open-ingress',
-        address,
-        message: `ingress from ${world.join(', ')} on ports ${text(from)}-${text(to)}; only the public load balancer may accept 80/443 from anywhere`,
-      });
+      out.push(violation('open-ingress', address, `ingress from ${world.join(', ')} on ports ${text(from)}-${text(to)}`));
     }
   };
   for (const [address, body] of tf.resources('aws_security_group')) {
@@ -233,21 +259,17 @@ function checkRedis(tf: TerraformDoc): PolicyViolation[] {
   const out: PolicyViolation[] = [];
   for (const [address, body] of tf.resources('aws_elasticache_replication_group')) {
     if (body.transit_encryption_enabled !== true) {
-      out.push({ rule: 'redis-transit-encryption', address, message: 'transit_encryption_enabled must be true' });
+      out.push(violation('redis-transit-encryption', address, 'transit_encryption_enabled is not true'));
     }
     if (body.at_rest_encryption_enabled !== true && body.at_rest_encryption_enabled !== 'true') {
-      out.push({ rule: 'redis-at-rest-encryption', address, message: 'at_rest_encryption_enabled must be true' });
+      out.push(violation('redis-at-rest-encryption', address, 'at_rest_encryption_enabled is not true'));
     }
     if (typeof body.auth_token !== 'string' || body.auth_token.length === 0) {
-      out.push({ rule: 'redis-auth', address, message: 'auth_token must be set (from a random_password kept in Secrets Manager)' });
+      out.push(violation('redis-auth', address, 'no auth_token: any client inside the network may connect'));
     }
   }
   for (const [address] of tf.resources('aws_elasticache_cluster')) {
-    out.push({
-      rule: 'redis-transit-encryption',
-      address,
-      message: 'a bare aws_elasticache_cluster cannot enforce transit encryption and AUTH; use an aws_elasticache_replication_group',
-    });
+    out.push(violation('redis-transit-encryption', address, 'a bare aws_elasticache_cluster cannot enforce transit encryption and AUTH'));
   }
   return out;
 }
@@ -257,17 +279,13 @@ function checkIam(tf: TerraformDoc): PolicyViolation[] {
   const checkPolicy = (address: string, policy: Json | undefined): void => {
     const statements = tf.statements(policy);
     if (statements === null) {
-      out.push({
-        rule: 'iam-wildcard-action',
-        address,
-        message: 'policy cannot be read statically; write it as JSON or an aws_iam_policy_document so it can be checked',
-      });
+      out.push(violation('iam-wildcard-action', address, 'the policy cannot be read statically, so it cannot be proven free of wildcards'));
       return;
     }
     for (const s of statements) {
       const wild = s.effect === 'Allow' ? s.actions.filter((a) => a.includes('*')) : [];
       if (wild.length > 0) {
-        out.push({ rule: 'iam-wildcard-action', address, message: `allows wildcard actions ${wild.join(', ')}; list the actions needed` });
+        out.push(violation('iam-wildcard-action', address, `allows wildcard actions ${wild.join(', ')}`));
       }
     }
   };
@@ -285,7 +303,7 @@ function checkIam(tf: TerraformDoc): PolicyViolation[] {
   ];
   for (const [address, list] of arns) {
     for (const arn of list.filter((x) => MANAGED_FULL_ACCESS.test(x))) {
-      out.push({ rule: 'iam-full-access', address, message: `attaches the AWS-managed ${arn}; grant only the actions needed` });
+      out.push(violation('iam-full-access', address, `attaches the AWS-managed ${arn}`));
     }
   }
   return out;
@@ -297,34 +315,22 @@ function checkBeanstalk(tf: TerraformDoc): PolicyViolation[] {
     const all = settings(env);
     const imds = all.find((s) => s.namespace === 'aws:autoscaling:launchconfiguration' && s.name === 'DisableIMDSv1');
     if (!imds || imds.value.toLowerCase() !== 'true') {
-      out.push({
-        rule: 'imdsv1',
-        address,
-        message: 'instances allow IMDSv1; set aws:autoscaling:launchconfiguration DisableIMDSv1 = true',
-      });
+      out.push(violation('imdsv1', address, 'instances allow IMDSv1 (aws:autoscaling:launchconfiguration DisableIMDSv1 is not true)'));
     }
     for (const s of all.filter((x) => x.namespace === ENV_NS)) {
       if (SECRET_NAME.test(s.name) || SECRET_REFERENCE.test(s.value) || URL_WITH_PASSWORD.test(s.value)) {
-        out.push({
-          rule: 'plain-secret',
-          address,
-          message: `environment variable ${s.name} carries a secret in plain text; pass it through aws:elasticbeanstalk:application:environmentsecrets`,
-        });
+        out.push(violation('plain-secret', address, `environment variable ${s.name} carries a secret in plain text`));
       }
     }
     const stack = env.solution_stack_name;
     if (typeof stack === 'string' && !/^\$\{data\.aws_elastic_beanstalk_solution_stack\.[^.}]+\.name\}$/.test(stack)) {
-      out.push({
-        rule: 'hardcoded-solution-stack',
-        address,
-        message: `solution_stack_name is hard-coded ("${stack}"); look it up with the aws_elastic_beanstalk_solution_stack data source`,
-      });
+      out.push(violation('hardcoded-solution-stack', address, `solution_stack_name is hard-coded ("${stack}"), so the platform never moves on`));
     }
   }
   for (const [address, body] of tf.resources('aws_launch_template')) {
     const tokens = asObject(asArray(body.metadata_options)[0] ?? asObject(body.metadata_options)).http_tokens;
     if (tokens !== 'required') {
-      out.push({ rule: 'imdsv1', address, message: 'metadata_options.http_tokens must be "required" (IMDSv2 only)' });
+      out.push(violation('imdsv1', address, 'metadata_options.http_tokens is not "required", so IMDSv1 is allowed'));
     }
   }
   return out;

@@ -4,17 +4,13 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { displayPath, ledgerPath, readLedger, type LedgerRelease } from './ledger';
+import type { ApplicationRelease } from '../stacks/artifact-store';
+import { localReleaseZip } from '../stacks/release-layout';
+import { ledgerPath, readLedger, type LedgerRelease } from './ledger';
+import { displayPath } from './paths';
 
-/** What the stacks need to know about one built application bundle. */
-export interface ArtifactRef {
-  /** Version label, `relay-<package version>-<12 hex of sha256>`. */
-  readonly label: string;
-  /** Hex SHA-256 of the zip. */
-  readonly sha256: string;
-  /** Hex MD5 of the zip (the S3 object's etag). */
-  readonly md5: string;
+/** A release the stacks declare, and where its zip is on this machine. */
+export interface ArtifactRef extends ApplicationRelease {
   /** Absolute path of the zip when it is present on this machine. */
   readonly zipPath?: string;
 }
@@ -40,11 +36,6 @@ export class ReleaseZipMismatchError extends Error {
   }
 }
 
-/** Where built zips live relative to a ledger folder `<repo>/releases`: `<repo>/dist/artifacts`. */
-export function defaultArtifactsDir(ledgerDir: string): string {
-  return join(dirname(ledgerDir), 'dist', 'artifacts');
-}
-
 /**
  * Resolves the releases of one environment; without a ledger the environment tracks `current`.
  * A ledger that fails validation throws its LedgerError: synth must not silently deploy something else.
@@ -53,7 +44,7 @@ export function resolveReleases(
   envName: string,
   current: ArtifactRef,
   ledgerDir: string,
-  artifactsDir: string = defaultArtifactsDir(ledgerDir),
+  artifactsDir: string,
 ): ResolvedReleases {
   const ledger = readLedger(ledgerDir, envName);
   if (ledger === undefined) return { releases: [current], active: current, warnings: [] };
@@ -76,7 +67,7 @@ function toRef(release: LedgerRelease, current: ArtifactRef, artifactsDir: strin
   if (current.label === release.label && current.zipPath !== undefined && current.sha256 === release.sha256) {
     return { ...base, zipPath: current.zipPath };
   }
-  const zipPath = join(artifactsDir, `${release.label}.zip`);
+  const zipPath = localReleaseZip(artifactsDir, release.label);
   if (!existsSync(zipPath)) return base;
   const actual = createHash('sha256').update(readFileSync(zipPath)).digest('hex');
   if (actual !== release.sha256) throw new ReleaseZipMismatchError(zipPath, release.label, release.sha256, actual, shownLedger);
@@ -90,7 +81,7 @@ function missingZipWarning(envName: string, release: LedgerRelease, artifactsDir
       : `run \`git checkout ${release.commit} && npm run synth\` (the same source gives the same bytes), then return to your branch`;
   return (
     `${envName}: the active release ${release.label} has no zip in ${displayPath(artifactsDir)} and ${shownLedger} does not mark it deployed, ` +
-    `so a deploy cannot upload it. To rebuild it, ${rebuild}; or make another release active with \`npm run relay -- rollback ${envName} <label>\`. ` +
-    `If it is already in the bucket, run \`npm run relay -- mark-deployed ${envName}\`.`
+    `so a deploy cannot upload it. To rebuild it, ${rebuild}; or make another release active with \`npm run ops -- rollback ${envName} <label>\`. ` +
+    `If it is already in the bucket, run \`npm run ops -- mark-deployed ${envName}\`.`
   );
 }

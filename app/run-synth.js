@@ -2,8 +2,8 @@
 // changed and runs it in this same process (one node start, no npm or tsx in between).
 'use strict';
 process.env.CHECKPOINT_DISABLE = '1';
-const { readdirSync, statSync } = require('node:fs');
-const { join } = require('node:path');
+const { mkdirSync, readdirSync, renameSync, statSync, writeFileSync } = require('node:fs');
+const { dirname, join } = require('node:path');
 
 const root = join(__dirname, '..');
 const outfile = join(root, '.build', 'synth-main.js');
@@ -28,7 +28,7 @@ function compiledIsCurrent() {
 }
 
 if (!compiledIsCurrent()) {
-  require('esbuild').buildSync({
+  const { outputFiles } = require('esbuild').buildSync({
     absWorkingDir: root,
     entryPoints: ['app/main.ts'],
     outfile,
@@ -38,7 +38,13 @@ if (!compiledIsCurrent()) {
     format: 'cjs',
     packages: 'external',
     logLevel: 'warning',
+    write: false,
   });
+  // Write then rename: two synths starting at once (parallel tests, CI jobs) never load half a file.
+  const partial = `${outfile}.${process.pid}.partial`;
+  mkdirSync(dirname(outfile), { recursive: true });
+  writeFileSync(partial, outputFiles[0].contents);
+  renameSync(partial, outfile);
 }
 // main.ts resolves the repository from its own folder (.build/), exactly as when it runs from app/.
 require(outfile);

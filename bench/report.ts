@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RELAY_NODE_FLAGS, REPO_ROOT } from '../app/bundle';
+import { RELAY_NODE_FLAGS } from '../app/bundle';
+import { REPO_ROOT } from '../app/paths';
 import type { ArtifactResult } from './artifact-start';
 import type { FanoutPoint, FanoutResult, FanoutTargetResult } from './fanout';
 import type { IdleResult } from './idle-footprint';

@@ -1,7 +1,8 @@
 // `npm run bench`: runs the four benchmarks against a fresh bundle of the relay and writes BENCHMARKS.md.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { bundleService, RELAY_NODE_FLAGS, REPO_ROOT } from '../app/bundle';
+import { bundleService, RELAY_NODE_FLAGS } from '../app/bundle';
+import { REPO_ROOT } from '../app/paths';
 import { runArtifact, type ArtifactResult } from './artifact-start';
 import { runFanout, type FanoutResult, type FanoutTargetSpec } from './fanout';
 import { runIdleFootprint, type IdleResult } from './idle-footprint';

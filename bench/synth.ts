@@ -1,9 +1,9 @@
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { REPO_ROOT } from '../app/bundle';
+import { REPO_ROOT } from '../app/paths';
 import { startProcess } from '../app/processes';
+import { makeProject, type Project } from '../test/helpers/project';
 import { median } from './lib/stats';
 
 export interface SynthOptions {
@@ -59,7 +59,8 @@ export async function runSynth(opts: SynthOptions = {}): Promise<SynthResult> {
   const runs = opts.runs ?? 5;
   const timeoutMs = opts.timeoutMs ?? 180_000;
   const log = opts.log ?? (() => undefined);
-  const work = copyRepo();
+  const project = copyRepo();
+  const work = project.root;
   const appCommand = cdktfAppCommand(work);
   const direct = npmScriptBody(work, appCommand);
   const appRuns: number[] = [];
@@ -87,7 +88,7 @@ export async function runSynth(opts: SynthOptions = {}): Promise<SynthResult> {
       );
     }
   } finally {
-    rmSync(work, { recursive: true, force: true });
+    project.cleanup();
   }
   const app = { command: appCommand, runsMs: appRuns, medianMs: median(appRuns) };
   const oneResource = { command: ONE_RESOURCE_COMMAND, runsMs: oneRuns, medianMs: median(oneRuns) };
@@ -105,18 +106,13 @@ function npmScriptBody(root: string, command: string): string | null {
   return typeof body === 'string' ? body : null;
 }
 
-// What the synth reads; node_modules is linked. A copy keeps the checkout's cdktf.out and dist/ untouched.
-const SYNTH_INPUTS = ['app', 'stacks', 'service', 'releases', 'package.json', 'tsconfig.json', 'cdktf.json', 'relay.config.json', 'bench/one-resource-app.ts'];
-
-function copyRepo(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'bench-synth-'));
-  for (const name of SYNTH_INPUTS) {
-    if (!existsSync(join(REPO_ROOT, name))) continue;
-    mkdirSync(join(dir, name, '..'), { recursive: true });
-    cpSync(join(REPO_ROOT, name), join(dir, name), { recursive: true });
-  }
-  symlinkSync(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
-  return dir;
+// A checkout of its own (the sources copied, node_modules linked, the example environments as config and no ledgers):
+// the checkout's cdktf.out and dist/ stay untouched, and the user's own config and releases do not change the numbers.
+function copyRepo(): Project {
+  const project = makeProject({ code: true });
+  mkdirSync(join(project.root, 'bench'), { recursive: true });
+  copyFileSync(join(REPO_ROOT, 'bench', 'one-resource-app.ts'), join(project.root, 'bench', 'one-resource-app.ts'));
+  return project;
 }
 
 async function timeCommand(cwd: string, command: string, env: Record<string, string>, timeoutMs: number): Promise<number> {

@@ -293,7 +293,7 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
   };
 }
 
-/** The schema of the relay's environment, for the generated reference (docs/config-docs.ts). */
+/** The schema of the relay's environment, for the generated reference (docs/generate-configuration.ts). */
 export { schema as serviceEnvSchema };
 
 function defaultInstanceId(): string {

@@ -12,12 +12,16 @@ import { S3BucketPublicAccessBlock } from '@cdktf/provider-aws/lib/s3-bucket-pub
 import { S3BucketServerSideEncryptionConfigurationA } from '@cdktf/provider-aws/lib/s3-bucket-server-side-encryption-configuration';
 import { S3BucketVersioningA } from '@cdktf/provider-aws/lib/s3-bucket-versioning';
 import { S3Object } from '@cdktf/provider-aws/lib/s3-object';
-import { artifactS3Key } from '../app/artifact';
-import type { ArtifactRef } from '../app/releases';
+import { RELEASE_KEY_PREFIX, releaseS3Key, releaseSourcePath } from './release-layout';
 
-/** Where main copies a release's zip inside the stack's output folder; terraform runs there, so the path is relative. */
-export function releaseSourcePath(label: string): string {
-  return `releases/${label}.zip`;
+/** One application version the store declares: a built zip, named and checked by its content. */
+export interface ApplicationRelease {
+  /** Version label, `relay-<package version>-<first 12 hex of sha256>`; also names the zip. */
+  readonly label: string;
+  /** Hex SHA-256 of the zip, recorded in the application version's description. */
+  readonly sha256: string;
+  /** Hex MD5 of the zip: the S3 object's etag, so a changed zip is uploaded again. */
+  readonly md5: string;
 }
 
 export interface ArtifactStoreProps {
@@ -28,8 +32,11 @@ export interface ArtifactStoreProps {
    * @default `<app>-<env>-artifacts-<account id>`
    */
   readonly bucketName?: string;
-  /** Every retained release; one S3 object and one application version each. */
-  readonly releases: readonly ArtifactRef[];
+  /**
+   * Every retained release, oldest first; one S3 object and one application version each. Synth copies each zip to
+   * `releaseSourcePath(label)` beside the stack.
+   */
+  readonly releases: readonly ApplicationRelease[];
   /** How many application versions Beanstalk keeps (the app-version lifecycle's max count). */
   readonly retainReleases: number;
   /** Role the app-version lifecycle runs as. */
@@ -111,7 +118,7 @@ export class ArtifactStore extends Construct {
             sid: 'ReadApplicationVersions',
             effect: 'Allow',
             actions: ['s3:GetObject'],
-            resources: [`${this.bucket.arn}/versions/*`],
+            resources: [`${this.bucket.arn}/${RELEASE_KEY_PREFIX}*`],
           },
         ],
       });
@@ -133,7 +140,7 @@ export class ArtifactStore extends Construct {
     for (const release of props.releases) {
       const object = new S3Object(this, `object-${release.label}`, {
         bucket: this.bucket.id,
-        key: artifactS3Key(release.label),
+        key: releaseS3Key(release.label),
         source: releaseSourcePath(release.label),
         etag: release.md5,
         contentType: 'application/zip',

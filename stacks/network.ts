@@ -11,6 +11,24 @@ export const APP_PORT = 8080;
 /** Port of every ElastiCache node. */
 export const REDIS_PORT = 6379;
 
+/** An existing VPC and the subnets each tier runs in. */
+export interface ExistingVpc {
+  /** VPC id, `vpc-…`. */
+  readonly vpcId: string;
+  /** Subnets of the relay instances. */
+  readonly instanceSubnets: readonly string[];
+  /**
+   * Subnets of the load balancer.
+   * @default instanceSubnets
+   */
+  readonly loadBalancerSubnets?: readonly string[];
+  /**
+   * Subnets of the ElastiCache subnet group.
+   * @default instanceSubnets
+   */
+  readonly redisSubnets?: readonly string[];
+}
+
 export interface NetworkProps {
   /** Prefix of every name, `<app>-<env>`. */
   readonly namePrefix: string;
@@ -18,12 +36,7 @@ export interface NetworkProps {
    * Existing VPC and subnets.
    * @default the account's default VPC and its default subnets, found with data sources
    */
-  readonly vpc?: {
-    readonly vpcId: string;
-    readonly instanceSubnets: readonly string[];
-    readonly loadBalancerSubnets?: readonly string[];
-    readonly redisSubnets?: readonly string[];
-  };
+  readonly vpc?: ExistingVpc;
   /**
    * Whether the load balancer faces the internet.
    * @default 'public'
@@ -49,8 +62,6 @@ export class Network extends Construct {
   readonly loadBalancerSubnets: string;
   /** Subnet ids for the ElastiCache subnet group. */
   readonly redisSubnetIds: string[];
-  /** True when the instances sit in the default VPC's public subnets and need a public address to reach AWS APIs. */
-  readonly usesDefaultVpc: boolean;
   readonly loadBalancerSecurityGroup: SecurityGroup;
   readonly instanceSecurityGroup: SecurityGroup;
   readonly redisSecurityGroup: SecurityGroup;
@@ -60,7 +71,6 @@ export class Network extends Construct {
     const scheme = props.loadBalancerScheme ?? 'public';
     const vpc = new DataAwsVpc(this, 'vpc', props.vpc ? { id: props.vpc.vpcId } : { default: true });
     this.vpcId = vpc.id;
-    this.usesDefaultVpc = props.vpc === undefined;
 
     if (props.vpc) {
       const instance = [...props.vpc.instanceSubnets];

@@ -16,8 +16,11 @@ export interface RelayEnvironmentProps {
   readonly applicationName: string;
   /** Application version the environment runs. */
   readonly versionLabel: string;
+  /** ARN of the Beanstalk service role (enhanced health, managed updates). */
   readonly serviceRoleArn: string;
+  /** Instance profile the relay instances run with. */
   readonly instanceProfileName: string;
+  /** VPC of the instances and the load balancer. */
   readonly vpcId: string;
   /** Comma-separated subnet ids of the instances. */
   readonly instanceSubnets: string;
@@ -28,9 +31,12 @@ export interface RelayEnvironmentProps {
    * @default false
    */
   readonly associatePublicIpAddress?: boolean;
+  /** Security group of the load balancer, also given to Beanstalk as its managed group. */
   readonly loadBalancerSecurityGroupId: string;
+  /** Security group of the instances. */
   readonly instanceSecurityGroupId: string;
   /**
+   * Whether the load balancer faces the internet.
    * @default 'public'
    */
   readonly loadBalancerScheme?: 'public' | 'internal';
@@ -54,21 +60,34 @@ export interface RelayEnvironmentProps {
    * @default ['t3.small']
    */
   readonly instanceTypes?: readonly string[];
-  /** @default 2 */
+  /**
+   * Fewest instances.
+   * @default 2
+   */
   readonly minInstances?: number;
-  /** @default 4 */
+  /**
+   * Most instances.
+   * @default 4
+   */
   readonly maxInstances?: number;
-  /** @default 'RollingWithAdditionalBatch' */
+  /**
+   * How a deploy replaces instances: a batch at a time with an extra batch, or a fresh set (Immutable).
+   * @default 'RollingWithAdditionalBatch'
+   */
   readonly deploymentPolicy?: 'RollingWithAdditionalBatch' | 'Immutable';
   /**
    * Weekly start of the managed-update window (UTC), e.g. "Sun:03:00".
    * @default 'Sun:03:00'
    */
   readonly maintenanceWindow?: string;
-  /** @default 30 */
+  /**
+   * Days CloudWatch keeps the instances' logs.
+   * @default 30
+   */
   readonly logRetentionDays?: number;
   /** REDIS_URL the relay connects to. */
   readonly redisUrl: string;
+  /** REDIS_MODE: `cluster` for a sharded replication group, else `standalone`. */
   readonly redisMode: 'standalone' | 'cluster';
   /** ARN of the secret whose value reaches instances as REDIS_AUTH_TOKEN (environmentsecrets, never a plain variable). */
   readonly redisAuthTokenSecretArn: string;

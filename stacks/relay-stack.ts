@@ -2,13 +2,11 @@ import { LocalBackend, S3Backend, TerraformOutput, TerraformStack } from 'cdktf'
 import { Construct } from 'constructs';
 import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
 import { RandomProvider } from '@cdktf/provider-random/lib/provider';
-import type { AppConfig, EnvironmentConfig } from '../app/config';
-import type { ResolvedReleases } from '../app/releases';
-import { ArtifactStore } from './artifact-store';
+import { ArtifactStore, type ApplicationRelease } from './artifact-store';
 import { BeanstalkIam } from './beanstalk-iam';
-import { Network } from './network';
-import { RedisBackplane } from './redis-backplane';
-import { RelayEnvironment } from './relay-environment';
+import { ElastiCacheBackplane, type ElastiCacheBackplaneProps } from './elasticache-backplane';
+import { Network, type ExistingVpc } from './network';
+import { RelayEnvironment, type RelayEnvironmentProps } from './relay-environment';
 
 /** Provider sources written fully qualified so terraform and OpenTofu resolve the same registry namespace. */
 export const REQUIRED_PROVIDERS = {
@@ -16,11 +14,157 @@ export const REQUIRED_PROVIDERS = {
   random: { source: 'hashicorp/random', version: '~> 3.7' },
 } as const;
 
+/** Terraform state in an S3 bucket, locked with S3's native lock file. */
+export interface S3StateBackend {
+  readonly type: 's3';
+  /** Bucket holding the state (it must exist). */
+  readonly bucket: string;
+  /**
+   * Object key of the state.
+   * @default `<app>/<environment>/terraform.tfstate`
+   */
+  readonly key?: string;
+  /**
+   * Region of the bucket.
+   * @default the stack's region
+   */
+  readonly region?: string;
+  /**
+   * DynamoDB table for the older lock mechanism, kept for terraform < 1.10.
+   * @default no table (the native lock file only)
+   */
+  readonly dynamodbTable?: string;
+}
+
+/** Terraform state in the stack's own output folder, `terraform.<stack id>.tfstate`. */
+export interface LocalStateBackend {
+  readonly type: 'local';
+}
+
+/** Where terraform keeps the stack's state. */
+export type StateBackend = LocalStateBackend | S3StateBackend;
+
+/** An existing VPC for the environment. */
+export interface RelayVpc extends ExistingVpc {
+  /**
+   * Give instances a public address (needed in public subnets without a NAT gateway).
+   * @default false
+   */
+  readonly associatePublicIpAddress?: boolean;
+}
+
+/** The application load balancer in front of the instances. */
+export interface RelayLoadBalancer {
+  /**
+   * Whether it faces the internet.
+   * @default 'public'
+   */
+  readonly scheme?: 'public' | 'internal';
+  /**
+   * Who may reach it on 80 (and 443 with HTTPS).
+   * @default ['0.0.0.0/0'] when public, the VPC's CIDR block when internal
+   */
+  readonly allowedCidrs?: readonly string[];
+  /**
+   * Idle timeout in seconds; must stay well above the relay's 25 s ping interval.
+   * @default 300
+   */
+  readonly idleTimeoutSeconds?: number;
+  /**
+   * ACM certificate: adds an HTTPS listener on 443.
+   * @default no HTTPS listener
+   */
+  readonly certificateArn?: string;
+  /**
+   * TLS policy of the HTTPS listener.
+   * @default 'ELBSecurityPolicy-TLS13-1-2-2021-06'
+   */
+  readonly sslPolicy?: string;
+}
+
+/** The relay instances Beanstalk scales. */
+export interface RelayInstances {
+  /**
+   * EC2 instance types, first preferred.
+   * @default ['t3.small']
+   */
+  readonly types?: readonly string[];
+  /**
+   * Fewest instances.
+   * @default 2
+   */
+  readonly min?: number;
+  /**
+   * Most instances.
+   * @default 4
+   */
+  readonly max?: number;
+}
+
+/** The ElastiCache backplane: topology, node type, engine version, replicas and shards. */
+export type RelayRedis = Pick<ElastiCacheBackplaneProps, 'topology' | 'nodeType' | 'engineVersion' | 'replicas' | 'shards'>;
+
 export interface RelayStackProps {
-  readonly config: AppConfig;
-  readonly env: EnvironmentConfig;
-  /** Releases to declare and the active one (from app/releases.ts). */
-  readonly releases: ResolvedReleases;
+  /** Application name: the first half of every resource name `<app>-<environment>`, and the `project` tag. */
+  readonly app: string;
+  /** Environment name: the second half of every resource name, and the `environment` tag. */
+  readonly environment: string;
+  /** AWS region of every resource. */
+  readonly region: string;
+  /**
+   * Where terraform keeps the state.
+   * @default { type: 'local' }
+   */
+  readonly backend?: StateBackend;
+  /**
+   * Existing VPC and subnets.
+   * @default the account's default VPC and its default subnets, instances with public addresses
+   */
+  readonly vpc?: RelayVpc;
+  /**
+   * The load balancer.
+   * @default public, open to everyone on 80, 300 s idle timeout, no HTTPS
+   */
+  readonly loadBalancer?: RelayLoadBalancer;
+  /**
+   * Instance types and counts.
+   * @default 2-4 t3.small
+   */
+  readonly instances?: RelayInstances;
+  /**
+   * The Redis backplane.
+   * @default one cache.t4g.micro node (topology 'single')
+   */
+  readonly redis?: RelayRedis;
+  /**
+   * How Beanstalk replaces instances on a deploy.
+   * @default 'RollingWithAdditionalBatch'
+   */
+  readonly deploymentPolicy?: RelayEnvironmentProps['deploymentPolicy'];
+  /**
+   * Weekly start of the managed-update window (UTC), e.g. "Sun:03:00".
+   * @default 'Sun:03:00'
+   */
+  readonly maintenanceWindow?: string;
+  /**
+   * Days CloudWatch keeps the instances' logs.
+   * @default 30
+   */
+  readonly logRetentionDays?: number;
+  /**
+   * Application versions Beanstalk keeps (the app-version lifecycle's max count).
+   * @default 5
+   */
+  readonly retainReleases?: number;
+  /**
+   * Name of the artifact bucket.
+   * @default `<app>-<environment>-artifacts-<account id>`
+   */
+  readonly artifactBucket?: string;
+  /** Every release to declare, oldest first: one S3 object and one application version each. */
+  readonly releases: readonly ApplicationRelease[];
+  /** Label of the release the environment runs; must be one of `releases`. */
+  readonly activeRelease: string;
 }
 
 /** One environment of the relay: provider, backend, tags, outputs, and the constructs that make it up. */
@@ -28,29 +172,32 @@ export class RelayStack extends TerraformStack {
   readonly artifactStore: ArtifactStore;
   readonly iam: BeanstalkIam;
   readonly network: Network;
-  readonly redis: RedisBackplane;
+  readonly redis: ElastiCacheBackplane;
   readonly relay: RelayEnvironment;
 
   constructor(scope: Construct, id: string, props: RelayStackProps) {
     super(scope, id);
-    const { config, env, releases } = props;
-    const prefix = `${config.app}-${env.name}`;
+    const prefix = `${props.app}-${props.environment}`;
+    const backend = props.backend ?? { type: 'local' };
+    const loadBalancer = props.loadBalancer ?? {};
+    const instances = props.instances ?? {};
+    const redis = props.redis ?? {};
 
     new AwsProvider(this, 'aws', {
-      region: env.region,
-      defaultTags: [{ tags: { project: config.app, environment: env.name, 'managed-by': 'cdktf' } }],
+      region: props.region,
+      defaultTags: [{ tags: { project: props.app, environment: props.environment, 'managed-by': 'cdktf' } }],
     });
     new RandomProvider(this, 'random');
     // cdktf writes the short source ("aws"); pin the fully qualified form and a version constraint.
     this.addOverride('terraform.required_providers', REQUIRED_PROVIDERS);
 
-    if (env.backend.type === 's3') {
+    if (backend.type === 's3') {
       new S3Backend(this, {
-        bucket: env.backend.bucket,
-        key: env.backend.key ?? `${config.app}/${env.name}/terraform.tfstate`,
-        region: env.backend.region ?? env.region,
+        bucket: backend.bucket,
+        key: backend.key ?? `${props.app}/${props.environment}/terraform.tfstate`,
+        region: backend.region ?? props.region,
         encrypt: true,
-        ...(env.backend.dynamodbTable ? { dynamodbTable: env.backend.dynamodbTable } : {}),
+        ...(backend.dynamodbTable ? { dynamodbTable: backend.dynamodbTable } : {}),
       });
       // Native S3 locking (terraform >= 1.10, OpenTofu >= 1.10); cdktf's S3Backend has no field for it yet.
       this.addOverride('terraform.backend.s3.use_lockfile', true);
@@ -59,36 +206,33 @@ export class RelayStack extends TerraformStack {
       new LocalBackend(this, { path: `terraform.${id}.tfstate` });
     }
 
-    const https = env.loadBalancer.certificateArn !== undefined;
+    const https = loadBalancer.certificateArn !== undefined;
     this.network = new Network(this, 'network', {
       namePrefix: prefix,
-      vpc: env.vpc,
-      loadBalancerScheme: env.loadBalancer.scheme,
-      allowedCidrs: env.loadBalancer.allowedCidrs,
+      vpc: props.vpc,
+      loadBalancerScheme: loadBalancer.scheme,
+      allowedCidrs: loadBalancer.allowedCidrs,
       https,
     });
-    this.redis = new RedisBackplane(this, 'redis', {
+    this.redis = new ElastiCacheBackplane(this, 'redis', {
+      ...redis,
       namePrefix: prefix,
-      topology: env.redis.topology,
-      nodeType: env.redis.nodeType,
-      engineVersion: env.redis.engineVersion,
-      replicas: env.redis.replicas,
-      shards: env.redis.shards,
       subnetIds: this.network.redisSubnetIds,
       securityGroupId: this.network.redisSecurityGroup.id,
     });
     this.iam = new BeanstalkIam(this, 'iam', { namePrefix: prefix, authTokenSecretArn: this.redis.authTokenSecret.arn });
     this.artifactStore = new ArtifactStore(this, 'artifacts', {
       namePrefix: prefix,
-      bucketName: env.artifactBucket,
-      releases: releases.releases,
-      retainReleases: env.retainReleases,
+      bucketName: props.artifactBucket,
+      releases: props.releases,
+      retainReleases: props.retainReleases ?? 5,
       lifecycleRoleArn: this.iam.lifecycleRole.arn,
       readerRole: this.iam.instanceRole.id,
     });
-    const active = this.artifactStore.versions.get(releases.active.label);
+    const active = this.artifactStore.versions.get(props.activeRelease);
     if (!active) {
-      throw new Error(`RelayStack ${id}: active release ${releases.active.label} is not among the declared releases; fix releases/${env.name}.json`);
+      const declared = props.releases.map((r) => r.label).join(', ') || 'none';
+      throw new Error(`RelayStack ${id}: the active release ${props.activeRelease} is not among the declared releases (${declared}); declare it in releases`);
     }
     this.relay = new RelayEnvironment(this, 'relay', {
       name: prefix,
@@ -99,19 +243,20 @@ export class RelayStack extends TerraformStack {
       vpcId: this.network.vpcId,
       instanceSubnets: this.network.instanceSubnets,
       loadBalancerSubnets: this.network.loadBalancerSubnets,
-      associatePublicIpAddress: env.vpc ? env.vpc.associatePublicIpAddress : true,
+      // The default VPC's subnets are public and have no NAT: without a public address instances cannot reach AWS APIs.
+      associatePublicIpAddress: props.vpc ? (props.vpc.associatePublicIpAddress ?? false) : true,
       loadBalancerSecurityGroupId: this.network.loadBalancerSecurityGroup.id,
       instanceSecurityGroupId: this.network.instanceSecurityGroup.id,
-      loadBalancerScheme: env.loadBalancer.scheme,
-      idleTimeoutSeconds: env.loadBalancer.idleTimeoutSeconds,
-      certificateArn: env.loadBalancer.certificateArn,
-      sslPolicy: env.loadBalancer.sslPolicy,
-      instanceTypes: env.instances.types,
-      minInstances: env.instances.min,
-      maxInstances: env.instances.max,
-      deploymentPolicy: env.deploymentPolicy,
-      maintenanceWindow: env.maintenanceWindow,
-      logRetentionDays: env.logRetentionDays,
+      loadBalancerScheme: loadBalancer.scheme,
+      idleTimeoutSeconds: loadBalancer.idleTimeoutSeconds,
+      certificateArn: loadBalancer.certificateArn,
+      sslPolicy: loadBalancer.sslPolicy,
+      instanceTypes: instances.types,
+      minInstances: instances.min,
+      maxInstances: instances.max,
+      deploymentPolicy: props.deploymentPolicy,
+      maintenanceWindow: props.maintenanceWindow,
+      logRetentionDays: props.logRetentionDays,
       redisUrl: this.redis.url,
       redisMode: this.redis.mode,
       redisAuthTokenSecretArn: this.redis.authTokenSecret.arn,

@@ -1,6 +1,7 @@
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { bundleService, REPO_ROOT } from '../app/bundle';
+import { bundleService } from '../app/bundle';
+import { REPO_ROOT } from '../app/paths';
 
 /** Folder holding the bundled relay that process-level tests start with `node server.js`. */
 export const TEST_BUILD_DIR = join(REPO_ROOT, '.build', 'test-relay');

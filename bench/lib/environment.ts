@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { isAbsolute, relative } from 'node:path';
-import { REPO_ROOT } from '../../app/bundle';
+import { REPO_ROOT } from '../../app/paths';
 
 /** What the numbers were measured on. */
 export interface BenchEnvironment {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { REPO_ROOT } from '../../app/bundle';
+import { REPO_ROOT } from '../../app/paths';
 
 // `npm test` runs `npm run typecheck` and `npm run lint` before jest. These tests prove both scripts fail when they
 // should: the project's own package.json, tsconfigs and ESLint config in a temp directory, with tiny probe files

@@ -1,12 +1,13 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeLedger, type LedgerRelease } from '../../app/ledger';
-import { expectRefused, fixtureRelease, makeWorkspace, writeRawLedger, type Workspace } from './ledger-fixtures';
+import type { Project } from '../helpers/project';
+import { expectRefused, fixtureRelease, makeWorkspace, writeRawLedger } from './ledger-fixtures';
 
 // Every refusal: exit 1, the asserted message on stderr, and the ledgers byte-identical (see expectRefused).
 jest.setTimeout(120_000);
 
-let ws: Workspace;
+let ws: Project;
 let a: LedgerRelease;
 let b: LedgerRelease;
 let devFile: string;
@@ -47,7 +48,7 @@ describe('nothing to act on', () => {
       ws,
       ['rollback', 'prod'],
       `cannot roll back prod: the active release ${a.label} is the oldest retained in ${join(ws.ledgerDir, 'prod.json')}; ` +
-        'name a newer one instead (`npm run relay -- rollback prod <label>`, see `npm run relay -- list prod`)',
+        'name a newer one instead (`npm run ops -- rollback prod <label>`, see `npm run ops -- list prod`)',
     );
   });
 
@@ -57,7 +58,7 @@ describe('nothing to act on', () => {
       await expectRefused(
         ws,
         args,
-        `staging has no ledger (${join(ws.ledgerDir, 'staging.json')} does not exist) and tracks the current build; run \`npm run relay -- release staging\` first`,
+        `staging has no ledger (${join(ws.ledgerDir, 'staging.json')} does not exist) and tracks the current build; run \`npm run ops -- release staging\` first`,
       );
     },
   );

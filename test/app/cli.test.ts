@@ -1,19 +1,19 @@
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../../app/bundle';
 import { readLedger, writeLedger, type Ledger, type LedgerRelease } from '../../app/ledger';
-import { CLI_NOW, expectRefused, fixtureRelease, makeWorkspace, runRelay, strayFiles, type Workspace } from './ledger-fixtures';
+import { REPO_ROOT } from '../../app/paths';
+import { runNpm, type Project } from '../helpers/project';
+import { CLI_NOW, expectRefused, fixtureRelease, makeWorkspace, runOps, strayFiles } from './ledger-fixtures';
 
 jest.setTimeout(180_000);
 
-let ws: Workspace;
+let ws: Project;
 beforeEach(() => {
   ws = makeWorkspace({ dev: 3, staging: 5, prod: 2 });
 });
 afterEach(() => ws.cleanup());
 
-const relay = (...args: string[]) => runRelay(ws, ...args);
+const ops = (...args: string[]) => runOps(ws, ...args);
 const NOW = CLI_NOW;
 
 function ledger(env: string): Ledger {
@@ -26,9 +26,9 @@ function seed(env: string, releases: LedgerRelease[], active = releases[releases
   return writeLedger(ws.ledgerDir, { version: 1, environment: env, active, releases });
 }
 
-describe('relay release', () => {
+describe('ops release', () => {
   it('starts a ledger with the current build, and a second release of the same source changes nothing', async () => {
-    const first = await relay('release', 'dev');
+    const first = await ops('release', 'dev');
     expect(first.err).toBe('');
     expect(first.code).toBe(0);
     const dev = ledger('dev');
@@ -43,7 +43,7 @@ describe('relay release', () => {
     expect(first.out).toBe(`dev: released ${entry.label} (now active).\nWrote ${join(ws.ledgerDir, 'dev.json')}; commit it and deploy to roll it out.\n`);
 
     const bytes = readFileSync(join(ws.ledgerDir, 'dev.json'));
-    const again = await relay('release', 'dev');
+    const again = await ops('release', 'dev');
     expect(again).toEqual({ code: 0, out: `dev: ${entry.label} is already the active release in ${join(ws.ledgerDir, 'dev.json')}; nothing changed.\n`, err: '' });
     expect(readFileSync(join(ws.ledgerDir, 'dev.json')).equals(bytes)).toBe(true);
   });
@@ -51,7 +51,7 @@ describe('relay release', () => {
   it('keeps the newest N (retainReleases) and says which were pruned', async () => {
     const [a, b, c] = [1, 2, 3].map((n) => fixtureRelease(ws.artifactsDir, n));
     seed('dev', [a, b, c]);
-    const result = await relay('release', 'dev');
+    const result = await ops('release', 'dev');
     expect(result.code).toBe(0);
     const dev = ledger('dev');
     const built = dev.releases[2];
@@ -66,12 +66,12 @@ describe('relay release', () => {
   });
 
   it('makes an already retained build active without adding it, pruning around it', async () => {
-    expect((await relay('release', 'dev')).code).toBe(0);
+    expect((await ops('release', 'dev')).code).toBe(0);
     const built = ledger('dev').releases[0];
     // Four retained (retainReleases was lowered to 3 since): the re-activated oldest one must survive the prune.
     const [f1, f2, f3] = [1, 2, 3].map((n) => fixtureRelease(ws.artifactsDir, n));
     seed('dev', [built, f1, f2, f3], f3.label);
-    const result = await relay('release', 'dev');
+    const result = await ops('release', 'dev');
     expect(result).toEqual({
       code: 0,
       out:
@@ -84,11 +84,11 @@ describe('relay release', () => {
   });
 });
 
-describe('relay promote', () => {
+describe('ops promote', () => {
   it('copies the active release to another environment with the same label and bytes, then changes nothing the second time', async () => {
     const [a, b] = [1, 2].map((n) => fixtureRelease(ws.artifactsDir, n));
     seed('dev', [{ ...a, deployed: true }, { ...b, deployed: true }]);
-    const result = await relay('promote', 'dev', 'staging');
+    const result = await ops('promote', 'dev', 'staging');
     expect(result).toEqual({
       code: 0,
       out: `staging: promoted ${b.label} from dev (now active).\nWrote ${join(ws.ledgerDir, 'staging.json')}; commit it and deploy to roll it out.\n`,
@@ -98,7 +98,7 @@ describe('relay promote', () => {
     expect(ledger('staging')).toEqual({ version: 1, environment: 'staging', active: b.label, releases: [b] });
 
     const bytes = readFileSync(join(ws.ledgerDir, 'staging.json'));
-    expect((await relay('promote', 'dev', 'staging')).out).toBe(`staging: ${b.label} is already the active release in ${join(ws.ledgerDir, 'staging.json')}; nothing changed.\n`);
+    expect((await ops('promote', 'dev', 'staging')).out).toBe(`staging: ${b.label} is already the active release in ${join(ws.ledgerDir, 'staging.json')}; nothing changed.\n`);
     expect(readFileSync(join(ws.ledgerDir, 'staging.json')).equals(bytes)).toBe(true);
   });
 
@@ -106,7 +106,7 @@ describe('relay promote', () => {
     const [a, b, c] = [1, 2, 3].map((n) => fixtureRelease(ws.artifactsDir, n));
     seed('dev', [c]);
     seed('prod', [a, b]);
-    const result = await relay('promote', 'dev', 'prod');
+    const result = await ops('promote', 'dev', 'prod');
     expect(result.out).toBe(
       `prod: promoted ${c.label} from dev (now active, was ${b.label}).\n` +
         `prod: pruned ${a.label} (keeping the newest 2).\n` +
@@ -116,11 +116,11 @@ describe('relay promote', () => {
   });
 
   it('rebuilds a missing zip from source when the rebuilt bytes are the recorded ones', async () => {
-    expect((await relay('release', 'dev')).code).toBe(0);
+    expect((await ops('release', 'dev')).code).toBe(0);
     const built = ledger('dev').releases[0];
     const zip = join(ws.artifactsDir, `${built.label}.zip`);
     rmSync(zip);
-    const result = await relay('promote', 'dev', 'prod');
+    const result = await ops('promote', 'dev', 'prod');
     expect(result.err).toBe('');
     expect(result.code).toBe(0);
     expect(existsSync(zip)).toBe(true);
@@ -151,37 +151,37 @@ describe('relay promote', () => {
       ['promote', 'dev', 'prod'],
       new RegExp(
         `^refusing to promote ${a.label}: its zip is not in .* and the current source builds relay-[0-9.]+-[0-9a-f]{12} instead\\. ` +
-          `Rebuild it from its commit \\(\`git checkout a{40} && npm run relay -- promote dev prod\`\\), then return to your branch\\.\n$`,
+          `Rebuild it from its commit \\(\`git checkout a{40} && npm run ops -- promote dev prod\`\\), then return to your branch\\.\n$`,
       ),
     );
   });
 });
 
-describe('relay rollback', () => {
+describe('ops rollback', () => {
   it('makes the previous retained release active, then a named one', async () => {
     const [a, b, c] = [1, 2, 3].map((n) => fixtureRelease(ws.artifactsDir, n));
     const file = seed('dev', [a, b, c]);
-    expect(await relay('rollback', 'dev')).toEqual({
+    expect(await ops('rollback', 'dev')).toEqual({
       code: 0,
       out: `dev: active release ${c.label} -> ${b.label}.\nWrote ${file}; commit it and deploy to roll it out.\n`,
       err: '',
     });
     expect(ledger('dev')).toEqual({ version: 1, environment: 'dev', active: b.label, releases: [a, b, c] });
-    expect((await relay('rollback', 'dev', c.label)).out).toBe(`dev: active release ${b.label} -> ${c.label}.\nWrote ${file}; commit it and deploy to roll it out.\n`);
+    expect((await ops('rollback', 'dev', c.label)).out).toBe(`dev: active release ${b.label} -> ${c.label}.\nWrote ${file}; commit it and deploy to roll it out.\n`);
     expect(ledger('dev').active).toBe(c.label);
     const bytes = readFileSync(file);
-    expect((await relay('rollback', 'dev', c.label)).out).toBe(`dev: ${c.label} is already the active release in ${file}; nothing changed.\n`);
+    expect((await ops('rollback', 'dev', c.label)).out).toBe(`dev: ${c.label} is already the active release in ${file}; nothing changed.\n`);
     expect(readFileSync(file).equals(bytes)).toBe(true);
     expect(strayFiles(ws.ledgerDir)).toEqual([]);
   });
 });
 
-describe('relay list', () => {
+describe('ops list', () => {
   it('prints the retained releases with the active marker, age, created time, commit and deployment', async () => {
     const a = fixtureRelease(ws.artifactsDir, 1, { deployed: true });
     const b = { ...fixtureRelease(ws.artifactsDir, 9), commit: 'unknown', created: new Date(NOW.getTime() - 90 * 60_000).toISOString() };
     seed('dev', [a, b], a.label);
-    const result = await relay('list', 'dev');
+    const result = await ops('list', 'dev');
     expect(result.code).toBe(0);
     expect(result.out).toBe(
       [
@@ -195,67 +195,61 @@ describe('relay list', () => {
   });
 
   it('says that an environment without a ledger tracks the current build', async () => {
-    expect(await relay('list', 'staging')).toEqual({
+    expect(await ops('list', 'staging')).toEqual({
       code: 0,
-      out: `staging: no ledger (${join(ws.ledgerDir, 'staging.json')} does not exist); the environment tracks the current build. Run \`npm run relay -- release staging\` to start one.\n`,
+      out: `staging: no ledger (${join(ws.ledgerDir, 'staging.json')} does not exist); the environment tracks the current build. Run \`npm run ops -- release staging\` to start one.\n`,
       err: '',
     });
   });
 });
 
-describe('relay mark-deployed', () => {
+describe('ops mark-deployed', () => {
   it('marks the active release deployed (or a named one), once', async () => {
     const [a, b] = [1, 2].map((n) => fixtureRelease(ws.artifactsDir, n));
     const file = seed('dev', [a, b]);
-    expect((await relay('mark-deployed', 'dev')).out).toBe(`dev: marked ${b.label} deployed in ${file}.\n`);
-    expect((await relay('mark-deployed', 'dev', a.label)).out).toBe(`dev: marked ${a.label} deployed in ${file}.\n`);
+    expect((await ops('mark-deployed', 'dev')).out).toBe(`dev: marked ${b.label} deployed in ${file}.\n`);
+    expect((await ops('mark-deployed', 'dev', a.label)).out).toBe(`dev: marked ${a.label} deployed in ${file}.\n`);
     expect(ledger('dev').releases.map((r) => r.deployed)).toEqual([true, true]);
-    expect((await relay('mark-deployed', 'dev')).out).toBe(`dev: ${b.label} is already marked deployed in ${file}; nothing changed.\n`);
+    expect((await ops('mark-deployed', 'dev')).out).toBe(`dev: ${b.label} is already marked deployed in ${file}; nothing changed.\n`);
   });
 });
 
-describe('relay --help', () => {
+describe('ops --help', () => {
   it.each([
-    ['release', 'Usage: relay release [options] <env>'],
-    ['promote', 'Usage: relay promote [options] <from> <to>'],
-    ['rollback', 'Usage: relay rollback [options] <env> [label]'],
-    ['list', 'Usage: relay list [options] <env>'],
-    ['mark-deployed', 'Usage: relay mark-deployed [options] <env> [label]'],
-    ['diff', 'Usage: relay diff [options] <base-dir> <head-dir>'],
+    ['release', 'Usage: ops release [options] <env>'],
+    ['promote', 'Usage: ops promote [options] <from> <to>'],
+    ['rollback', 'Usage: ops rollback [options] <env> [label]'],
+    ['list', 'Usage: ops list [options] <env>'],
+    ['mark-deployed', 'Usage: ops mark-deployed [options] <env> [label]'],
+    ['diff', 'Usage: ops diff [options] <base-dir> <head-dir>'],
+    ['synth', 'Usage: ops synth [options]'],
   ])('explains %s', async (command, usage) => {
-    const result = await relay(command, '--help');
+    const result = await ops(command, '--help');
     expect(result.code).toBe(0);
     expect(result.out.startsWith(`${usage}\n`)).toBe(true);
   });
 });
 
-describe('npm run relay', () => {
-  function npmRelay(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-    return new Promise((resolve, reject) => {
-      const child = spawn('npm', ['run', '--silent', 'relay', '--', ...args], {
-        cwd: REPO_ROOT,
-        env: { ...process.env, RELAY_CONFIG: ws.configFile, RELAY_LEDGER_DIR: ws.ledgerDir, RELAY_ARTIFACTS_DIR: ws.artifactsDir },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, out, err }));
-    });
-  }
-
+describe('npm run ops', () => {
   it('rolls back and refuses with exit 1 through the npm script', async () => {
     const [a, b] = [1, 2].map((n) => fixtureRelease(ws.artifactsDir, n));
     const file = seed('dev', [a, b]);
-    const ok = await npmRelay(['rollback', 'dev']);
-    expect(ok).toMatchObject({ code: 0, err: '' });
-    expect(ok.out).toContain(`dev: active release ${b.label} -> ${a.label}.`);
+    const ok = await runNpm(REPO_ROOT, 'ops', ['rollback', 'dev'], { env: ws.env });
+    expect(ok).toMatchObject({ code: 0, stderr: '' });
+    expect(ok.stdout).toContain(`dev: active release ${b.label} -> ${a.label}.`);
     const bytes = readFileSync(file);
-    const refused = await npmRelay(['rollback', 'dev']);
+    const refused = await runNpm(REPO_ROOT, 'ops', ['rollback', 'dev'], { env: ws.env });
     expect(refused.code).toBe(1);
-    expect(refused.err).toContain(`cannot roll back dev: the active release ${a.label} is the oldest retained in`);
+    expect(refused.stderr).toContain(`cannot roll back dev: the active release ${a.label} is the oldest retained in`);
     expect(readFileSync(file).equals(bytes)).toBe(true);
+  });
+
+  it('lists every command, synth included, with the options that point it at other files', async () => {
+    const help = await runOps(ws, '--help');
+    expect(help.code).toBe(0);
+    expect(help.out).toMatch(/^Usage: ops \[options\] \[command\]\n/);
+    for (const command of ['release', 'promote', 'rollback', 'list', 'mark-deployed', 'diff', 'synth']) expect(help.out).toMatch(new RegExp(`\\n  ${command} `));
+    const synth = await runOps(ws, 'synth', '--help');
+    for (const option of ['--out <dir>', '--config <file>', '--ledger-dir <dir>', '--artifacts-dir <dir>']) expect(synth.out).toContain(option);
   });
 });

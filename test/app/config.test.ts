@@ -2,6 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, parseConfig } from '../../app/config';
+import { DEFAULT_CONFIG_FILE, REPO_ROOT } from '../../app/paths';
+import { POLICY_RULES } from '../../app/policy';
+import { exampleConfig } from '../helpers/project';
 
 const CERT = 'arn:aws:acm:eu-west-1:123456789012:certificate/0f7c8c1e-7a43-4e0e-9d9b-3f1c3d0a1b2c';
 const env = (extra: Record<string, unknown> = {}) => ({ name: 'dev', region: 'eu-west-1', ...extra });
@@ -31,6 +34,7 @@ describe('parseConfig', () => {
       logRetentionDays: 30,
       retainReleases: 5,
       backend: { type: 'local' },
+      policyWaivers: [],
     });
   });
 
@@ -160,6 +164,39 @@ describe('parseConfig', () => {
   });
 });
 
+describe('policyWaivers', () => {
+  it('accepts a waiver of a known rule with a reason, trimmed', () => {
+    const config = parseConfig({ environments: [env({ policyWaivers: [{ rule: 'imdsv1', reason: '  legacy agent until March ' }] })] });
+    expect(config.environments[0].policyWaivers).toEqual([{ rule: 'imdsv1', reason: 'legacy agent until March' }]);
+  });
+
+  it('fails when the rule id is unknown, listing the known ones', () => {
+    expect(problemsOf({ environments: [env({ policyWaivers: [{ rule: 'imdsv2', reason: 'x' }] })] })).toEqual([
+      `environments[0].policyWaivers[0].rule: received "imdsv2"; allowed: one of the policy rule ids: ${POLICY_RULES.join(', ')}`,
+    ]);
+  });
+
+  it('fails when the reason is empty or missing', () => {
+    expect(problemsOf({ environments: [env({ policyWaivers: [{ rule: 'imdsv1', reason: '   ' }, { rule: 'open-ingress' }] })] })).toEqual([
+      'environments[0].policyWaivers[0].reason: received ""; allowed: a non-empty reason saying why this environment may break the rule',
+      'environments[0].policyWaivers[1].reason: received nothing; allowed: a string saying why this environment may break the rule',
+    ]);
+  });
+
+  it('fails when a rule is waived twice, or a waiver has an unknown field', () => {
+    expect(
+      problemsOf({
+        environments: [env({ policyWaivers: [{ rule: 'imdsv1', reason: 'a' }, { rule: 'open-ingress', reason: 'b', until: '2027' }] })],
+      }),
+    ).toEqual([
+      'environments[0].policyWaivers[1]: unknown field "until"; remove it or fix the spelling',
+    ]);
+    expect(problemsOf({ environments: [env({ policyWaivers: [{ rule: 'imdsv1', reason: 'a' }, { rule: 'imdsv1', reason: 'b' }] })] })).toEqual([
+      'environments[0].policyWaivers[1].rule: received "imdsv1"; allowed: a rule no other waiver of this environment names',
+    ]);
+  });
+});
+
 describe('loadConfig', () => {
   let dir: string;
   beforeEach(() => {
@@ -167,8 +204,11 @@ describe('loadConfig', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('reads the repository config: dev, staging and prod', () => {
-    expect(loadConfig().environments.map((e) => e.name)).toEqual(['dev', 'staging', 'prod']);
+  it('reads relay.config.json at the repository root unless given another file', () => {
+    expect(DEFAULT_CONFIG_FILE).toBe(join(REPO_ROOT, 'relay.config.json'));
+    const file = join(dir, 'relay.config.json');
+    writeFileSync(file, JSON.stringify(exampleConfig()));
+    expect(loadConfig(file).environments.map((e) => e.name)).toEqual(['dev', 'staging', 'prod']);
   });
 
   it('fails with the file name when the JSON is malformed', () => {

@@ -1,32 +1,15 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from '../../app/cli';
 import type { LedgerRelease } from '../../app/ledger';
+import { localReleaseZip } from '../../stacks/release-layout';
+import { makeProject, type Project } from '../helpers/project';
 
-/** A temp workspace with a ledger folder, an artifacts folder and a config file; `cleanup` removes it all. */
-export interface Workspace {
-  readonly root: string;
-  readonly ledgerDir: string;
-  readonly artifactsDir: string;
-  readonly configFile: string;
-  cleanup(): void;
-}
-
-export function makeWorkspace(retain: { dev?: number; staging?: number; prod?: number } = {}): Workspace {
-  const root = mkdtempSync(join(tmpdir(), 'relay-ledger-'));
-  const ledgerDir = join(root, 'releases');
-  const artifactsDir = join(root, 'artifacts');
-  mkdirSync(ledgerDir);
-  mkdirSync(artifactsDir);
-  const configFile = join(root, 'relay.config.json');
+/** A project of three environments (dev, staging, prod) that differ only in how many releases they retain. */
+export function makeWorkspace(retain: { dev?: number; staging?: number; prod?: number } = {}): Project {
   const env = (name: string, retainReleases: number) => ({ name, region: 'eu-west-1', retainReleases });
-  writeFileSync(
-    configFile,
-    JSON.stringify({ app: 'relay', environments: [env('dev', retain.dev ?? 3), env('staging', retain.staging ?? 5), env('prod', retain.prod ?? 5)] }),
-  );
-  return { root, ledgerDir, artifactsDir, configFile, cleanup: () => rmSync(root, { recursive: true, force: true }) };
+  return makeProject({ config: { app: 'relay', environments: [env('dev', retain.dev ?? 3), env('staging', retain.staging ?? 5), env('prod', retain.prod ?? 5)] } });
 }
 
 /**
@@ -38,7 +21,7 @@ export function fixtureRelease(artifactsDir: string, n: number, opts: { writeZip
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const md5 = createHash('md5').update(bytes).digest('hex');
   const label = `relay-0.0.${n}-${sha256.slice(0, 12)}`;
-  if (opts.writeZip ?? true) writeFileSync(join(artifactsDir, `${label}.zip`), bytes);
+  if (opts.writeZip ?? true) writeFileSync(localReleaseZip(artifactsDir, label), bytes);
   const created = new Date(Date.UTC(2026, 0, n, 12, 0, 0)).toISOString();
   return { label, sha256, md5, created, commit: 'a'.repeat(40), ...(opts.deployed ? { deployed: true } : {}) };
 }
@@ -67,24 +50,24 @@ export interface CliResult {
 /** Fixed clock for `created` and ages in CLI tests. */
 export const CLI_NOW = new Date(Date.UTC(2026, 0, 10, 12, 0, 0));
 
-/** Runs the CLI in-process against the workspace (config, ledgers and zips all in temp folders). */
-export async function runRelay(ws: Workspace, ...args: string[]): Promise<CliResult> {
+/** Runs the ops CLI in-process against the project (config, ledgers and zips all in temp folders). */
+export async function runOps(ws: Project, ...args: string[]): Promise<CliResult> {
   let out = '';
   let err = '';
   const code = await runCli(args, {
     stdout: (t) => (out += t),
     stderr: (t) => (err += t),
-    env: { RELAY_CONFIG: ws.configFile, RELAY_LEDGER_DIR: ws.ledgerDir, RELAY_ARTIFACTS_DIR: ws.artifactsDir },
+    env: ws.env,
     now: () => CLI_NOW,
   });
   return { code, out, err };
 }
 
 /** Asserts a refused command: exit 1, nothing on stdout, the message, and every ledger byte-identical (or still absent). */
-export async function expectRefused(ws: Workspace, args: string[], message: RegExp | string): Promise<void> {
+export async function expectRefused(ws: Project, args: string[], message: RegExp | string): Promise<void> {
   const files = ['dev', 'staging', 'prod'].map((e) => join(ws.ledgerDir, `${e}.json`));
   const before = files.map((f) => (existsSync(f) ? readFileSync(f) : undefined));
-  const result = await runRelay(ws, ...args);
+  const result = await runOps(ws, ...args);
   expect(result.code).toBe(1);
   expect(result.out).toBe('');
   if (typeof message === 'string') expect(result.err).toBe(`${message}\n`);

@@ -1,10 +1,11 @@
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LedgerError, parseLedger, readLedger, serializeLedger, writeLedger, type Ledger } from '../../app/ledger';
 import { ReleaseZipMismatchError, resolveReleases, type ArtifactRef } from '../../app/releases';
-import { fixtureRelease, makeWorkspace, strayFiles, writeRawLedger, type Workspace } from './ledger-fixtures';
+import type { Project } from '../helpers/project';
+import { fixtureRelease, makeWorkspace, strayFiles, writeRawLedger } from './ledger-fixtures';
 
-let ws: Workspace;
+let ws: Project;
 beforeEach(() => {
   ws = makeWorkspace();
 });
@@ -163,7 +164,7 @@ describe('resolveReleases', () => {
     expect(resolved.warnings).toHaveLength(1);
     expect(resolved.warnings[0]).toMatch(new RegExp(`^dev: the active release ${a.label} has no zip in .*artifacts and .*dev\\.json does not mark it deployed`));
     expect(resolved.warnings[0]).toMatch(/`git checkout a{40} && npm run synth`/);
-    expect(resolved.warnings[0]).toMatch(/`npm run relay -- mark-deployed dev`/);
+    expect(resolved.warnings[0]).toMatch(/`npm run ops -- mark-deployed dev`/);
   });
 
   it('does not warn about a missing zip of a release that is not active', () => {
@@ -188,13 +189,5 @@ describe('resolveReleases', () => {
     expect(() => resolveReleases('dev', current(), ws.ledgerDir, ws.artifactsDir)).toThrow(
       new RegExp(`${a.label}\\.zip: sha256 is [0-9a-f]{64} but .*dev\\.json records ${a.sha256} for ${a.label}`),
     );
-  });
-
-  it('finds zips in <repo>/dist/artifacts beside <repo>/releases by default', () => {
-    const defaultDir = join(ws.root, 'dist', 'artifacts');
-    mkdirSync(defaultDir, { recursive: true });
-    const a = fixtureRelease(defaultDir, 1);
-    writeLedger(ws.ledgerDir, ledgerOf('dev', [a]));
-    expect(resolveReleases('dev', current(), ws.ledgerDir).active.zipPath).toBe(join(defaultDir, `${a.label}.zip`));
   });
 });

@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../../app/cli';
 import { diffSynth, loadSynthTree, renderMarkdown, renderText } from '../../app/synth-diff';
-import { REPO_ROOT } from '../../app/bundle';
+import { REPO_ROOT } from '../../app/paths';
+import { runNpm } from '../helpers/project';
 
 const SECRET = 'hunter2-SUPER-SECRET-value';
 const SECRET2 = 'second-SECRET-do-not-print';
@@ -206,7 +206,7 @@ describe('diffSynth', () => {
   });
 });
 
-describe('relay diff command', () => {
+describe('ops diff command', () => {
   async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
     let out = '';
     let err = '';
@@ -251,16 +251,10 @@ describe('relay diff command', () => {
     expect(result.err).toMatch(/error: missing required argument 'head-dir'/);
   });
 
-  it('works through `npm run relay --` with exit code 2 for a difference', async () => {
+  it('works through `npm run ops --` with exit code 2 for a difference', async () => {
     const base = writeOut('base', { 'relay-dev': stack() });
     const head = writeOut('head', { 'relay-dev': stack({ label: 'relay-0.1.0-bbbbbbbbbbbb' }) });
-    const { code, out } = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
-      const child = spawn('npm', ['run', '--silent', 'relay', '--', 'diff', base, head], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-      let text = '';
-      child.stdout.on('data', (d: Buffer) => (text += d.toString()));
-      child.on('error', reject);
-      child.on('close', (c) => resolve({ code: c, out: text }));
-    });
+    const { code, stdout: out } = await runNpm(REPO_ROOT, 'ops', ['diff', base, head]);
     expect(code).toBe(2);
     expect(out).toContain('version_label: "relay-0.1.0-aaaaaaaaaaaa" → "relay-0.1.0-bbbbbbbbbbbb"');
     expect(out).not.toContain(SECRET);

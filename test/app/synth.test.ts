@@ -1,38 +1,12 @@
-import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../../app/bundle';
+import { writeLedger } from '../../app/ledger';
+import { REPO_ROOT } from '../../app/paths';
+import { makeProject, runNpm, type Project } from '../helpers/project';
+import { fixtureRelease } from './ledger-fixtures';
 
-// Everything `npm run synth` reads; node_modules is linked, not copied.
-const SYNTH_INPUTS = ['app', 'stacks', 'service', 'releases', 'package.json', 'tsconfig.json', 'cdktf.json', 'relay.config.json'];
-
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function copyRepo(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'relay-synth-'));
-  for (const name of SYNTH_INPUTS) {
-    if (existsSync(join(REPO_ROOT, name))) cpSync(join(REPO_ROOT, name), join(dir, name), { recursive: true });
-  }
-  symlinkSync(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
-  return dir;
-}
-
-function synth(cwd: string): Promise<RunResult> {
-  return new Promise((resolve) => {
-    // No AWS credentials and no terraform on PATH beyond what node needs: synth must not need them.
-    const env = { PATH: process.env.PATH ?? '', HOME: cwd, TZ: 'UTC' };
-    execFile('npm', ['run', '--silent', 'synth'], { cwd, env, timeout: 180_000 }, (err, stdout, stderr) => {
-      // execFile reports the exit status as a numeric `code` on its error.
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : null) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+// Several synths, each building the artifact once: minutes on a loaded machine.
+jest.setTimeout(240_000);
 
 function listFiles(dir: string, prefix = ''): string[] {
   return readdirSync(dir, { withFileTypes: true })
@@ -43,72 +17,113 @@ function listFiles(dir: string, prefix = ''): string[] {
     .sort();
 }
 
+/** `npm run synth` with no arguments in a checkout: no AWS credentials, no terraform, no RELAY_* variables. */
+function synthIn(project: Project, args: string[] = []) {
+  return runNpm(project.root, 'synth', args, { baseEnv: { PATH: process.env.PATH ?? '', HOME: project.root, TZ: 'UTC' } });
+}
+
+/** Two releases of dev in its ledger, the older active, both zips built on this machine. */
+function seedDevLedger(project: Project): string[] {
+  const releases = [1, 2].map((n) => fixtureRelease(project.artifactsDir, n));
+  writeLedger(project.ledgerDir, { version: 1, environment: 'dev', active: releases[0].label, releases });
+  return releases.map((r) => r.label);
+}
+
 describe('npm run synth', () => {
-  const dirs: string[] = [];
+  const projects: Project[] = [];
   afterAll(() => {
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    for (const p of projects) p.cleanup();
   });
-  const fresh = () => {
-    const d = copyRepo();
-    dirs.push(d);
-    return d;
+  const checkout = (): Project => {
+    const p = makeProject({ code: true });
+    projects.push(p);
+    return p;
   };
 
   it('writes byte-identical cdktf.out for every environment from two different folders, with no absolute path', async () => {
-    const a = fresh();
-    const b = fresh();
-    const [ra, rb] = await Promise.all([synth(a), synth(b)]);
-    // stderr may carry release-ledger warnings; it is shown here only if synth fails.
-    expect({ code: ra.code, stderr: ra.stderr }).toMatchObject({ code: 0 });
-    expect({ code: rb.code, stderr: rb.stderr }).toMatchObject({ code: 0 });
+    // GIVEN two checkouts in different folders with the same config and ledgers
+    const [a, b] = [checkout(), checkout()];
+    const labels = seedDevLedger(a);
+    expect(seedDevLedger(b)).toEqual(labels);
+
+    // WHEN both synthesize
+    const [ra, rb] = await Promise.all([synthIn(a), synthIn(b)]);
+
+    // THEN the output is the same bytes, names no folder, and carries every declared zip beside its stack
+    expect({ code: ra.code, stderr: ra.stderr }).toEqual({ code: 0, stderr: '' });
+    expect({ code: rb.code, stderr: rb.stderr }).toEqual({ code: 0, stderr: '' });
     const lines = ra.stdout.trim().split('\n');
     expect(lines).toHaveLength(3);
-    ['dev', 'staging', 'prod'].forEach((env, i) => {
-      expect(lines[i]).toMatch(new RegExp(`^wrote cdktf\\.out/stacks/relay-${env}/cdk\\.tf\\.json \\(active relay-\\d+\\.\\d+\\.\\d+-[0-9a-f]{12}\\)$`));
+    expect(lines[0]).toBe(`wrote cdktf.out/stacks/relay-dev/cdk.tf.json (active ${labels[0]})`);
+    ['staging', 'prod'].forEach((env, i) => {
+      expect(lines[i + 1]).toMatch(new RegExp(`^wrote cdktf\\.out/stacks/relay-${env}/cdk\\.tf\\.json \\(active relay-\\d+\\.\\d+\\.\\d+-[0-9a-f]{12}\\)$`));
     });
 
-    const files = listFiles(join(a, 'cdktf.out'));
-    expect(listFiles(join(b, 'cdktf.out'))).toEqual(files);
+    const files = listFiles(a.outDir);
+    expect(listFiles(b.outDir)).toEqual(files);
     for (const env of ['dev', 'staging', 'prod']) expect(files).toContain(`stacks/relay-${env}/cdk.tf.json`);
     expect(files).toContain('manifest.json');
+    expect(files.filter((f) => f.includes('staging-'))).toEqual([]);
     for (const f of files) {
-      const bytesA = readFileSync(join(a, 'cdktf.out', f));
-      expect({ file: f, same: bytesA.equals(readFileSync(join(b, 'cdktf.out', f))) }).toEqual({ file: f, same: true });
-      for (const root of [a, b, REPO_ROOT]) expect({ file: f, hasAbsolutePath: bytesA.includes(root) }).toEqual({ file: f, hasAbsolutePath: false });
+      const bytesA = readFileSync(join(a.outDir, f));
+      expect({ file: f, same: bytesA.equals(readFileSync(join(b.outDir, f))) }).toEqual({ file: f, same: true });
+      for (const root of [a.root, b.root, REPO_ROOT]) expect({ file: f, hasAbsolutePath: bytesA.includes(root) }).toEqual({ file: f, hasAbsolutePath: false });
     }
 
-    // The zip each object's relative `source` names sits next to the stack, matching the declared etag.
-    const dev = JSON.parse(readFileSync(join(a, 'cdktf.out/stacks/relay-dev/cdk.tf.json'), 'utf8')) as {
+    const dev = JSON.parse(readFileSync(join(a.outDir, 'stacks/relay-dev/cdk.tf.json'), 'utf8')) as {
       resource: { aws_s3_object: Record<string, { source: string; etag: string }> };
     };
-    for (const obj of Object.values(dev.resource.aws_s3_object)) {
-      expect(obj.source).toMatch(/^releases\/relay-.*\.zip$/);
-      expect(existsSync(join(a, 'cdktf.out/stacks/relay-dev', obj.source))).toBe(true);
-    }
-  }, 240_000);
+    const objects = Object.values(dev.resource.aws_s3_object);
+    expect(objects.map((o) => o.source)).toEqual(labels.map((l) => `releases/${l}.zip`));
+    for (const obj of objects) expect(existsSync(join(a.outDir, 'stacks/relay-dev', obj.source))).toBe(true);
+  });
 
   it('removes stale release zips from a stack folder but never its terraform state', async () => {
-    const dir = fresh();
-    const stackDir = join(dir, 'cdktf.out/stacks/relay-dev');
+    const project = checkout();
+    const stackDir = join(project.outDir, 'stacks/relay-dev');
     mkdirSync(join(stackDir, 'releases'), { recursive: true });
     writeFileSync(join(stackDir, 'releases/relay-0.0.0-000000000000.zip'), 'stale');
     writeFileSync(join(stackDir, 'terraform.relay-dev.tfstate'), '{"version":4}');
-    const r = await synth(dir);
+    const r = await synthIn(project);
     expect({ code: r.code, stderr: r.stderr }).toMatchObject({ code: 0 });
     expect(existsSync(join(stackDir, 'releases/relay-0.0.0-000000000000.zip'))).toBe(false);
     expect(readFileSync(join(stackDir, 'terraform.relay-dev.tfstate'), 'utf8')).toBe('{"version":4}');
     expect(readdirSync(join(stackDir, 'releases'))).toHaveLength(1);
-  }, 240_000);
+  });
 
   it('fails with the config problems and exit code 1, without a stack trace', async () => {
-    const dir = fresh();
-    writeFileSync(join(dir, 'relay.config.json'), JSON.stringify({ environments: [{ name: 'dev', region: 'eu-west-1', redis: { topology: 'sharded' } }] }));
-    const r = await synth(dir);
+    const project = checkout();
+    project.writeConfig({ environments: [{ name: 'dev', region: 'eu-west-1', redis: { topology: 'sharded' } }] });
+    const r = await synthIn(project);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(
       'Invalid relay config in relay.config.json (1 problem); fix these and run synth again:\n' +
         '  - environments[0].redis.topology: received "sharded"; allowed: "single", "replicated" or "cluster"\n',
     );
-    expect(existsSync(join(dir, 'cdktf.out'))).toBe(false);
-  }, 240_000);
+    expect(existsSync(project.outDir)).toBe(false);
+  });
+
+  it('reads and writes only the files it is given, by flags or by RELAY_* variables', async () => {
+    // GIVEN a project holding only config, ledgers and zips, with a fourth environment
+    const project = makeProject({ config: { app: 'relay', environments: ['dev', 'qa'].map((name) => ({ name, region: 'eu-west-1' })) } });
+    projects.push(project);
+    const labels = seedDevLedger(project);
+    const flagsOut = join(project.root, 'by-flags');
+
+    // WHEN the repository's synth runs on it, once with flags and once with variables
+    const byFlags = await runNpm(REPO_ROOT, 'synth', [
+      '--config', project.configFile, '--ledger-dir', project.ledgerDir, '--artifacts-dir', project.artifactsDir, '--out', flagsOut,
+    ]);
+    const byEnv = await runNpm(REPO_ROOT, 'synth', [], { env: project.env });
+
+    // THEN both wrote the project's two stacks where they were told, from its ledger, and built into its artifacts folder
+    for (const [r, out] of [[byFlags, flagsOut], [byEnv, project.outDir]] as const) {
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(r.stdout).toContain(`wrote ${join(out, 'stacks/relay-dev/cdk.tf.json')} (active ${labels[0]})\n`);
+      expect(r.stdout).toContain(`wrote ${join(out, 'stacks/relay-qa/cdk.tf.json')} (active relay-`);
+      expect(readdirSync(join(out, 'stacks')).sort()).toEqual(['relay-dev', 'relay-qa']);
+    }
+    expect(readFileSync(join(flagsOut, 'stacks/relay-qa/cdk.tf.json')).equals(readFileSync(join(project.outDir, 'stacks/relay-qa/cdk.tf.json')))).toBe(true);
+    expect(readdirSync(project.artifactsDir).filter((f) => f.endsWith('.zip'))).toHaveLength(3);
+  });
 });

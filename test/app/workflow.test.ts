@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { REPO_ROOT } from '../../app/bundle';
+import { REPO_ROOT } from '../../app/paths';
 
 interface Step {
   readonly uses?: string;
@@ -42,15 +42,15 @@ describe('.github/workflows/infra.yml', () => {
       expect(job.if).toBe("github.event_name == 'pull_request'");
       expect(job.steps[0]).toEqual({ uses: 'actions/checkout@v4', with: { 'fetch-depth': 0 } });
       expect(job.steps.find((s) => s.uses === 'actions/setup-node@v4')?.with).toEqual({ 'node-version': 20, cache: 'npm' });
-      const order = [/apt-get install .*redis-server/, /^npm ci$/, /^npm test$/, /npm run synth\n.*cp -R cdktf\.out "\$RUNNER_TEMP\/head"/s, /git worktree add .*\n.*npm ci\n.*npm run synth/s, /relay -- diff/];
+      const order = [/apt-get install .*redis-server/, /^npm ci$/, /^npm test$/, /npm run synth\n.*cp -R cdktf\.out "\$RUNNER_TEMP\/head"/s, /git worktree add .*\n.*npm ci\n.*npm run synth/s, /ops -- diff/];
       const positions = order.map((p) => indexOf(job, p));
       expect(positions.every((p) => p >= 0)).toBe(true);
       expect([...positions].sort((x, y) => x - y)).toEqual(positions);
     });
 
     it('writes the Markdown diff to the job summary, treating exit 2 as success', () => {
-      const diff = job.steps[indexOf(job, /relay -- diff/)];
-      expect(diff.run).toMatch(/npm run --silent relay -- diff "\$RUNNER_TEMP\/base" "\$RUNNER_TEMP\/head" --markdown >> "\$GITHUB_STEP_SUMMARY"/);
+      const diff = job.steps[indexOf(job, /ops -- diff/)];
+      expect(diff.run).toMatch(/npm run --silent ops -- diff "\$RUNNER_TEMP\/base" "\$RUNNER_TEMP\/head" --markdown >> "\$GITHUB_STEP_SUMMARY"/);
       expect(diff.run).toMatch(/set \+e/);
       expect(diff.run).toMatch(/if \[ "\$code" -ne 0 \] && \[ "\$code" -ne 2 \]; then exit "\$code"; fi/);
     });
@@ -93,7 +93,7 @@ describe('.github/workflows/infra.yml', () => {
 
     it('records the deployed release in the ledger after a deploy', () => {
       const deploy = indexOf(dev, /cdktf|CDKTF_CLI/);
-      const mark = indexOf(dev, /relay -- mark-deployed "\$DEPLOY_ENV"/);
+      const mark = indexOf(dev, /ops -- mark-deployed "\$DEPLOY_ENV"/);
       expect(deploy).toBeGreaterThan(-1);
       expect(mark).toBeGreaterThan(deploy);
     });

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RELAY_NODE_FLAGS, REPO_ROOT } from '../../app/bundle';
+import { RELAY_NODE_FLAGS } from '../../app/bundle';
+import { REPO_ROOT } from '../../app/paths';
 import { runArtifact } from '../../bench/artifact-start';
 import { runFanout, type FanoutTargetSpec } from '../../bench/fanout';
 import { runIdleFootprint } from '../../bench/idle-footprint';

@@ -17,7 +17,7 @@ import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
 import { IamRolePolicyAttachment } from '@cdktf/provider-aws/lib/iam-role-policy-attachment';
 import { ElasticBeanstalkEnvironment } from '@cdktf/provider-aws/lib/elastic-beanstalk-environment';
 import { DataAwsElasticBeanstalkSolutionStack } from '@cdktf/provider-aws/lib/data-aws-elastic-beanstalk-solution-stack';
-import { checkTerraformPolicy, PolicyRule } from '../../app/policy';
+import { checkTerraformPolicy, formatViolation, judgePolicy, POLICY_FIXES, POLICY_RULES, type PolicyRule } from '../../app/policy';
 
 type Breakage =
   | 'no-public-access-block'
@@ -211,9 +211,29 @@ describe('infrastructure policy rules', () => {
   it('names the resource and says what to do', () => {
     const [violation] = checkTerraformPolicy(synthStack('hardcoded-stack'));
     expect(violation.address).toMatch(/^aws_elastic_beanstalk_environment\./);
-    expect(violation.message).toBe(
-      'solution_stack_name is hard-coded ("64bit Amazon Linux 2 v5.8.0 running Node.js 18"); look it up with the aws_elastic_beanstalk_solution_stack data source',
-    );
+    expect(violation.message).toBe('solution_stack_name is hard-coded ("64bit Amazon Linux 2 v5.8.0 running Node.js 18"), so the platform never moves on');
+    expect(violation.fix).toBe('look the solution stack up with the aws_elastic_beanstalk_solution_stack data source (most_recent and a name regex)');
+    expect(formatViolation('relay-dev', violation).split('\n')).toEqual([
+      `relay-dev: [hardcoded-solution-stack] ${violation.address}: ${violation.message}`,
+      `  fix: ${violation.fix}`,
+    ]);
+  });
+
+  it('has a fix for every rule, and a test case that makes every rule fire', () => {
+    expect(Object.keys(POLICY_FIXES).sort()).toEqual([...POLICY_RULES].sort());
+    expect([...new Set(cases.map(([, rule]) => rule))].sort()).toEqual([...POLICY_RULES].sort());
+  });
+
+  it('lets a waiver take a rule out of the failing set, keeps its reason, and reports a waiver that matches nothing', () => {
+    const violations = checkTerraformPolicy(synthStack('imdsv1'));
+    const verdict = judgePolicy(violations, [
+      { rule: 'imdsv1', reason: 'legacy agent needs IMDSv1 until March' },
+      { rule: 'open-ingress', reason: 'stale' },
+    ]);
+    expect(verdict.failing).toEqual([]);
+    expect(verdict.waived).toEqual([{ ...violations[0], reason: 'legacy agent needs IMDSv1 until March' }]);
+    expect(verdict.unusedWaivers).toEqual([{ rule: 'open-ingress', reason: 'stale' }]);
+    expect(judgePolicy(violations, []).failing).toEqual(violations);
   });
 
   it('treats a policy it cannot read as unsafe', () => {

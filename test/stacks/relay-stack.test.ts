@@ -2,9 +2,8 @@ import { Testing } from 'cdktf';
 // Importing the adapter (not only calling Testing.setupJest) brings its matcher types into scope.
 import { setupJest } from 'cdktf/lib/testing/adapters/jest';
 import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
-import { parseConfig, type AppConfig } from '../../app/config';
-import type { ArtifactRef, ResolvedReleases } from '../../app/releases';
-import { RelayStack } from '../../stacks/relay-stack';
+import type { ApplicationRelease } from '../../stacks/artifact-store';
+import { RelayStack, type RelayStackProps } from '../../stacks/relay-stack';
 
 setupJest();
 
@@ -14,13 +13,12 @@ interface Synth {
   resource: Record<string, Record<string, Body>>;
   output: Record<string, { value: string }>;
 }
-const release = (hex: string): ArtifactRef => ({ label: `relay-0.1.0-${hex.repeat(12)}`, sha256: hex.repeat(64), md5: hex.repeat(32) });
+const release = (hex: string): ApplicationRelease => ({ label: `relay-0.1.0-${hex.repeat(12)}`, sha256: hex.repeat(64), md5: hex.repeat(32) });
 const A = release('a');
 const B = release('b');
 
-function synth(envOverrides: Record<string, unknown> = {}, releases: ResolvedReleases = { releases: [A], active: A, warnings: [] }): { json: string; s: Synth } {
-  const config: AppConfig = parseConfig({ app: 'relay', environments: [{ name: 'dev', region: 'eu-west-1', ...envOverrides }] });
-  const stack = new RelayStack(Testing.app(), 'relay-dev', { config, env: config.environments[0], releases });
+function synth(props: Partial<RelayStackProps> = {}): { json: string; s: Synth } {
+  const stack = new RelayStack(Testing.app(), 'relay-dev', { app: 'relay', environment: 'dev', region: 'eu-west-1', releases: [A], activeRelease: A.label, ...props });
   const json = Testing.synth(stack);
   return { json, s: JSON.parse(json) as Synth };
 }
@@ -121,8 +119,8 @@ describe('RelayStack', () => {
   });
 
   it('changes only the environment version_label when only the active release changes', () => {
-    const onA = synth({}, { releases: [A, B], active: A, warnings: [] }).json;
-    const onB = synth({}, { releases: [A, B], active: B, warnings: [] }).json;
+    const onA = synth({ releases: [A, B], activeRelease: A.label }).json;
+    const onB = synth({ releases: [A, B], activeRelease: B.label }).json;
     const a = onA.split('\n');
     const b = onB.split('\n');
     expect(b).toHaveLength(a.length);
@@ -133,8 +131,8 @@ describe('RelayStack', () => {
   });
 
   it('fails when the active release is not among the declared ones', () => {
-    expect(() => synth({}, { releases: [A], active: B, warnings: [] })).toThrow(
-      `RelayStack relay-dev: active release ${B.label} is not among the declared releases; fix releases/dev.json`,
+    expect(() => synth({ releases: [A], activeRelease: B.label })).toThrow(
+      `RelayStack relay-dev: the active release ${B.label} is not among the declared releases (${A.label}); declare it in releases`,
     );
   });
 

@@ -8,7 +8,7 @@ import { REDIS_PORT } from './network';
 
 export type RedisTopology = 'single' | 'replicated' | 'cluster';
 
-export interface RedisBackplaneProps {
+export interface ElastiCacheBackplaneProps {
   /** Prefix of every name, `<app>-<env>` (at most 40 characters: the replication group id limit). */
   readonly namePrefix: string;
   /**
@@ -38,7 +38,7 @@ export interface RedisBackplaneProps {
    */
   readonly shards?: number;
   /** Subnets of the ElastiCache subnet group. */
-  readonly subnetIds: string[];
+  readonly subnetIds: readonly string[];
   /** Security group admitting 6379 from the relay instances. */
   readonly securityGroupId: string;
 }
@@ -47,7 +47,7 @@ export interface RedisBackplaneProps {
 const AUTH_TOKEN_SPECIALS = '!&#$^<>-';
 
 /** ElastiCache replication group in one of three topologies, TLS + at-rest encryption, AUTH token in Secrets Manager. */
-export class RedisBackplane extends Construct {
+export class ElastiCacheBackplane extends Construct {
   readonly replicationGroup: ElasticacheReplicationGroup;
   /** Secret holding the AUTH token; instances receive it through the environmentsecrets namespace. */
   readonly authTokenSecret: SecretsmanagerSecret;
@@ -57,21 +57,19 @@ export class RedisBackplane extends Construct {
   readonly url: string;
   /** What the relay's REDIS_MODE must say. */
   readonly mode: 'standalone' | 'cluster';
-  readonly topology: RedisTopology;
 
-  constructor(scope: Construct, id: string, props: RedisBackplaneProps) {
+  constructor(scope: Construct, id: string, props: ElastiCacheBackplaneProps) {
     super(scope, id);
     const topology = props.topology ?? 'single';
     const replicas = props.replicas ?? (topology === 'single' ? 0 : 1);
     if (topology === 'single' && replicas !== 0) {
-      throw new Error(`RedisBackplane: replicas must be 0 with topology "single" (got ${replicas}); use topology "replicated"`);
+      throw new Error(`ElastiCacheBackplane: replicas must be 0 with topology "single" (got ${replicas}); use topology "replicated"`);
     }
-    this.topology = topology;
 
     const subnetGroup = new ElasticacheSubnetGroup(this, 'subnet-group', {
       name: `${props.namePrefix}-redis`,
       description: 'Subnets of the relay Redis backplane',
-      subnetIds: props.subnetIds,
+      subnetIds: [...props.subnetIds],
     });
 
     const token = new Password(this, 'auth-token', {

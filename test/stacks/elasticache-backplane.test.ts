@@ -3,7 +3,7 @@ import { Testing } from 'cdktf';
 import { setupJest } from 'cdktf/lib/testing/adapters/jest';
 import { ElasticacheReplicationGroup } from '@cdktf/provider-aws/lib/elasticache-replication-group';
 import { Password } from '@cdktf/provider-random/lib/password';
-import { RedisBackplane, type RedisBackplaneProps } from '../../stacks/redis-backplane';
+import { ElastiCacheBackplane, type ElastiCacheBackplaneProps } from '../../stacks/elasticache-backplane';
 
 setupJest();
 
@@ -12,12 +12,12 @@ function resources(json: string, type: string): Body[] {
   const parsed = JSON.parse(json) as { resource?: Record<string, Record<string, Body>> };
   return Object.values(parsed.resource?.[type] ?? {});
 }
-function synth(props: Partial<RedisBackplaneProps> = {}): { json: string; redis: RedisBackplane } {
-  let redis: RedisBackplane | undefined;
+function synth(props: Partial<ElastiCacheBackplaneProps> = {}): { json: string; redis: ElastiCacheBackplane } {
+  let redis: ElastiCacheBackplane | undefined;
   const json = Testing.synthScope((scope) => {
-    redis = new RedisBackplane(scope, 'redis', { namePrefix: 'relay-dev', subnetIds: ['subnet-0123456789abcdef0'], securityGroupId: 'sg-0123456789abcdef0', ...props });
+    redis = new ElastiCacheBackplane(scope, 'redis', { namePrefix: 'relay-dev', subnetIds: ['subnet-0123456789abcdef0'], securityGroupId: 'sg-0123456789abcdef0', ...props });
   });
-  return { json, redis: redis as RedisBackplane };
+  return { json, redis: redis as ElastiCacheBackplane };
 }
 const group = (json: string) => {
   const all = resources(json, 'aws_elasticache_replication_group');
@@ -25,7 +25,7 @@ const group = (json: string) => {
   return all[0];
 };
 
-describe('RedisBackplane', () => {
+describe('ElastiCacheBackplane', () => {
   it.each(['single', 'replicated', 'cluster'] as const)('encrypts in transit and at rest and requires AUTH (%s)', (topology) => {
     const { json } = synth({ topology, replicas: topology === 'single' ? 0 : 1 });
     const g = group(json);
@@ -89,7 +89,7 @@ describe('RedisBackplane', () => {
 
   it('fails when replicas are asked of a single node', () => {
     expect(() => synth({ topology: 'single', replicas: 1 })).toThrow(
-      'RedisBackplane: replicas must be 0 with topology "single" (got 1); use topology "replicated"',
+      'ElastiCacheBackplane: replicas must be 0 with topology "single" (got 1); use topology "replicated"',
     );
   });
 });
