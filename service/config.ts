@@ -120,7 +120,8 @@ function int(def: number, min: number, max: number) {
         return z.NEVER;
       }
       return n;
-    });
+    })
+    .meta({ allowed: `an integer from ${min} to ${max}` });
 }
 
 function oneOf<T extends string>(values: readonly T[], def: T) {
@@ -135,7 +136,8 @@ function oneOf<T extends string>(values: readonly T[], def: T) {
         return z.NEVER;
       }
       return v as T;
-    });
+    })
+    .meta({ allowed: values.map((v) => `\`${v}\``).join(', ') });
 }
 
 /** An optional comma-separated list; each entry trimmed, empty entries dropped, every entry checked. */
@@ -166,35 +168,65 @@ function matching(re: RegExp, allowed: string) {
 }
 
 const schema = z.object({
-  PORT: int(8080, 0, 65535),
-  HOST: z.string().optional().default('0.0.0.0'),
-  LOG_LEVEL: oneOf(LOG_LEVELS, 'info'),
+  PORT: int(8080, 0, 65535).meta({ description: 'TCP port the relay listens on; `0` picks a free port.' }),
+  HOST: z.string().optional().default('0.0.0.0').meta({ description: 'Address the relay binds to.', allowed: 'an IP address or host name' }),
+  LOG_LEVEL: oneOf(LOG_LEVELS, 'info').meta({ description: 'Level of the JSON log lines written to stdout (pino).' }),
   REDIS_URL: z
     .string()
     .optional()
     .refine((v) => v === undefined || isRedisUrl(v), {
       message: 'expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379 (unset = in-memory backplane)',
+    })
+    .meta({
+      description:
+        'Redis to use as the backplane; `rediss://` for TLS. May carry a password (`rediss://:password@host:6379`). With `REDIS_MODE=cluster`: one seed node or the configuration endpoint.',
+      allowed: 'a `redis://` or `rediss://` URL',
+      unset: 'a single instance with the in-memory backplane',
     }),
-  REDIS_MODE: oneOf(['standalone', 'cluster'] as const, 'standalone'),
-  REDIS_AUTH_TOKEN: z.string().optional(),
+  REDIS_MODE: oneOf(['standalone', 'cluster'] as const, 'standalone').meta({ description: '`standalone`: one node, or a replication group with cluster mode disabled; `cluster`: cluster mode enabled, each room on the shard that owns its slot (sharded pub/sub). `cluster` requires `REDIS_URL`.' }),
+  REDIS_AUTH_TOKEN: z
+    .string()
+    .optional()
+    .meta({
+      description:
+        'Redis AUTH password, used only when `REDIS_URL` carries none. Never logged.',
+      allowed: 'any string',
+      unset: 'no AUTH',
+    }),
   REDIS_TLS_CA_FILE: z
     .string()
     .optional()
-    .refine((v) => v === undefined || isReadableFile(v), { message: 'expected the path of an existing, readable PEM file' }),
-  RELAY_CHANNEL_PREFIX: matching(PREFIX_RE, 'expected 1-64 characters of A-Z a-z 0-9 : _ . - (default relay)').transform(
-    (v) => v ?? 'relay',
-  ),
+    .refine((v) => v === undefined || isReadableFile(v), { message: 'expected the path of an existing, readable PEM file' })
+    .meta({
+      description:
+        'PEM file with the CA that signs the Redis server certificate (`rediss://` only).',
+      allowed: 'the path of an existing, readable file',
+      unset: 'the system\'s CAs',
+    }),
+  RELAY_CHANNEL_PREFIX: matching(PREFIX_RE, 'expected 1-64 characters of A-Z a-z 0-9 : _ . - (default relay)')
+    .transform((v) => v ?? 'relay')
+    .meta({
+      description:
+        'Start of every Redis channel and key name, so two apps sharing one Redis never see each other\'s messages. The stacks set `<app>-<env>`.',
+      allowed: '1-64 characters of `A-Z a-z 0-9 : _ . -`',
+    }),
   RELAY_INSTANCE_ID: matching(
     INSTANCE_ID_RE,
     'expected 1-128 characters of A-Z a-z 0-9 : _ . - and no spaces (default relay-<16 random hex>)',
-  ),
-  RELAY_MAX_PAYLOAD_BYTES: int(65536, 256, 16 * 1024 * 1024),
-  RELAY_RATE_LIMIT: int(100, 1, 1_000_000),
-  RELAY_RATE_BURST: int(200, 1, 1_000_000),
-  RELAY_RATE_LIMIT_MAX_REJECTS: int(200, 1, 1_000_000),
-  RELAY_MAX_ROOMS: int(100, 1, 100_000),
-  RELAY_SEND_BUFFER_BYTES: int(1_048_576, 1024, 1024 * 1024 * 1024),
-  RELAY_PING_INTERVAL_MS: int(25_000, 50, 3_600_000),
+  )
+    .meta({
+      description:
+        'Tags what this instance publishes, so it drops its own messages when Redis echoes them back; also in every log line, every welcome frame and `/healthz`.',
+      allowed: '1-128 characters of `A-Z a-z 0-9 : _ . -`',
+      unset: '`relay-<16 random hex>`: random, so it says nothing about the host',
+    }),
+  RELAY_MAX_PAYLOAD_BYTES: int(65536, 256, 16 * 1024 * 1024).meta({ description: 'Largest inbound frame in bytes (a bigger one closes the socket with 1009), and largest outgoing message frame (a bigger one is refused with `too_large`).' }),
+  RELAY_RATE_LIMIT: int(100, 1, 1_000_000).meta({ description: 'Frames per second refilled into each connection\'s token bucket; every inbound frame costs one token.' }),
+  RELAY_RATE_BURST: int(200, 1, 1_000_000).meta({ description: 'Size of each connection\'s token bucket: the burst it may send at once.' }),
+  RELAY_RATE_LIMIT_MAX_REJECTS: int(200, 1, 1_000_000).meta({ description: 'Rate-limited frames tolerated within 10 s; one more closes the socket with 1008.' }),
+  RELAY_MAX_ROOMS: int(100, 1, 100_000).meta({ description: 'Rooms one connection may be in; a join beyond it gets `too_many_rooms`.' }),
+  RELAY_SEND_BUFFER_BYTES: int(1_048_576, 1024, 1024 * 1024 * 1024).meta({ description: 'Bytes queued for one socket before it is closed as a slow consumer (1013).' }),
+  RELAY_PING_INTERVAL_MS: int(25_000, 50, 3_600_000).meta({ description: 'WebSocket ping period; a socket that sent no pong since the previous ping is terminated.' }),
   RELAY_ALLOWED_ORIGINS: z
     .string()
     .optional()
@@ -215,12 +247,24 @@ const schema = z.object({
         return z.NEVER;
       }
       return list;
+    })
+    .meta({
+      description:
+        'Origins allowed to open a WebSocket. With a list, an upgrade without an `Origin` header is refused too (403).',
+      allowed: 'comma-separated exact origins (`scheme://host[:port]`), e.g. `https://app.example.com`',
+      unset: 'every origin',
     }),
   RELAY_TOKEN_SECRET: z
     .string()
     .optional()
     .refine((v) => v === undefined || v.length >= 16, {
       message: 'expected a secret of at least 16 characters (unset = no token required)',
+    })
+    .meta({
+      description:
+        'HS256 secret. When set, clients must connect to `/ws?token=<JWT>` with a token signed with it; `exp` and `nbf` are honoured.',
+      allowed: 'at least 16 characters',
+      unset: 'no token required',
     }),
   RELAY_TOKEN_AUDIENCE: list((e) => e.length <= 256, 'expected a comma-separated list of audience names (unset = aud not checked)').meta({
     description: 'Accepted `aud` values: a token must name one of them (as a string or in its list). Needs `RELAY_TOKEN_SECRET`.',
@@ -280,11 +324,11 @@ const schema = z.object({
   RELAY_REQUEST_TIMEOUT_MS: int(15_000, 1000, 300_000).meta({
     description: 'Time for a whole HTTP request, and for the checks of an upgrade; at least `RELAY_HEADERS_TIMEOUT_MS`.',
   }),
-  RELAY_DRAIN_WINDOW_MS: int(5000, 0, 600_000),
-  RELAY_SHUTDOWN_TIMEOUT_MS: int(15_000, 1, 3_600_000),
-  RELAY_HISTORY_SIZE: int(1000, 0, 1_000_000),
-  RELAY_HISTORY_TTL_SECONDS: int(300, 1, 7 * 24 * 3600),
-  RELAY_HISTORY_REPLAY_MAX: int(1000, 1, 1_000_000),
+  RELAY_DRAIN_WINDOW_MS: int(5000, 0, 600_000).meta({ description: 'On SIGTERM or SIGINT, clients are closed with 1001 in batches spread over this window.' }),
+  RELAY_SHUTDOWN_TIMEOUT_MS: int(15_000, 1, 3_600_000).meta({ description: 'Hard shutdown deadline: past it the process exits 1. Must be more than `RELAY_DRAIN_WINDOW_MS`.' }),
+  RELAY_HISTORY_SIZE: int(1000, 0, 1_000_000).meta({ description: 'Messages kept per room for message recovery; `0` turns recovery off (no `seq`/`epoch`, nothing stored in Redis).' }),
+  RELAY_HISTORY_TTL_SECONDS: int(300, 1, 7 * 24 * 3600).meta({ description: 'A room\'s history and epoch are dropped after this long without a publish or join.' }),
+  RELAY_HISTORY_REPLAY_MAX: int(1000, 1, 1_000_000).meta({ description: 'Most messages one join may replay; a larger gap is answered `recovered: false`.' }),
 });
 
 /**
@@ -371,6 +415,9 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
     historyReplayMax: v.RELAY_HISTORY_REPLAY_MAX,
   };
 }
+
+/** The schema of the relay's environment, for the generated reference (docs/generate-configuration.ts). */
+export { schema as serviceEnvSchema };
 
 /** Random, not the host name: on EC2 the host name spells the private IP, and the id goes out in every welcome. */
 function defaultInstanceId(): string {

@@ -1,6 +1,6 @@
 /**
  * The relay's wire protocol: client frame parsing and validation, and the server frames.
- * Every frame is JSON text; see DESIGN.md for the exchange.
+ * Every frame is JSON text; docs/protocol.md describes the exchange.
  */
 
 export const PROTOCOL_VERSION = 1;

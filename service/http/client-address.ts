@@ -61,9 +61,14 @@ export function resolveClientAddress(peer: string | undefined, forwardedFor: str
   return { address, key: addressKey(address) };
 }
 
-/** An IP address in canonical text (IPv4-mapped IPv6 as plain IPv4, no zone id), or null. */
+/**
+ * An IP address in canonical text (IPv4-mapped IPv6 as plain IPv4, no zone id), or null. A port is dropped
+ * (`203.0.113.9:4711`, `[2001:db8::1]:4711`): an ALB with `routing.http.xff_client_port.enabled` writes one.
+ */
 export function normaliseAddress(text: string): string | null {
-  let a = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text;
+  const bracketed = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(text);
+  const v4WithPort = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(text);
+  let a = bracketed ? bracketed[1] : v4WithPort ? v4WithPort[1] : text;
   const zone = a.indexOf('%');
   if (zone !== -1) a = a.slice(0, zone);
   const family = isIP(a);

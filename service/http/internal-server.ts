@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { RelayMetrics } from '../metrics';
 import { createHttpServer, type HttpServerOptions } from './http-server';
 import { parseRequestTarget } from './request-target';
-import { SECURITY_HEADERS, sendJson } from './responses';
+import { DATA_CSP, SECURITY_HEADERS, sendJson } from './responses';
 
 export interface InternalServerOptions extends HttpServerOptions {
   readonly metrics: RelayMetrics;
@@ -28,7 +28,12 @@ export function createInternalServer(opts: InternalServerOptions): Server {
     }
     if (target.path === '/metrics') {
       const text = await opts.metrics.registry.metrics();
-      res.writeHead(200, { ...SECURITY_HEADERS, 'Cache-Control': 'no-store', 'Content-Type': opts.metrics.registry.contentType });
+      res.writeHead(200, {
+        ...SECURITY_HEADERS,
+        'Content-Security-Policy': DATA_CSP,
+        'Cache-Control': 'no-store',
+        'Content-Type': opts.metrics.registry.contentType,
+      });
       res.end(req.method === 'HEAD' ? undefined : text);
       return;
     }

@@ -12,7 +12,7 @@ jest.setTimeout(180_000);
 
 const COPIED = ['package.json', 'tsconfig.json', 'test/e2e/tsconfig.json', 'eslint.config.mjs'];
 /** Every directory the checks must cover; test/e2e has its own tsconfig (DOM types for page.evaluate callbacks). */
-const DIRS = ['app', 'stacks', 'service', 'bench', 'test', 'test/e2e'];
+const DIRS = ['app', 'stacks', 'service', 'bench', 'test', 'test/e2e', 'docs'];
 
 const CLEAN = 'export function double(n: number): number {\n  return n * 2;\n}\n';
 const TYPE_ERROR = "export const port: number = 'eighty';\n";

@@ -18,7 +18,7 @@ const FRAMES_PER_WORKER = 520;
 const BATCH = 25;
 const MAX_PAYLOAD = 16_384;
 const MAX_ROOMS = 100;
-/** Deepest `data` nesting the relay accepts (see the protocol section of the README). */
+/** Deepest `data` nesting the relay accepts (docs/protocol.md, "Frames"). */
 const MAX_DATA_DEPTH = 100;
 const ROOM_POOL = ['fz-0', 'fz-1', 'fz-2', 'fz-3', 'fz-4'];
 const CLIENT_TYPES = new Set(['join', 'leave', 'publish', 'ping']);
@@ -110,7 +110,7 @@ class Generator {
   }
 }
 
-/** Size of the message frame the relay would build, per DESIGN.md's wire format. */
+/** Size of the message frame the relay would build, per the wire format in docs/protocol.md. */
 function messageBytes(room: string | null, dataJson: string, from: string): number {
   const roomPart = room === null ? '' : `"room":${JSON.stringify(room)},`;
   return Buffer.byteLength(`{"type":"message",${roomPart}"data":${dataJson},"from":${JSON.stringify(from)}}`);

@@ -42,6 +42,10 @@ describe('client addresses', () => {
     expect(normaliseAddress('[2001:db8::1]')).toBe('2001:db8::1');
     expect(normaliseAddress('fe80::1%eth0')).toBe('fe80::1');
     expect(normaliseAddress('unknown')).toBeNull();
+    // Ports, as an ALB writes them with routing.http.xff_client_port.enabled.
+    expect(normaliseAddress('203.0.113.9:4711')).toBe('203.0.113.9');
+    expect(normaliseAddress('[2001:db8::1]:4711')).toBe('2001:db8::1');
+    expect(normaliseAddress('203.0.113.9:')).toBeNull();
   });
 
   it('uses the peer when it is not a trusted proxy, whatever X-Forwarded-For says', () => {
