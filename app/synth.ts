@@ -13,6 +13,7 @@ import type { RelayStackProps } from '../stacks/relay-stack';
 import { RELEASE_SOURCE_DIR, releaseSourcePath, releaseZipName } from '../stacks/release-layout';
 import { buildArtifact } from './artifact';
 import { loadConfig, type AppConfig, type EnvironmentConfig } from './config';
+import { assertSharedState } from './config-pipeline';
 import { displayPath } from './paths';
 import { checkTerraformPolicy, formatViolation, judgePolicy, type PolicyViolation } from './policy';
 import { resolveReleases, type ResolvedReleases } from './releases';
@@ -98,6 +99,7 @@ export function relayStackProps(config: AppConfig, env: EnvironmentConfig, relea
 
 async function synthesizeInto(staging: string, opts: SynthOptions, io: SynthIo): Promise<PlannedStack[]> {
   const config = loadConfig(opts.configFile);
+  assertSharedState(config, process.env, displayPath(opts.configFile));
   // The bundle is built by esbuild's own process: start it first so it overlaps loading cdktf and the provider classes.
   const building = buildArtifact({ reuse: true, outDir: opts.artifactsDir });
   // Handled where it is awaited below; this only keeps an early failure from counting as unhandled meanwhile.
