@@ -92,6 +92,16 @@ export function pipelineProblems(environments: readonly PipelineEnvironment[], p
   (pipeline.reviewed ?? []).forEach((name, i) => {
     if (!deployed.includes(name)) problems.push({ path: ['pipeline', 'reviewed', i], input: name, message: `one of the deployed environments (${deployed.join(', ')})` });
   });
+  const region = pipeline.region ?? environments[0]?.region;
+  environments.forEach((e, i) => {
+    // The stack id relay-bootstrap is taken by the bootstrap stack.
+    if (e.name === 'bootstrap') problems.push({ path: ['environments', i, 'name'], input: e.name, message: 'a name other than "bootstrap" (the stack relay-bootstrap creates the pipeline\'s state bucket and roles)' });
+    if (!deployed.includes(e.name) || e.backend.type !== 's3') return;
+    const bucketRegion = e.backend.region ?? e.region;
+    if (bucketRegion !== region) {
+      problems.push({ path: ['environments', i, 'backend', 'region'], input: bucketRegion, message: `"${region}", the pipeline's region, where relay-bootstrap creates the state bucket (or set pipeline.region)` });
+    }
+  });
   return problems;
 }
 

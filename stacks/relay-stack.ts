@@ -21,6 +21,11 @@ export const REQUIRED_PROVIDERS = {
 /** Native S3 state locking (`use_lockfile`) needs terraform or OpenTofu 1.10 or newer. */
 export const REQUIRED_TERRAFORM_VERSION = '>= 1.10.0';
 
+/** Object key of an environment's state when its S3 backend names none. */
+export function defaultStateKey(app: string, environment: string): string {
+  return `${app}/${environment}/terraform.tfstate`;
+}
+
 /** Terraform state in an S3 bucket, locked with S3's native lock file. */
 export interface S3StateBackend {
   readonly type: 's3';
@@ -202,7 +207,7 @@ export class RelayStack extends TerraformStack {
     if (backend.type === 's3') {
       new S3Backend(this, {
         bucket: backend.bucket,
-        key: backend.key ?? `${props.app}/${props.environment}/terraform.tfstate`,
+        key: backend.key ?? defaultStateKey(props.app, props.environment),
         region: backend.region ?? props.region,
         encrypt: true,
         ...(backend.dynamodbTable ? { dynamodbTable: backend.dynamodbTable } : {}),

@@ -1,4 +1,5 @@
 import { ConfigError, parseConfig } from '../../app/config';
+import { bootstrapStackProps } from '../../app/bootstrap';
 import { assertSharedState, LocalBackendInCiError, resolvePipeline } from '../../app/config-pipeline';
 import { REPO_ROOT } from '../../app/paths';
 import { exampleConfig, makeProject, runNpm, type Project } from '../helpers/project';
@@ -33,6 +34,34 @@ describe('pipeline config', () => {
       'pipeline.environments[1]: received "qa"; allowed: the name of a configured environment (dev, staging, prod)',
       'pipeline.environments[2]: received "dev"; allowed: a name listed once',
       'pipeline.reviewed[0]: received "prod"; allowed: one of the deployed environments (dev, qa, dev)',
+    ]);
+  });
+});
+
+describe('bootstrapStackProps', () => {
+  it('creates the state bucket the deployed environments name and a role per deployed environment with an S3 backend', () => {
+    const environments = exampleConfig().environments.map((e) => (e.name === 'dev' ? e : { ...e, backend: { ...s3, region: 'eu-west-1' } }));
+    const props = bootstrapStackProps(parseConfig({ ...exampleConfig(), environments, pipeline: { repository: 'acme/relay' } }));
+    expect(props).toEqual({
+      app: 'relay',
+      region: 'eu-west-1',
+      repository: 'acme/relay',
+      stateBuckets: ['acme-relay-state'],
+      environments: [
+        { name: 'staging', stateBucket: 'acme-relay-state', stateKey: 'relay/staging/terraform.tfstate', reviewed: false },
+        { name: 'prod', stateBucket: 'acme-relay-state', stateKey: 'relay/prod/terraform.tfstate', reviewed: true },
+      ],
+    });
+  });
+
+  it('fails when a state bucket is in another region than the pipeline\'s, or an environment is named bootstrap', () => {
+    const environments = [
+      { name: 'bootstrap', region: 'eu-west-1' },
+      { name: 'prod', region: 'us-east-1', backend: s3 },
+    ];
+    expect(problems({ environments, pipeline: { repository: 'acme/relay', region: 'eu-west-1' } })).toEqual([
+      'environments[0].name: received "bootstrap"; allowed: a name other than "bootstrap" (the stack relay-bootstrap creates the pipeline\'s state bucket and roles)',
+      'environments[1].backend.region: received "us-east-1"; allowed: "eu-west-1", the pipeline\'s region, where relay-bootstrap creates the state bucket (or set pipeline.region)',
     ]);
   });
 });

@@ -35,6 +35,10 @@ describe('the shipped relay.config.json', () => {
     projects.push(project);
     const result = await runNpm(REPO_ROOT, 'synth', [], { env: { ...project.env, CI: 'true' } });
     expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: '' });
+    // The bootstrap stack comes last; its state is local by design and the workflow never deploys it.
+    expect(result.stdout.trim().split('\n').at(-1)).toBe(`wrote ${join(project.outDir, 'stacks', 'relay-bootstrap', 'cdk.tf.json')}`);
+    const bootstrap = JSON.parse(readFileSync(join(project.outDir, 'stacks', 'relay-bootstrap', 'cdk.tf.json'), 'utf8')) as { terraform: { backend: unknown } };
+    expect(bootstrap.terraform.backend).toEqual({ local: { path: 'terraform.relay-bootstrap.tfstate' } });
     for (const env of ['dev', 'staging', 'prod']) {
       const doc = JSON.parse(readFileSync(join(project.outDir, 'stacks', `relay-${env}`, 'cdk.tf.json'), 'utf8')) as { terraform: { backend: unknown } };
       expect(doc.terraform.backend).toEqual({
