@@ -2,6 +2,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { parseCidr } from './http/client-address';
+import type { DefaultRoomAccess } from './permissions';
 import { REDACTED, redactUrl } from './redact';
 
 /** The relay's settings, read once from the environment at start-up. */
@@ -46,6 +47,12 @@ export interface ServiceConfig {
   readonly tokenAudience?: readonly string[];
   /** RELAY_TOKEN_ISSUER: accepted `iss` values; when set, a token's `iss` must be one of them. */
   readonly tokenIssuer?: readonly string[];
+  /** RELAY_TOKEN_EXPIRY_NOTICE_MS: how long before a token's `exp` its connection gets `token_expiring` (at most half the token's remaining life). @default 60000 */
+  readonly tokenExpiryNoticeMs: number;
+  /** RELAY_TOKEN_EXPIRY_GRACE_MS: how long after `exp` a connection without a valid `refresh` is closed with 4001. @default 10000 */
+  readonly tokenExpiryGraceMs: number;
+  /** RELAY_DEFAULT_ROOM_ACCESS: what a token without a `rooms` claim may do. @default 'all' */
+  readonly defaultRoomAccess: DefaultRoomAccess;
   /** RELAY_METRICS_PORT: port of the internal server (/metrics, /healthz/detail). @default PORT + 1000 (0 when PORT is 0) */
   readonly metricsPort: number;
   /** RELAY_METRICS_HOST: interface the internal server binds. @default HOST */
@@ -261,6 +268,18 @@ const schema = z.object({
     allowed: 'a comma-separated list of names',
     unset: '`iss` is not checked',
   }),
+  RELAY_TOKEN_EXPIRY_NOTICE_MS: int(60_000, 0, 3_600_000).meta({
+    description:
+      'How long before a token\'s `exp` its connection gets a `token_expiring` frame; at most half the token\'s remaining life at connect or refresh, so a short-lived token is still warned in time. Needs `RELAY_TOKEN_SECRET`.',
+  }),
+  RELAY_TOKEN_EXPIRY_GRACE_MS: int(10_000, 0, 30_000).meta({
+    description:
+      'How long after a token\'s `exp` a connection that sent no valid `refresh` stays open; then it is closed with 4001 (token expired). Needs `RELAY_TOKEN_SECRET`.',
+  }),
+  RELAY_DEFAULT_ROOM_ACCESS: oneOf(['all', 'none'] as const, 'all').meta({
+    description:
+      'What a token without a `rooms` claim may do: `all` rooms (join and publish) and broadcasts, or `none` (a `forbidden` error for every join and publish). Set `none` in shared environments. Needs `RELAY_TOKEN_SECRET`.',
+  }),
   RELAY_METRICS_PORT: z
     .string()
     .optional()
@@ -384,6 +403,9 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
     tokenSecret: v.RELAY_TOKEN_SECRET,
     tokenAudience: v.RELAY_TOKEN_AUDIENCE ?? undefined,
     tokenIssuer: v.RELAY_TOKEN_ISSUER ?? undefined,
+    tokenExpiryNoticeMs: v.RELAY_TOKEN_EXPIRY_NOTICE_MS,
+    tokenExpiryGraceMs: v.RELAY_TOKEN_EXPIRY_GRACE_MS,
+    defaultRoomAccess: v.RELAY_DEFAULT_ROOM_ACCESS,
     metricsPort: v.RELAY_METRICS_PORT ?? defaultMetricsPort(v.PORT),
     metricsHost: v.RELAY_METRICS_HOST ?? v.HOST,
     maxConnections: v.RELAY_MAX_CONNECTIONS,

@@ -16,6 +16,7 @@ import { parseRequestTarget } from './http/request-target';
 import { readOnlyTarget, sendJson, writeRawResponse } from './http/responses';
 import { servePublicFile } from './http/static-files';
 import { Hub } from './hub';
+import { tokenRulesOf } from './token-lifetime';
 import { createLogger } from './logger';
 import { RelayMetrics } from './metrics';
 
@@ -98,9 +99,7 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
     connectBurstPerAddress: config.connectBurstPerAddress,
   });
   const trusted = config.trustedProxies ? new TrustedProxies(config.trustedProxies) : null;
-  const tokenRules: TokenRules | null = config.tokenSecret
-    ? { secret: config.tokenSecret, audience: config.tokenAudience, issuer: config.tokenIssuer }
-    : null;
+  const tokenRules: TokenRules | null = tokenRulesOf(config);
   /** Sockets between the upgrade request and the hand-over to the hub: nothing else would close them at shutdown. */
   const upgrading = new Set<Duplex>();
   /** The per-address key each admitted socket counts against, until its close releases it. */
