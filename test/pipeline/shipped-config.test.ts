@@ -33,7 +33,11 @@ describe('the shipped relay.config.json', () => {
 
   it('is what the workflow deploys: the same environments in the same order, the reviewed one planned before its apply', () => {
     const pipeline = resolvePipeline(parseConfig(shipped()));
-    const infra = parse(readFileSync(join(REPO_ROOT, '.github', 'workflows', 'infra.yml'), 'utf8')) as { jobs: Record<string, { uses?: string; with?: { environment?: string; mode?: string } }> };
+    const infra = parse(readFileSync(join(REPO_ROOT, '.github', 'workflows', 'infra.yml'), 'utf8')) as {
+      jobs: Record<string, { uses?: string; with?: { environment?: string; mode?: string }; strategy?: { matrix: { environment?: string[] } } }>;
+    };
+    // Pull requests plan every deployed environment.
+    expect(infra.jobs['pr-plan'].strategy?.matrix.environment).toEqual(pipeline?.environments);
     const runs = Object.values(infra.jobs).filter((j) => j.uses === './.github/workflows/terraform-environment.yml').map((j) => j.with);
     expect([...new Set(runs.map((r) => r?.environment))]).toEqual(pipeline?.environments);
     for (const env of pipeline?.environments ?? []) {
