@@ -13,6 +13,7 @@ import type { RelayStackProps } from '../stacks/relay-stack';
 import { RELEASE_SOURCE_DIR, releaseSourcePath, releaseZipName } from '../stacks/release-layout';
 import { buildArtifact } from './artifact';
 import { loadConfig, type AppConfig, type EnvironmentConfig } from './config';
+import { infraStackProps } from './config-relay';
 import { displayPath } from './paths';
 import { checkTerraformPolicy, formatViolation, judgePolicy, type PolicyViolation } from './policy';
 import { resolveReleases, type ResolvedReleases } from './releases';
@@ -93,6 +94,7 @@ export function relayStackProps(config: AppConfig, env: EnvironmentConfig, relea
     artifactBucket: env.artifactBucket,
     releases: releases.releases,
     activeRelease: releases.active.label,
+    ...infraStackProps(env),
   };
 }
 
