@@ -73,15 +73,15 @@ export const infraEnvironmentFields = {
     .string({ error: 'a solution stack name' })
     .regex(PLATFORM_PATTERN, { error: 'an Amazon Linux 2023 Node.js solution stack name like "64bit Amazon Linux 2023 v6.10.0 running Node.js 22"' })
     .default(DEFAULT_PLATFORM)
-    .meta({ description: 'Beanstalk solution stack the environment runs, pinned: `npm run ops -- platform` writes the newest one, and the change shows in the diff.' }),
+    .meta({ description: 'Beanstalk solution stack the environment runs, pinned, so an upgrade is a config change that shows in the diff.', allowed: 'an AL2023 Node.js solution stack name like `64bit Amazon Linux 2023 v6.10.0 running Node.js 22`' }),
   relay: relaySettingsSchema.default({ tokenAuth: 'generate', logLevel: 'info', drainWindowMs: 20_000, backplaneGraceMs: 60_000 }).meta({ description: 'The relay\'s own settings in this environment.' }),
   https: z
     .union(
       [
         z.strictObject({ certificateArn: z.string().regex(/^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[0-9a-f-]{36}$/, { error: 'an ACM certificate ARN' }).meta({ description: 'An existing ACM certificate.' }) }),
         z.strictObject({
-          domain: z.string().regex(/^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, { error: 'a lower-case DNS name like "relay.example.com"' }).meta({ description: 'Name clients connect to; the stack creates its certificate (DNS validation) and alias record.' }),
-          hostedZone: z.string().regex(/^([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, { error: 'a hosted zone name like "example.com"' }).meta({ description: 'Public Route 53 hosted zone the domain is in, looked up by name.' }),
+          domain: z.string().regex(/^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, { error: 'a lower-case DNS name like "relay.example.com"' }).meta({ description: 'Name clients connect to; the stack creates its certificate (DNS validation) and alias record.', allowed: 'a lower-case DNS name like `relay.example.com`' }),
+          hostedZone: z.string().regex(/^([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, { error: 'a hosted zone name like "example.com"' }).meta({ description: 'Public Route 53 hosted zone the domain is in, looked up by name.', allowed: 'a hosted zone name like `example.com`' }),
         }),
       ],
       { error: '{ "certificateArn": "<ACM ARN>" } or { "domain": "<name>", "hostedZone": "<zone name>" }' },
@@ -116,7 +116,7 @@ export const infraEnvironmentFields = {
     .string()
     .regex(new RegExp(`^(${DAYS.join('|')}):([01]\\d|2[0-3]):[0-5]\\d-(${DAYS.join('|')}):([01]\\d|2[0-3]):[0-5]\\d$`), { error: 'a weekly window like "sun:05:00-sun:06:00" (UTC)' })
     .default('sun:05:00-sun:06:00')
-    .meta({ description: 'ElastiCache maintenance window (UTC); must not overlap the Beanstalk managed-update hour.' }),
+    .meta({ description: 'ElastiCache maintenance window (UTC); must not overlap the two hours from the Beanstalk managed-update start.', allowed: '`ddd:hh:mm-ddd:hh:mm`, e.g. `sun:05:00-sun:06:00`' }),
 };
 
 interface InfraFields {
