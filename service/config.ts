@@ -2,6 +2,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { parseCidr } from './http/client-address';
+import type { DefaultRoomAccess } from './permissions';
 import { REDACTED, redactUrl } from './redact';
 
 /** The relay's settings, read once from the environment at start-up. */
@@ -46,6 +47,12 @@ export interface ServiceConfig {
   readonly tokenAudience?: readonly string[];
   /** RELAY_TOKEN_ISSUER: accepted `iss` values; when set, a token's `iss` must be one of them. */
   readonly tokenIssuer?: readonly string[];
+  /** RELAY_TOKEN_EXPIRY_NOTICE_MS: how long before a token's `exp` its connection gets `token_expiring` (at most half the token's remaining life). @default 60000 */
+  readonly tokenExpiryNoticeMs: number;
+  /** RELAY_TOKEN_EXPIRY_GRACE_MS: how long after `exp` a connection without a valid `refresh` is closed with 4001. @default 10000 */
+  readonly tokenExpiryGraceMs: number;
+  /** RELAY_DEFAULT_ROOM_ACCESS: what a token without a `rooms` claim may do. @default 'all' */
+  readonly defaultRoomAccess: DefaultRoomAccess;
   /** RELAY_METRICS_PORT: port of the internal server (/metrics, /healthz/detail). @default PORT + 1000 (0 when PORT is 0) */
   readonly metricsPort: number;
   /** RELAY_METRICS_HOST: interface the internal server binds. @default HOST */
@@ -149,7 +156,7 @@ function oneOf<T extends string>(values: readonly T[], def: T) {
 }
 
 /** An optional comma-separated list; each entry trimmed, empty entries dropped, every entry checked. */
-function list(isValid: (entry: string) => boolean, allowed: string) {
+function list(isValid: (entry: string) => boolean, allowed: string, badLabel = 'not valid', unsetNote = '') {
   return z
     .string()
     .optional()
@@ -161,7 +168,7 @@ function list(isValid: (entry: string) => boolean, allowed: string) {
         .filter((e) => e.length > 0);
       const bad = entries.filter((e) => !isValid(e));
       if (entries.length === 0 || bad.length > 0) {
-        ctx.addIssue({ code: 'custom', message: `${allowed}${bad.length > 0 ? `; not valid: ${bad.join(', ')}` : ''}` });
+        ctx.addIssue({ code: 'custom', message: `${allowed}${bad.length > 0 ? `; ${badLabel}: ${bad.join(', ')}` : ''}${unsetNote}` });
         return z.NEVER;
       }
       return entries;
@@ -235,27 +242,12 @@ const schema = z.object({
   RELAY_MAX_ROOMS: int(100, 1, 100_000).meta({ description: 'Rooms one connection may be in; a join beyond it gets `too_many_rooms`.' }),
   RELAY_SEND_BUFFER_BYTES: int(1_048_576, 1024, 1024 * 1024 * 1024).meta({ description: 'Bytes queued for one socket before it is closed as a slow consumer (1013).' }),
   RELAY_PING_INTERVAL_MS: int(25_000, 50, 3_600_000).meta({ description: 'WebSocket ping period; a socket that sent no pong since the previous ping is terminated.' }),
-  RELAY_ALLOWED_ORIGINS: z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined) return null;
-      const list = v
-        .split(',')
-        .map((o) => o.trim())
-        .filter((o) => o.length > 0);
-      const bad = list.filter((o) => !isExactOrigin(o));
-      if (list.length === 0 || bad.length > 0) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `expected a comma-separated list of exact origins such as https://app.example.com (scheme://host[:port], no path)${
-            bad.length > 0 ? `; not an origin: ${bad.join(', ')}` : ''
-          }; unset allows every origin`,
-        });
-        return z.NEVER;
-      }
-      return list;
-    })
+  RELAY_ALLOWED_ORIGINS: list(
+    isExactOrigin,
+    'expected a comma-separated list of exact origins such as https://app.example.com (scheme://host[:port], no path)',
+    'not an origin',
+    '; unset allows every origin',
+  )
     .meta({
       description:
         'Origins allowed to open a WebSocket. With a list, an upgrade without an `Origin` header is refused too (403).',
@@ -283,6 +275,18 @@ const schema = z.object({
     description: 'Accepted `iss` values: a token\'s `iss` must be one of them. Needs `RELAY_TOKEN_SECRET`.',
     allowed: 'a comma-separated list of names',
     unset: '`iss` is not checked',
+  }),
+  RELAY_TOKEN_EXPIRY_NOTICE_MS: int(60_000, 0, 3_600_000).meta({
+    description:
+      'How long before a token\'s `exp` its connection gets a `token_expiring` frame; at most half the token\'s remaining life at connect or refresh, so a short-lived token is still warned in time. Needs `RELAY_TOKEN_SECRET`.',
+  }),
+  RELAY_TOKEN_EXPIRY_GRACE_MS: int(10_000, 0, 30_000).meta({
+    description:
+      'How long after a token\'s `exp` a connection that sent no valid `refresh` stays open; then it is closed with 4001 (token expired). Needs `RELAY_TOKEN_SECRET`.',
+  }),
+  RELAY_DEFAULT_ROOM_ACCESS: oneOf(['all', 'none'] as const, 'all').meta({
+    description:
+      'What a token without a `rooms` claim may do: `all` rooms (join and publish) and broadcasts, or `none` (a `forbidden` error for every join and publish). Set `none` in shared environments. Needs `RELAY_TOKEN_SECRET`.',
   }),
   RELAY_METRICS_PORT: z
     .string()
@@ -421,6 +425,9 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
     tokenSecret: v.RELAY_TOKEN_SECRET,
     tokenAudience: v.RELAY_TOKEN_AUDIENCE ?? undefined,
     tokenIssuer: v.RELAY_TOKEN_ISSUER ?? undefined,
+    tokenExpiryNoticeMs: v.RELAY_TOKEN_EXPIRY_NOTICE_MS,
+    tokenExpiryGraceMs: v.RELAY_TOKEN_EXPIRY_GRACE_MS,
+    defaultRoomAccess: v.RELAY_DEFAULT_ROOM_ACCESS,
     metricsPort: v.RELAY_METRICS_PORT ?? defaultMetricsPort(v.PORT),
     metricsHost: v.RELAY_METRICS_HOST ?? v.HOST,
     maxConnections: v.RELAY_MAX_CONNECTIONS,

@@ -13,9 +13,10 @@ import { TrustedProxies, resolveClientAddress } from './http/client-address';
 import { createHttpServer } from './http/http-server';
 import { createInternalServer } from './http/internal-server';
 import { parseRequestTarget } from './http/request-target';
-import { sendJson, writeRawResponse } from './http/responses';
+import { readOnlyTarget, sendJson, writeRawResponse } from './http/responses';
 import { servePublicFile } from './http/static-files';
 import { Hub } from './hub';
+import { tokenRulesOf } from './token-lifetime';
 import { EmfReporter } from './emf-metrics';
 import { BackplaneOutage, DeregistrationWatch, LB_HEALTH_PATH } from './load-balancer-health';
 import { createLogger } from './logger';
@@ -102,9 +103,7 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
     connectBurstPerAddress: config.connectBurstPerAddress,
   });
   const trusted = config.trustedProxies ? new TrustedProxies(config.trustedProxies) : null;
-  const tokenRules: TokenRules | null = config.tokenSecret
-    ? { secret: config.tokenSecret, audience: config.tokenAudience, issuer: config.tokenIssuer }
-    : null;
+  const tokenRules: TokenRules | null = tokenRulesOf(config);
   /** Sockets between the upgrade request and the hand-over to the hub: nothing else would close them at shutdown. */
   const upgrading = new Set<Duplex>();
   /** The per-address key each admitted socket counts against, until its close releases it. */
@@ -197,15 +196,8 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
   const internalServer = createInternalServer({ ...timeouts, detail });
 
   async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const target = parseRequestTarget(req.url);
-    if (!target) {
-      sendJson(res, 400, { error: 'bad_request', message: 'the request target is not a valid path' }, { Connection: 'close' });
-      return;
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, { error: 'method_not_allowed', message: `${req.method} is not supported; use GET` }, { Allow: 'GET, HEAD' });
-      return;
-    }
+    const target = readOnlyTarget(req, res);
+    if (!target) return;
     if (target.path === LB_HEALTH_PATH) {
       deregistration.seen();
       const h = loadBalancerHealth();
