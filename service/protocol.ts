@@ -134,6 +134,15 @@ export function encodeAck(id: string | undefined, extra: Record<string, unknown>
   return JSON.stringify(id === undefined ? { type: 'ack', ...extra } : { type: 'ack', id, ...extra });
 }
 
+/**
+ * Tells a member that the room continues from `position` and what it had is not continued by the frames that
+ * follow: `epoch` when the room's history started again (Redis restarted, or the room expired), `lost` when the
+ * relay could not fill a gap from the history. The client resynchronises the room, then resumes from `position`.
+ */
+export function encodeResync(room: string, position: { readonly seq: number; readonly epoch: string }, reason: 'epoch' | 'lost'): string {
+  return JSON.stringify({ type: 'resync', room, position: { seq: String(position.seq), epoch: position.epoch }, reason });
+}
+
 export function encodePong(id: string | undefined): string {
   return JSON.stringify(id === undefined ? { type: 'pong' } : { type: 'pong', id });
 }
