@@ -5,13 +5,15 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type WebSocket from 'ws';
+import type { TokenClaims } from './auth';
 import type { Backplane, BackplaneState } from './backplane/types';
 import type { ServiceConfig } from './config';
 import { Outbound } from './core/outbound';
 import { Registry } from './core/registry';
 import { Session, type Core } from './core/session';
 import type { RelayMetrics } from './metrics';
-import { encodeWelcome } from './protocol';
+import { CLOSE_TOKEN_EXPIRED, encodeWelcome } from './protocol';
+import { createTokenLifetime } from './token-lifetime';
 
 /** How long a socket we closed may take to finish the close handshake before it is terminated. */
 const DEFAULT_CLOSE_GRACE_MS = 2_000;
@@ -100,8 +102,14 @@ export class Hub {
       onOverflow: (session) => this.slowConsumer(session),
       maxHeldFrames: MAX_HELD_FRAMES,
     });
+    // Token expiry, refresh and permissions; null when token auth is off.
+    const tokens = createTokenLifetime<Session>(config, {
+      send: (session, text) => this.outbound.send(session, text),
+      expire: (session) => this.closeSession(session, CLOSE_TOKEN_EXPIRED, 'token expired'),
+    });
     this.core = {
       hub: this,
+      tokens,
       config,
       backplane,
       metrics,
@@ -136,7 +144,7 @@ export class Hub {
   }
 
   /** Takes ownership of an upgraded socket and greets it. */
-  add(ws: WebSocket, meta: { remoteAddress?: string } = {}): Connection {
+  add(ws: WebSocket, meta: { remoteAddress?: string; claims?: TokenClaims } = {}): Connection {
     const id = randomBytes(9).toString('base64url');
     const { config, logger } = this.opts;
     const session = new Session(this.core, id, ws, logger);
@@ -147,6 +155,7 @@ export class Hub {
     ws.on('pong', onSocketPong);
     ws.on('error', onSocketError);
     ws.on('close', onSocketClose);
+    if (meta.claims) this.core.tokens?.attach(session, meta.claims);
     session.send(encodeWelcome(id, config.instanceId));
     return session;
   }
@@ -180,6 +189,7 @@ export class Hub {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.outbound.stop();
+    this.core.tokens?.stop();
     for (const session of this.registry.members) {
       session.closing = true;
       session.ws.terminate();
@@ -190,6 +200,7 @@ export class Hub {
   remove(session: Session, code: number, reason: string): void {
     if (!this.registry.members.delete(session)) return;
     session.closing = true;
+    this.core.tokens?.detach(session);
     if (session.closeTimer !== null) {
       clearTimeout(session.closeTimer);
       this.timers.delete(session.closeTimer);

@@ -17,6 +17,8 @@ const REPLAY_PAGE_FRAMES = 16;
 
 export async function join(core: Core, session: Session, name: string, id: string | undefined, since: HistoryPosition | undefined): Promise<void> {
   const { registry, config, backplane } = core;
+  const denied = core.tokens?.refusal(session, 'join', name);
+  if (denied) return session.sendError({ id, code: 'forbidden', message: denied });
   const member = session.rooms.has(name);
   if (!member && session.rooms.size >= config.maxRooms) {
     session.sendError({

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type WebSocket from 'ws';
 import { BackplaneUnavailableError, type Backplane } from '../backplane/types';
 import type { ServiceConfig } from '../config';
+import type { Authenticated, ConnectionAuth, TokenLifetime } from '../token-lifetime';
 import type { RelayMetrics } from '../metrics';
 import { encodeAck, encodeError, encodeMessage, encodePong, parseClientFrame, type ClientFrame, type ProtocolError } from '../protocol';
 import { join } from './join';
@@ -25,6 +26,8 @@ export interface Core {
   readonly metrics: RelayMetrics;
   readonly outbound: Outbound;
   readonly registry: Registry<Session>;
+  /** Token expiry, refresh and permissions; null when token auth is off. */
+  readonly tokens: TokenLifetime<Session> | null;
   /** Starts the close handshake (terminated after a grace if it does not finish). */
   close(session: Session, code: number, reason: string): void;
   /** Closes a session as a slow consumer (1013). */
@@ -35,7 +38,7 @@ export interface Core {
  * A connection's state. Idle connections are what an instance holds most of, so nothing is allocated per connection
  * until it is needed: the child logger, the `closed` promise and the frame queue are created on first use.
  */
-export class Session implements Member, OutboundPeer, TokenBucket {
+export class Session implements Member, OutboundPeer, TokenBucket, Authenticated {
   readonly rooms = new Set<string>();
   tokens: number;
   lastRefill = Date.now();
@@ -56,6 +59,8 @@ export class Session implements Member, OutboundPeer, TokenBucket {
   readPaused = false;
   /** Terminates the socket if a close we started does not finish in time. */
   closeTimer: NodeJS.Timeout | null = null;
+  /** The connection's token (sub, expiry, permissions) when token auth is on. */
+  auth: ConnectionAuth | null = null;
   /** Replay bytes sent in the current budget window, and when that window started. */
   replayUsed = 0;
   replayWindowStart = 0;
@@ -191,11 +196,29 @@ export class Session implements Member, OutboundPeer, TokenBucket {
       case 'publish':
         this.publish(frame.room ?? null, frame.data, frame.id);
         return undefined;
+      case 'refresh':
+        return this.refresh(frame.token, frame.id);
     }
+  }
+
+  /** Takes a new token for the connection (same sub); rooms the new token may not join are left. */
+  private async refresh(token: string, id: string | undefined): Promise<void> {
+    const tokens = this.core.tokens;
+    if (!tokens) {
+      return this.sendError({ id, code: 'bad_frame', message: 'this relay does not use tokens (RELAY_TOKEN_SECRET is unset): there is nothing to refresh' });
+    }
+    const result = await tokens.refresh(this, token);
+    if (this.closing) return;
+    if (!result.ok) return this.sendError({ id, code: 'unauthorized', message: `refresh refused: ${result.reason}` });
+    const left = [...this.rooms].filter((room) => tokens.refusal(this, 'join', room));
+    for (const room of left) this.core.registry.leave(this, room);
+    this.send(encodeAck(id, left.length > 0 ? { exp: result.exp, left } : { exp: result.exp }));
   }
 
   private publish(room: string | null, data: unknown, id: string | undefined): void {
     const { backplane, metrics, config, registry } = this.core;
+    const denied = this.core.tokens?.refusal(this, 'publish', room);
+    if (denied) return this.sendError({ id, code: 'forbidden', message: denied });
     const status = backplane.status();
     if (status.state !== 'ready') {
       this.sendError({
