@@ -148,7 +148,7 @@ function oneOf<T extends string>(values: readonly T[], def: T) {
 }
 
 /** An optional comma-separated list; each entry trimmed, empty entries dropped, every entry checked. */
-function list(isValid: (entry: string) => boolean, allowed: string) {
+function list(isValid: (entry: string) => boolean, allowed: string, badLabel = 'not valid', unsetNote = '') {
   return z
     .string()
     .optional()
@@ -160,7 +160,7 @@ function list(isValid: (entry: string) => boolean, allowed: string) {
         .filter((e) => e.length > 0);
       const bad = entries.filter((e) => !isValid(e));
       if (entries.length === 0 || bad.length > 0) {
-        ctx.addIssue({ code: 'custom', message: `${allowed}${bad.length > 0 ? `; not valid: ${bad.join(', ')}` : ''}` });
+        ctx.addIssue({ code: 'custom', message: `${allowed}${bad.length > 0 ? `; ${badLabel}: ${bad.join(', ')}` : ''}${unsetNote}` });
         return z.NEVER;
       }
       return entries;
@@ -234,27 +234,12 @@ const schema = z.object({
   RELAY_MAX_ROOMS: int(100, 1, 100_000).meta({ description: 'Rooms one connection may be in; a join beyond it gets `too_many_rooms`.' }),
   RELAY_SEND_BUFFER_BYTES: int(1_048_576, 1024, 1024 * 1024 * 1024).meta({ description: 'Bytes queued for one socket before it is closed as a slow consumer (1013).' }),
   RELAY_PING_INTERVAL_MS: int(25_000, 50, 3_600_000).meta({ description: 'WebSocket ping period; a socket that sent no pong since the previous ping is terminated.' }),
-  RELAY_ALLOWED_ORIGINS: z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined) return null;
-      const list = v
-        .split(',')
-        .map((o) => o.trim())
-        .filter((o) => o.length > 0);
-      const bad = list.filter((o) => !isExactOrigin(o));
-      if (list.length === 0 || bad.length > 0) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `expected a comma-separated list of exact origins such as https://app.example.com (scheme://host[:port], no path)${
-            bad.length > 0 ? `; not an origin: ${bad.join(', ')}` : ''
-          }; unset allows every origin`,
-        });
-        return z.NEVER;
-      }
-      return list;
-    })
+  RELAY_ALLOWED_ORIGINS: list(
+    isExactOrigin,
+    'expected a comma-separated list of exact origins such as https://app.example.com (scheme://host[:port], no path)',
+    'not an origin',
+    '; unset allows every origin',
+  )
     .meta({
       description:
         'Origins allowed to open a WebSocket. With a list, an upgrade without an `Origin` header is refused too (403).',

@@ -13,7 +13,7 @@ import { TrustedProxies, resolveClientAddress } from './http/client-address';
 import { createHttpServer } from './http/http-server';
 import { createInternalServer } from './http/internal-server';
 import { parseRequestTarget } from './http/request-target';
-import { sendJson, writeRawResponse } from './http/responses';
+import { readOnlyTarget, sendJson, writeRawResponse } from './http/responses';
 import { servePublicFile } from './http/static-files';
 import { Hub } from './hub';
 import { tokenRulesOf } from './token-lifetime';
@@ -143,15 +143,8 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
   const internalServer = createInternalServer({ ...timeouts, detail });
 
   async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const target = parseRequestTarget(req.url);
-    if (!target) {
-      sendJson(res, 400, { error: 'bad_request', message: 'the request target is not a valid path' }, { Connection: 'close' });
-      return;
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, { error: 'method_not_allowed', message: `${req.method} is not supported; use GET` }, { Allow: 'GET, HEAD' });
-      return;
-    }
+    const target = readOnlyTarget(req, res);
+    if (!target) return;
     if (target.path === '/healthz') {
       const h = health();
       sendJson(res, h.statusCode, h.body);
