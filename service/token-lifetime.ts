@@ -121,7 +121,7 @@ export class TokenLifetime<C extends Authenticated> {
 
   /** Why the connection may not do `action` in `room` (null: a broadcast), or null when it may. */
   refusal(conn: C, action: RoomAction, room: string | null): string | null {
-    return conn.auth === null ? null : refusal(conn.auth.access, this.opts.defaultAccess, action, room);
+    return conn.auth === null ? null : refusal(conn.auth.access, conn.auth.sub, this.opts.defaultAccess, action, room);
   }
 
   stop(): void {
