@@ -75,6 +75,14 @@ export interface ServiceConfig {
   readonly drainWindowMs: number;
   /** Hard deadline for shutdown; must exceed the drain window. @default 15000 */
   readonly shutdownTimeoutMs: number;
+  /** RELAY_BACKPLANE_GRACE_MS: how long the backplane may be unreachable before the load balancer check turns 503. @default 60000 */
+  readonly backplaneGraceMs: number;
+  /** RELAY_DEREGISTRATION_SILENCE_MS: silence of the load balancer's checks after which the relay drains; 0 = off. @default 0 */
+  readonly deregistrationSilenceMs: number;
+  /** RELAY_EMF_FILE: file the CloudWatch embedded-metric-format lines are appended to; unset = none written. */
+  readonly emfFile?: string;
+  /** RELAY_EMF_INTERVAL_MS: period of the embedded-metric-format lines. @default 60000 */
+  readonly emfIntervalMs: number;
   /**
    * RELAY_HISTORY_SIZE: messages kept per room for recovery (join with `since`); 0 turns recovery off, and with it
    * seq/epoch in message frames and the cost of keeping history. @default 1000
@@ -330,6 +338,20 @@ const schema = z.object({
   }),
   RELAY_DRAIN_WINDOW_MS: int(5000, 0, 600_000).meta({ description: 'On SIGTERM or SIGINT, clients are closed with 1001 in batches spread over this window.' }),
   RELAY_SHUTDOWN_TIMEOUT_MS: int(15_000, 1, 3_600_000).meta({ description: 'Hard shutdown deadline: past it the process exits 1. Must be more than `RELAY_DRAIN_WINDOW_MS`.' }),
+  RELAY_BACKPLANE_GRACE_MS: int(60_000, 0, 3_600_000).meta({
+    description:
+      'How long the backplane may be unreachable before the load balancer\'s check (`/healthz/lb`) answers 503; long enough to ride out an ElastiCache failover. An instance whose backplane never came up answers 503 at once. `/healthz` stays strict.',
+  }),
+  RELAY_DEREGISTRATION_SILENCE_MS: int(0, 0, 600_000).meta({
+    description:
+      'Once the load balancer\'s health checks (`/healthz/lb`) have been seen, this long without one means the target was deregistered: the relay drains its clients with 1001 while the load balancer still carries them. `0`: off (no load balancer). The stacks set it from the health check interval.',
+  }),
+  RELAY_EMF_FILE: z.string().optional().meta({
+    description: 'File the relay appends a CloudWatch embedded-metric-format line to every `RELAY_EMF_INTERVAL_MS` (connections, deliveries/s, backplane state); the stacks stream it to CloudWatch Logs.',
+    allowed: 'a file path the relay may append to',
+    unset: 'no metrics file',
+  }),
+  RELAY_EMF_INTERVAL_MS: int(60_000, 1000, 3_600_000).meta({ description: 'Period of the embedded-metric-format lines.' }),
   RELAY_HISTORY_SIZE: int(1000, 0, 1_000_000).meta({ description: 'Messages kept per room for message recovery; `0` turns recovery off (no `seq`/`epoch`, nothing stored in Redis).' }),
   RELAY_HISTORY_TTL_SECONDS: int(300, 1, 7 * 24 * 3600).meta({ description: 'A room\'s history and epoch are dropped after this long without a publish or join.' }),
   RELAY_HISTORY_REPLAY_MAX: int(1000, 1, 1_000_000).meta({ description: 'Most messages one join may replay; a larger gap is answered `recovered: false`.' }),
@@ -417,6 +439,10 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
     requestTimeoutMs: v.RELAY_REQUEST_TIMEOUT_MS,
     drainWindowMs: v.RELAY_DRAIN_WINDOW_MS,
     shutdownTimeoutMs: v.RELAY_SHUTDOWN_TIMEOUT_MS,
+    backplaneGraceMs: v.RELAY_BACKPLANE_GRACE_MS,
+    deregistrationSilenceMs: v.RELAY_DEREGISTRATION_SILENCE_MS,
+    emfFile: v.RELAY_EMF_FILE,
+    emfIntervalMs: v.RELAY_EMF_INTERVAL_MS,
     historySize: v.RELAY_HISTORY_SIZE,
     historyTtlSeconds: v.RELAY_HISTORY_TTL_SECONDS,
     historyReplayMax: v.RELAY_HISTORY_REPLAY_MAX,
