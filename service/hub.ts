@@ -178,7 +178,11 @@ export class Hub {
     this.closeGraceMs = opts.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS;
     this.tokens = createTokenLifetime<ConnectionState>(opts.config, {
       send: (conn, text) => this.send(conn, text),
-      expire: (conn) => this.closeConnection(conn, CLOSE_TOKEN_EXPIRED, 'token expired'),
+      expire: (conn) => {
+        opts.metrics.tokensExpired.inc();
+        conn.log.info('closing connection: its token expired and was not refreshed');
+        this.closeConnection(conn, CLOSE_TOKEN_EXPIRED, 'token expired');
+      },
     });
     opts.backplane.onFrame((target, frame, seq) => this.deliverLocal(target, frame, seq));
   }

@@ -4,6 +4,7 @@ import WebSocket from 'ws';
 import { signHs256Token } from '../../service/auth';
 import { RelayClient, type RelayClientEvents } from '../../service/public/relay-client';
 import { useClients, useRedis, useRelays } from '../helpers/fixtures';
+import { metricValue } from '../helpers/load';
 import { waitUntil } from '../helpers/redis-server';
 import type { RelayProcess } from '../helpers/relay-process';
 import type { Frame, TestClient } from '../helpers/ws-client';
@@ -59,6 +60,7 @@ describe('token expiry on open connections', () => {
     // The closed connection can send nothing more: the observer saw the one message from before, and only it.
     expect(observer.messages().map((m) => m.data)).toEqual(['before']);
     expect(alice.ws.readyState).toBe(WebSocket.CLOSED);
+    expect(await metricValue(relay.metricsUrl, 'relay_tokens_expired_total')).toBe(1);
   });
 
   it('takes a refresh with a new token of the same sub and keeps the connection open past the old exp + grace', async () => {
