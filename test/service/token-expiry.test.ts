@@ -225,4 +225,23 @@ describe('relay-client.js with getToken', () => {
     const err = await failed;
     expect([err.code, err.message]).toEqual(['token_failed', `getToken() failed before connecting to ${relay.wsUrl}: auth backend down`]);
   });
+
+  it('gives up on a getToken() that never answers after connectTimeoutMs, and tries again', async () => {
+    const relay = await relays.start(TOKEN_ENV);
+    let calls = 0;
+    const client = clients.track(
+      new RelayClient({
+        urls: [relay.wsUrl],
+        WebSocket,
+        backoff: { initialMs: 50, maxMs: 100 },
+        connectTimeoutMs: 300,
+        getToken: () => (++calls === 1 ? new Promise<string>(() => undefined) : longToken('patient')),
+      }),
+    );
+    const failed = new Promise<RelayClientEvents['error']>((resolve) => client.on('error', resolve));
+    await client.connect();
+    expect(calls).toBe(2);
+    expect((await failed).message).toBe(`getToken() failed before connecting to ${relay.wsUrl}: no token within 300 ms`);
+    await expect(new RelayClient({ urls: [relay.wsUrl], WebSocket }).refreshToken()).rejects.toMatchObject({ code: 'invalid_option' });
+  });
 });
