@@ -228,6 +228,13 @@
       .then(
         function (ack) {
           done();
+          // Rooms the new token may not join were left by the relay: they are not rejoined after a reconnect.
+          if (Array.isArray(ack.left)) {
+            ack.left.forEach(function (room) {
+              self._rooms.delete(room);
+              self._lastSeen.delete(room);
+            });
+          }
           return ack;
         },
         function (err) {
@@ -375,7 +382,11 @@
         }
         self._notePosition(room, ack);
       }, function (err) {
-        // The room stays in the set: the next reconnect tries again.
+        // The room stays in the set and the next reconnect tries again, unless the token forbids it.
+        if (err.code === 'forbidden') {
+          self._rooms.delete(room);
+          self._lastSeen.delete(room);
+        }
         if (self._socket === socket) {
           self._emit('error', wrapError(err.code || 'rejoin_failed', 'Rejoining room "' + room + '" failed: ' + err.message, err));
         }

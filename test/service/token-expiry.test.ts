@@ -181,6 +181,20 @@ describe('relay-client.js with getToken', () => {
     expect({ closes, errors }).toEqual({ closes: [], errors: [] });
   });
 
+  it('forgets the rooms a refreshed token may not join, so they are not rejoined', async () => {
+    const relay = await relays.start(TOKEN_ENV);
+    let rooms: Record<string, string[]> = { 'a:*': ['join'] };
+    const client = clients.track(
+      new RelayClient({ urls: [relay.wsUrl], WebSocket, backoff: { initialMs: 50, maxMs: 400 }, getToken: () => longToken('roomy', { rooms }) }),
+    );
+    await client.connect();
+    await client.join('a:1');
+    await client.join('a:2');
+    rooms = { 'a:1': ['join'] };
+    expect(await client.refreshToken()).toMatchObject({ type: 'ack', left: ['a:2'] });
+    expect(client.rooms()).toEqual(['a:1']);
+  });
+
   it('fetches a new token for every reconnect', async () => {
     const server = await redis.start();
     const [a, b] = await relays.pair({ ...TOKEN_ENV, REDIS_URL: server.url });
