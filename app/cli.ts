@@ -13,6 +13,7 @@ import { buildArtifact } from './artifact';
 import { loadConfig, type EnvironmentConfig } from './config';
 import { ledgerPath, readLedger, writeLedger, type Ledger, type LedgerRelease, LEDGER_VERSION } from './ledger';
 import { DEFAULT_ARTIFACTS_DIR, DEFAULT_CONFIG_FILE, DEFAULT_LEDGER_DIR, DEFAULT_SYNTH_OUT_DIR, displayPath, REPO_ROOT } from './paths';
+import { addPlatformCommand } from './platform-command';
 import { synthesize } from './synth';
 import { diffSynth, loadSynthTree, renderMarkdown, renderText } from './synth-diff';
 
@@ -120,6 +121,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       const { config, ledgerDir, artifactsDir } = globals(cmd);
       await synthesize({ configFile: config, ledgerDir, artifactsDir, outDir: opts.out }, io);
     });
+
+  addPlatformCommand(program, (cmd) => globals(cmd).config, io.stdout);
 
   try {
     await program.parseAsync([...argv], { from: 'user' });
