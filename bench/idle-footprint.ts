@@ -109,14 +109,15 @@ async function measureOnce(spec: IdleTargetSpec, redisUrl: string, connections: 
       }
       return median(values);
     };
+    const url = spec.wsQuery ? `${relay.wsUrl}?${spec.wsQuery}` : relay.wsUrl;
     // One connection first, so lazily loaded code paths (upgrade, join, subscribe) are not charged to the sockets.
-    opened.push(await connectMember(relay.wsUrl, 'room-warmup'));
+    opened.push(await connectMember(url, 'room-warmup'));
     const baseline = await sample();
     const half = Math.floor(connections / 2);
-    const first = await connectMany(half, concurrency, (i) => connectMember(relay.wsUrl, `room-${i % rooms}`));
+    const first = await connectMany(half, concurrency, (i) => connectMember(url, `room-${i % rooms}`));
     opened.push(...first);
     const halfway = await sample();
-    const second = await connectMany(connections - half, concurrency, (i) => connectMember(relay.wsUrl, `room-${(half + i) % rooms}`));
+    const second = await connectMany(connections - half, concurrency, (i) => connectMember(url, `room-${(half + i) % rooms}`));
     opened.push(...second);
     const loaded = await sample();
     return {

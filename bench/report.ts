@@ -91,16 +91,18 @@ export function checkTargets(input: Omit<ReportInput, 'environment' | 'command' 
       pass: overload.length === 0 ? null : crashes === 0,
     });
   }
-  const relayIdle = idle?.targets.find((t) => t.name === 'relay');
-  checks.push(
-    relayIdle
-      ? {
-          target: `idle footprint ≤ ${TARGETS.idleBytesPerConnection / 1000} KB/connection`,
-          measured: `${fmtInt(relayIdle.bytesPerConnection)} B (${(relayIdle.bytesPerConnection / 1000).toFixed(2)} KB, ${(relayIdle.bytesPerConnection / 1024).toFixed(2)} KiB)`,
-          pass: relayIdle.bytesPerConnection <= TARGETS.idleBytesPerConnection,
-        }
-      : { target: `idle footprint ≤ ${TARGETS.idleBytesPerConnection / 1000} KB/connection`, measured: 'not measured', pass: null },
-  );
+  for (const [name, label] of [['relay', 'idle footprint'], ['relay-tokens', 'idle footprint with tokens (claims kept, expiry scheduled)']] as const) {
+    const relayIdle = idle?.targets.find((t) => t.name === name);
+    checks.push(
+      relayIdle
+        ? {
+            target: `${label} ≤ ${TARGETS.idleBytesPerConnection / 1000} KB/connection`,
+            measured: `${fmtInt(relayIdle.bytesPerConnection)} B (${(relayIdle.bytesPerConnection / 1000).toFixed(2)} KB, ${(relayIdle.bytesPerConnection / 1024).toFixed(2)} KiB)`,
+            pass: relayIdle.bytesPerConnection <= TARGETS.idleBytesPerConnection,
+          }
+        : { target: `${label} ≤ ${TARGETS.idleBytesPerConnection / 1000} KB/connection`, measured: 'not measured', pass: null },
+    );
+  }
   checks.push(
     synth
       ? { target: `synth ≤ ${TARGETS.synthRatio} × one-resource app`, measured: `${fmtMs(synth.app.medianMs)} vs ${fmtMs(synth.oneResource.medianMs)} = ${synth.ratio.toFixed(2)} ×`, pass: synth.ratio <= TARGETS.synthRatio }

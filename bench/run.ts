@@ -2,6 +2,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { bundleService, RELAY_NODE_FLAGS } from '../app/bundle';
+import { signHs256Token } from '../service/auth';
 import { REPO_ROOT } from '../app/paths';
 import { runArtifact, type ArtifactResult } from './artifact-start';
 import { runFanout, type FanoutResult, type FanoutTargetSpec } from './fanout';
@@ -13,6 +14,7 @@ import { renderReport } from './report';
 import { runSynth, type SynthResult } from './synth';
 
 /** Every benchmark client connects from 127.0.0.1 and stands for a different user: no per-address limits. */
+const BENCH_TOKEN_SECRET = 'bench-token-secret-0123456789';
 const LOOPBACK_CLIENTS_ENV: Record<string, string> = { RELAY_MAX_CONNECTIONS_PER_ADDRESS: '0', RELAY_CONNECT_RATE_PER_ADDRESS: '0' };
 
 /** The relay with its per-connection limits lifted (the benchmark's publisher is trusted) and message recovery off. */
@@ -137,6 +139,15 @@ async function main(): Promise<void> {
     idle = await runIdleFootprint({
       targets: [
         { name: 'relay', script: bundle.serverJs, cwd: join(REPO_ROOT, '.build', 'bench-relay'), nodeFlags: RELAY_NODE_FLAGS, env: { ...LOOPBACK_CLIENTS_ENV, LOG_LEVEL: 'info' } },
+        // Token auth on: every connection keeps its token's claims and waits in the expiry schedule (exp in 1 h).
+        {
+          name: 'relay-tokens',
+          script: bundle.serverJs,
+          cwd: join(REPO_ROOT, '.build', 'bench-relay'),
+          nodeFlags: RELAY_NODE_FLAGS,
+          env: { ...LOOPBACK_CLIENTS_ENV, LOG_LEVEL: 'info', RELAY_TOKEN_SECRET: BENCH_TOKEN_SECRET },
+          wsQuery: `token=${signHs256Token({ sub: 'bench', exp: Math.floor(Date.now() / 1000) + 3600, rooms: { 'room-*': ['join', 'publish'] } }, BENCH_TOKEN_SECRET)}`,
+        },
         { name: 'floor', script: floorScript, env: {} },
       ],
       connections: opts.quick ? 200 : 5000,

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, webcrypto } from 'node:crypto';
 import { jwtVerify, type JWTPayload } from 'jose';
 import { parseRoomAccess, type RoomAccess } from './permissions';
 
@@ -49,7 +49,7 @@ export async function verifyToken(token: string | null | undefined, rules: Token
   }
   let payload: JWTPayload;
   try {
-    ({ payload } = await jwtVerify(token, new TextEncoder().encode(rules.secret), {
+    ({ payload } = await jwtVerify(token, await verificationKey(rules.secret), {
       algorithms: ['HS256'],
       audience: rules.audience ? [...rules.audience] : undefined,
       issuer: rules.issuer ? [...rules.issuer] : undefined,
@@ -65,6 +65,22 @@ export async function verifyToken(token: string | null | undefined, rules: Token
   if (!access.ok) return refuse(access.reason);
   return { ok: true, claims: { sub: payload.sub, exp: payload.exp, payload, access: access.access } };
 }
+
+/**
+ * The secret as a CryptoKey, imported once: given the raw bytes, jose imports a new key on every verification, and
+ * those native objects linger until a major GC (an idle relay runs few), growing RSS with every connect.
+ */
+function verificationKey(secret: string): Promise<webcrypto.CryptoKey> {
+  let key = verificationKeys.get(secret);
+  if (key === undefined) {
+    key = webcrypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
+    // A process uses one secret (tests a few); the bound only keeps a buggy caller from growing this without limit.
+    if (verificationKeys.size >= 16) verificationKeys.clear();
+    verificationKeys.set(secret, key);
+  }
+  return key;
+}
+const verificationKeys = new Map<string, Promise<webcrypto.CryptoKey>>();
 
 /** Signs claims as an HS256 JWT; for tests and tools that mint tokens for the relay. */
 export function signHs256Token(claims: Record<string, unknown>, secret: string): string {

@@ -105,7 +105,11 @@ export class Hub {
     // Token expiry, refresh and permissions; null when token auth is off.
     const tokens = createTokenLifetime<Session>(config, {
       send: (session, text) => this.outbound.send(session, text),
-      expire: (session) => this.closeSession(session, CLOSE_TOKEN_EXPIRED, 'token expired'),
+      expire: (session) => {
+        metrics.tokensExpired.inc();
+        session.log.info('closing connection: its token expired and was not refreshed');
+        this.closeSession(session, CLOSE_TOKEN_EXPIRED, 'token expired');
+      },
     });
     this.core = {
       hub: this,

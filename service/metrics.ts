@@ -8,6 +8,7 @@ export class RelayMetrics {
   readonly messagesOut: Counter;
   readonly publishErrors: Counter;
   readonly slowConsumers: Counter;
+  readonly tokensExpired: Counter;
   readonly errors: Counter<'code'>;
   readonly upgradesRefused: Counter<'reason'>;
   readonly clientErrors: Counter<'status'>;
@@ -44,6 +45,11 @@ export class RelayMetrics {
     this.slowConsumers = new Counter({
       name: 'relay_slow_consumers_total',
       help: 'Sockets closed with 1013 because their send buffer exceeded RELAY_SEND_BUFFER_BYTES.',
+      registers,
+    });
+    this.tokensExpired = new Counter({
+      name: 'relay_tokens_expired_total',
+      help: 'Connections closed with 4001 because their token expired and no valid refresh came.',
       registers,
     });
     this.errors = new Counter({

@@ -29,11 +29,14 @@ const ACTION_BITS: Record<RoomAction, number> = { join: JOIN, publish: PUBLISH }
 const EXACT_RE = /^[A-Za-z0-9:_.-]{1,128}$/;
 const PREFIX_RE = /^[A-Za-z0-9:_.-]{0,127}\*$/;
 
-/** A token's permissions, checked and compiled once per token. */
+/**
+ * A token's permissions, checked and compiled once. They do not include the `sub`, so connections whose tokens grant
+ * the same rooms (one role, many users) share one RoomAccess: an idle connection holds a reference, not a copy.
+ */
 export interface RoomAccess {
-  /** The token's `sub`, owner of the room `user:<sub>`. */
-  readonly sub: string | undefined;
-  /** Exact room → action bits; null when the token has no `rooms` claim (the default applies). */
+  /** Whether the token has a `rooms` claim; without one RELAY_DEFAULT_ROOM_ACCESS applies. */
+  readonly listed: boolean;
+  /** Exact room → action bits; null when there are none. */
   readonly exact: ReadonlyMap<string, number> | null;
   /** Prefix patterns (without their `*`) and their action bits. */
   readonly prefixes: ReadonlyArray<readonly [string, number]>;
@@ -45,13 +48,30 @@ export type RoomAccessResult = { readonly ok: true; readonly access: RoomAccess 
 
 /** Checks the `rooms` and `broadcast` claims strictly; a malformed claim refuses the whole token. */
 export function parseRoomAccess(payload: Readonly<Record<string, unknown>>): RoomAccessResult {
-  const sub = typeof payload.sub === 'string' ? payload.sub : undefined;
+  // The claims are plain JSON (a verified JWT payload), so their text is a faithful key; an absent claim is left out
+  // of it, a null one is not.
+  const key = JSON.stringify({ rooms: payload.rooms, broadcast: payload.broadcast });
+  const cached = compiled.get(key);
+  if (cached) return { ok: true, access: cached };
+  const result = compileRoomAccess(payload);
+  if (result.ok) {
+    if (compiled.size >= COMPILED_CACHE_SIZE) compiled.delete(compiled.keys().next().value as string);
+    compiled.set(key, result.access);
+  }
+  return result;
+}
+
+/** Distinct permission sets kept compiled; the oldest is dropped beyond this. */
+const COMPILED_CACHE_SIZE = 1024;
+const compiled = new Map<string, RoomAccess>();
+
+function compileRoomAccess(payload: Readonly<Record<string, unknown>>): RoomAccessResult {
   const broadcast = payload.broadcast;
   if (broadcast !== undefined && typeof broadcast !== 'boolean') {
     return { ok: false, reason: `token claim broadcast must be true or false; received ${kindOf(broadcast)}` };
   }
   const rooms = payload.rooms;
-  if (rooms === undefined) return { ok: true, access: { sub, exact: null, prefixes: [], broadcast } };
+  if (rooms === undefined) return { ok: true, access: { listed: false, exact: null, prefixes: [], broadcast } };
   if (rooms === null || typeof rooms !== 'object' || Array.isArray(rooms)) {
     return {
       ok: false,
@@ -78,7 +98,7 @@ export function parseRoomAccess(payload: Readonly<Record<string, unknown>>): Roo
     if (isPrefix) prefixes.push([pattern.slice(0, -1), bits]);
     else exact.set(pattern, bits);
   }
-  return { ok: true, access: { sub, exact, prefixes, broadcast } };
+  return { ok: true, access: { listed: true, exact: exact.size > 0 ? exact : null, prefixes, broadcast } };
 }
 
 /** The action bits of one pattern's list, or what is wrong with it. */
@@ -96,23 +116,29 @@ function actionBits(actions: unknown): number | string {
 }
 
 /**
- * Whether `access` allows `action` in `room` (null: a broadcast, publish only). Returns null when allowed, else the
- * reason, worded for the client.
+ * Whether a token with `access` and `sub` allows `action` in `room` (null: a broadcast, publish only). Returns null
+ * when allowed, else the reason, worded for the client.
  */
-export function refusal(access: RoomAccess, defaultAccess: DefaultRoomAccess, action: RoomAction, room: string | null): string | null {
+export function refusal(
+  access: RoomAccess,
+  sub: string | undefined,
+  defaultAccess: DefaultRoomAccess,
+  action: RoomAction,
+  room: string | null,
+): string | null {
   if (room === null) {
-    const allowed = access.broadcast ?? (access.exact === null && defaultAccess === 'all');
+    const allowed = access.broadcast ?? (!access.listed && defaultAccess === 'all');
     return allowed ? null : 'your token does not allow publishing without a room (it needs the claim "broadcast": true)';
   }
   if (action === 'join' && room.startsWith(USER_ROOM_PREFIX)) {
-    return access.sub === room.slice(USER_ROOM_PREFIX.length)
+    return sub === room.slice(USER_ROOM_PREFIX.length)
       ? null
       : `room ${JSON.stringify(room)} belongs to another user: only the token whose sub is ${JSON.stringify(room.slice(USER_ROOM_PREFIX.length))} may join it`;
   }
-  if (access.exact === null) {
+  if (!access.listed) {
     return defaultAccess === 'all' ? null : `your token has no "rooms" claim and RELAY_DEFAULT_ROOM_ACCESS is none: it may not ${action} in any room`;
   }
-  let bits = access.exact.get(room) ?? 0;
+  let bits = access.exact?.get(room) ?? 0;
   for (const [prefix, b] of access.prefixes) if (room.startsWith(prefix)) bits |= b;
   return (bits & ACTION_BITS[action]) !== 0 ? null : `your token does not allow ${action} in room ${JSON.stringify(room)} (see its "rooms" claim)`;
 }

@@ -90,7 +90,8 @@ export class TokenLifetime<C extends Authenticated> {
     if (auth.expMs === undefined) return;
     const now = this.now();
     const lead = Math.min(this.opts.noticeMs, Math.max(0, (auth.expMs - now) / 2));
-    auth.due = this.schedule.add(conn, auth.expMs - lead);
+    // Early rather than late: the notice must come before exp even for a token with little life left.
+    auth.due = this.schedule.add(conn, auth.expMs - lead, 'early');
   }
 
   /** Forgets a connection that closed. */
@@ -121,7 +122,7 @@ export class TokenLifetime<C extends Authenticated> {
 
   /** Why the connection may not do `action` in `room` (null: a broadcast), or null when it may. */
   refusal(conn: C, action: RoomAction, room: string | null): string | null {
-    return conn.auth === null ? null : refusal(conn.auth.access, this.opts.defaultAccess, action, room);
+    return conn.auth === null ? null : refusal(conn.auth.access, conn.auth.sub, this.opts.defaultAccess, action, room);
   }
 
   stop(): void {
@@ -174,9 +175,12 @@ export class Schedule<T> {
     return this.count;
   }
 
-  /** Schedules `item` at `atMs` (or at the next tick when that has passed); returns the key remove() needs. */
-  add(item: T, atMs: number): number {
-    const key = Math.ceil(atMs / this.resolutionMs);
+  /**
+   * Schedules `item` at `atMs` (or at the next tick when that has passed): not before it, or with `early` up to one
+   * resolution before it, never after it (timer delays aside). Returns the key remove() needs.
+   */
+  add(item: T, atMs: number, rounding: 'late' | 'early' = 'late'): number {
+    const key = rounding === 'early' ? Math.floor(atMs / this.resolutionMs) : Math.ceil(atMs / this.resolutionMs);
     let bucket = this.buckets.get(key);
     if (!bucket) {
       bucket = new Set();

@@ -58,6 +58,8 @@ export interface BenchTarget {
   readonly nodeFlags?: readonly string[];
   /** Extra environment for each instance (REDIS_URL, PORT and HOST are set by the harness). */
   readonly env: Record<string, string>;
+  /** Query string clients add to the WebSocket URL (e.g. `token=<JWT>`). @default none */
+  readonly wsQuery?: string;
 }
 
 /**

@@ -14,16 +14,35 @@
     ? param.split(',').map(function (u) { return u.trim(); }).filter(Boolean)
     : [(location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws'];
 
-  var client;
-  try {
-    client = new RelayClient({ urls: urls });
-  } catch (err) {
-    setStatus('closed', 'cannot start: ' + err.message);
-    return;
+  // A token from the form (or from #token=<JWT> in the page's address: fragments never reach a server). The field is
+  // read on every connect, reconnect and refresh, so pasting a newer token there is enough to keep going.
+  var tokenInput = $('token');
+  var fragmentToken = new URLSearchParams(location.hash.slice(1)).get('token');
+  if (fragmentToken) tokenInput.value = fragmentToken;
+  function currentToken() {
+    return tokenInput.value.trim();
   }
 
-  // Reachable from the devtools console (and the end-to-end test) as window.relayClient.
-  window.relayClient = client;
+  var client;
+
+  /** (Re)starts the client: with a token when the field has one, without one otherwise. */
+  function start() {
+    if (client) client.close();
+    var options = { urls: urls };
+    if (currentToken()) options.getToken = currentToken;
+    try {
+      client = new RelayClient(options);
+    } catch (err) {
+      setStatus('closed', 'cannot start: ' + err.message);
+      return;
+    }
+    // Reachable from the devtools console (and the end-to-end test) as window.relayClient.
+    window.relayClient = client;
+    listen(client);
+    showRooms();
+    setStatus('connecting', 'connecting to ' + urls[0] + (options.getToken ? ' with a token' : '') + '…');
+    client.connect().catch(function () { /* only rejects on close(); the status shows it */ });
+  }
 
   function setStatus(state, text) {
     statusEl.dataset.state = state;
@@ -32,6 +51,7 @@
   function say(text) { notice.textContent = text; }
   function shortId(id) { return typeof id === 'string' ? id.slice(0, 8) : String(id); }
 
+  function listen(client) {
   client.on('open', function (welcome) {
     setStatus('open', 'connected to instance ' + welcome.instanceId + ' (' + welcome.url + ') as ' + shortId(welcome.connectionId));
     say('');
@@ -64,9 +84,13 @@
     messages.appendChild(li);
     while (messages.children.length > MAX_MESSAGES) messages.removeChild(messages.firstChild);
   });
+  client.on('close', function (e) {
+    if (e.code === 4001) say('The token expired; paste a new one and connect again, or the page keeps retrying with this one.');
+  });
+  }
 
   function showRooms() {
-    var rooms = client.rooms();
+    var rooms = client ? client.rooms() : [];
     $('rooms').textContent = 'Rooms: ' + (rooms.length ? rooms.join(', ') : 'none');
   }
 
@@ -95,6 +119,11 @@
     });
   });
 
-  setStatus('connecting', 'connecting to ' + urls[0] + '…');
-  client.connect().catch(function () { /* only rejects on close(); the status shows it */ });
+  $('token-form').addEventListener('submit', function (e) {
+    e.preventDefault();
+    say('');
+    start();
+  });
+
+  start();
 })();

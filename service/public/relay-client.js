@@ -228,6 +228,13 @@
       .then(
         function (ack) {
           done();
+          // Rooms the new token may not join were left by the relay: they are not rejoined after a reconnect.
+          if (Array.isArray(ack.left)) {
+            ack.left.forEach(function (room) {
+              self._rooms.delete(room);
+              self._lastSeen.delete(room);
+            });
+          }
           return ack;
         },
         function (err) {
@@ -255,18 +262,24 @@
       this._openSocket(url, url);
       return;
     }
-    // A fresh token for every connection: the one the last connection used may have expired meanwhile.
-    callGetToken(this._getToken).then(
-      function (token) {
-        if (self._opening !== opening || self.state === 'closed') return;
-        self._openSocket(url, withToken(url, token));
-      },
-      function (err) {
-        if (self._opening !== opening || self.state === 'closed') return;
-        self._emit('error', wrapError('token_failed', 'getToken() failed before connecting to ' + url + ': ' + messageOf(err), err));
-        self._scheduleReconnect();
-      }
-    );
+    // A fresh token for every connection: the one the last connection used may have expired meanwhile. A getToken()
+    // that never answers counts as a failed attempt after connectTimeoutMs, like a relay that never says welcome.
+    var failed = function (err) {
+      if (self._opening !== opening || self.state === 'closed') return;
+      self._opening++;
+      clearTimeout(tokenTimer);
+      self._emit('error', wrapError('token_failed', 'getToken() failed before connecting to ' + url + ': ' + messageOf(err), err));
+      self._scheduleReconnect();
+    };
+    var tokenTimer = setTimeout(function () {
+      failed(new Error('no token within ' + self._connectTimeoutMs + ' ms'));
+    }, this._connectTimeoutMs);
+    unref(tokenTimer);
+    callGetToken(this._getToken).then(function (token) {
+      if (self._opening !== opening || self.state === 'closed') return;
+      clearTimeout(tokenTimer);
+      self._openSocket(url, withToken(url, token));
+    }, failed);
   };
 
   /** Opens the socket to `target` (`url` with the token, if any); `url` is the one reported in events. */
@@ -372,7 +385,11 @@
         }
         self._notePosition(room, ack);
       }, function (err) {
-        // The room stays in the set: the next reconnect tries again.
+        // The room stays in the set and the next reconnect tries again, unless the token forbids it.
+        if (err.code === 'forbidden') {
+          self._rooms.delete(room);
+          self._lastSeen.delete(room);
+        }
         if (self._socket === socket) {
           self._emit('error', wrapError(err.code || 'rejoin_failed', 'Rejoining room "' + room + '" failed: ' + err.message, err));
         }

@@ -154,6 +154,7 @@ describe('bench harness errors and report', () => {
       ['with message recovery ≥ 0.75 × floor', null],
       ['under overload the relay sheds instead of crashing', null],
       ['idle footprint ≤ 10 KB/connection', null],
+      ['idle footprint with tokens (claims kept, expiry scheduled) ≤ 10 KB/connection', null],
       ['synth ≤ 3 × one-resource app', true],
       ['artifact zip ≤ 300 KB', null],
       ['start to healthy ≤ 500 ms', null],

@@ -3,6 +3,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { useClients, useRedis, useRelays } from '../helpers/fixtures';
 import { trustedEnv } from '../helpers/load';
 import type { RelayProcess } from '../helpers/relay-process';
+import { signHs256Token } from '../../service/auth';
 
 // The demo page in a real headless Chromium: two pages on two relay instances of one Redis.
 
@@ -195,5 +196,32 @@ describe('demo page in Chromium, two relays, one Redis', () => {
     expect(missing).toEqual([]);
     expect(received).toEqual(sent);
     await b.waitExit();
+  });
+});
+
+describe('demo page with token auth', () => {
+  it('connects with a token typed into the page, and shows a forbidden join', async () => {
+    if (!browser) throw new Error('Chromium did not start; see the beforeAll failure above.');
+    const secret = 'browser-token-secret-0123456789';
+    const relay = await relays.start(trustedEnv({ RELAY_TOKEN_SECRET: secret, RELAY_INSTANCE_ID: 'relay-t' }));
+    const token = signHs256Token({ sub: 'browser', exp: Math.floor(Date.now() / 1000) + 3600, rooms: { 'demo:*': ['join', 'publish'] } }, secret);
+    const page = await newPage(`${relay.httpUrl}/`);
+    // Without a token the relay refuses the upgrade and the page keeps retrying.
+    await waitForStatus(page, 'reconnecting');
+    await page.fill('#token', token);
+    await page.click('#use-token');
+    await waitForStatus(page, 'connected to instance relay-t');
+    await page.fill('#room', 'demo:1');
+    await page.click('#join');
+    await page.locator('#rooms', { hasText: 'demo:1' }).waitFor({ timeout: WAIT_MS });
+    await sendByTyping(page, 'with a token');
+    await page.locator('#messages li .text', { hasText: 'with a token' }).waitFor({ timeout: WAIT_MS });
+    await page.fill('#room', 'elsewhere');
+    await page.click('#join');
+    await page.locator('#notice', { hasText: '(forbidden)' }).waitFor({ timeout: WAIT_MS });
+
+    // A token in the address's fragment (never sent to a server) is used from the start.
+    const direct = await newPage(`${relay.httpUrl}/#token=${token}`);
+    await waitForStatus(direct, 'connected to instance relay-t');
   });
 });

@@ -116,6 +116,10 @@ async function misbehave(relay: RelayProcess): Promise<void> {
   c.sendRaw(JSON.stringify({ type: 'join', room: `${BAD_TOKEN}!`, id: 'r' }));
   c.sendRaw(Buffer.from(GOOD_TOKEN), { binary: true });
   await c.waitFor((f) => f.type === 'error' && f.code === 'bad_frame');
+  // Refreshes refused (a bad and an expired token) and accepted (the good one): their answers and logs name no token.
+  expect(await c.request({ type: 'refresh', token: BAD_TOKEN, id: 'rb' })).toMatchObject({ code: 'unauthorized' });
+  expect(await c.request({ type: 'refresh', token: EXPIRED_TOKEN, id: 're' })).toMatchObject({ code: 'unauthorized' });
+  expect(await c.request({ type: 'refresh', token: GOOD_TOKEN, id: 'rg' })).toMatchObject({ type: 'ack' });
   c.sendRaw(JSON.stringify({ type: 'publish', data: BAD_TOKEN.repeat(100) }));
   expect((await c.waitClose()).code).toBe(1009);
 }

@@ -36,7 +36,7 @@ describe('verifyToken', () => {
         sub: 'u1',
         exp: NOW / 1000 + 60,
         payload: { sub: 'u1', exp: NOW / 1000 + 60, role: 'reader' },
-        access: { sub: 'u1', exact: null, prefixes: [], broadcast: undefined },
+        access: { listed: false, exact: null, prefixes: [], broadcast: undefined },
       },
     });
   });

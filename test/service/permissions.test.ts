@@ -85,7 +85,7 @@ async function actualAllowed(c: Case): Promise<boolean> {
   const check = await verifyToken(signHs256Token({ ...c.claims, exp: NOW / 1000 + 60 }, SECRET), RULES, NOW);
   if (!check.ok) throw new Error(`token refused: ${check.reason}`);
   const action = c.action === 'broadcast' ? 'publish' : c.action;
-  return refusal(check.claims.access, c.defaultAccess, action, c.action === 'broadcast' ? null : c.room) === null;
+  return refusal(check.claims.access, check.claims.sub, c.defaultAccess, action, c.action === 'broadcast' ? null : c.room) === null;
 }
 
 describe('room permissions', () => {
@@ -149,6 +149,24 @@ describe('room permissions', () => {
   ])('refuses a token whose rooms claim is %s', async (_name, rooms, reason) => {
     const token = signHs256Token({ sub: 'u', rooms, exp: NOW / 1000 + 60 }, SECRET);
     expect(await verifyToken(token, RULES, NOW)).toEqual({ ok: false, reason });
+  });
+
+  it('compiles each distinct set of grants once: tokens of one role share it, other grants do not', async () => {
+    const verify = async (claims: Claims) => {
+      const check = await verifyToken(signHs256Token({ ...claims, exp: NOW / 1000 + 60 }, SECRET), RULES, NOW);
+      if (!check.ok) throw new Error(check.reason);
+      return check.claims;
+    };
+    const alice = await verify({ sub: 'alice', rooms: { 'shared:*': ['join'] } });
+    const bob = await verify({ sub: 'bob', rooms: { 'shared:*': ['join'] } });
+    const broadcaster = await verify({ sub: 'bob', rooms: { 'shared:*': ['join'] }, broadcast: true });
+    expect(bob.access).toBe(alice.access);
+    expect(broadcaster.access).not.toBe(alice.access);
+    // The sub stays per connection: the shared grants still tell alice's user room from bob's.
+    expect(refusal(alice.access, alice.sub, 'none', 'join', 'user:alice')).toBeNull();
+    expect(refusal(bob.access, bob.sub, 'none', 'join', 'user:alice')).not.toBeNull();
+    expect(refusal(broadcaster.access, broadcaster.sub, 'none', 'publish', null)).toBeNull();
+    expect(refusal(bob.access, bob.sub, 'none', 'publish', null)).not.toBeNull();
   });
 
   it('refuses a broadcast claim that is not a boolean', async () => {

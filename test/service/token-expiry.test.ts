@@ -4,6 +4,7 @@ import WebSocket from 'ws';
 import { signHs256Token } from '../../service/auth';
 import { RelayClient, type RelayClientEvents } from '../../service/public/relay-client';
 import { useClients, useRedis, useRelays } from '../helpers/fixtures';
+import { metricValue } from '../helpers/load';
 import { waitUntil } from '../helpers/redis-server';
 import type { RelayProcess } from '../helpers/relay-process';
 import type { Frame, TestClient } from '../helpers/ws-client';
@@ -59,6 +60,7 @@ describe('token expiry on open connections', () => {
     // The closed connection can send nothing more: the observer saw the one message from before, and only it.
     expect(observer.messages().map((m) => m.data)).toEqual(['before']);
     expect(alice.ws.readyState).toBe(WebSocket.CLOSED);
+    expect(await metricValue(relay.metricsUrl, 'relay_tokens_expired_total')).toBe(1);
   });
 
   it('takes a refresh with a new token of the same sub and keeps the connection open past the old exp + grace', async () => {
@@ -179,6 +181,20 @@ describe('relay-client.js with getToken', () => {
     expect({ closes, errors }).toEqual({ closes: [], errors: [] });
   });
 
+  it('forgets the rooms a refreshed token may not join, so they are not rejoined', async () => {
+    const relay = await relays.start(TOKEN_ENV);
+    let rooms: Record<string, string[]> = { 'a:*': ['join'] };
+    const client = clients.track(
+      new RelayClient({ urls: [relay.wsUrl], WebSocket, backoff: { initialMs: 50, maxMs: 400 }, getToken: () => longToken('roomy', { rooms }) }),
+    );
+    await client.connect();
+    await client.join('a:1');
+    await client.join('a:2');
+    rooms = { 'a:1': ['join'] };
+    expect(await client.refreshToken()).toMatchObject({ type: 'ack', left: ['a:2'] });
+    expect(client.rooms()).toEqual(['a:1']);
+  });
+
   it('fetches a new token for every reconnect', async () => {
     const server = await redis.start();
     const [a, b] = await relays.pair({ ...TOKEN_ENV, REDIS_URL: server.url });
@@ -222,5 +238,24 @@ describe('relay-client.js with getToken', () => {
     expect(welcome.url).toBe(relay.wsUrl);
     const err = await failed;
     expect([err.code, err.message]).toEqual(['token_failed', `getToken() failed before connecting to ${relay.wsUrl}: auth backend down`]);
+  });
+
+  it('gives up on a getToken() that never answers after connectTimeoutMs, and tries again', async () => {
+    const relay = await relays.start(TOKEN_ENV);
+    let calls = 0;
+    const client = clients.track(
+      new RelayClient({
+        urls: [relay.wsUrl],
+        WebSocket,
+        backoff: { initialMs: 50, maxMs: 100 },
+        connectTimeoutMs: 300,
+        getToken: () => (++calls === 1 ? new Promise<string>(() => undefined) : longToken('patient')),
+      }),
+    );
+    const failed = new Promise<RelayClientEvents['error']>((resolve) => client.on('error', resolve));
+    await client.connect();
+    expect(calls).toBe(2);
+    expect((await failed).message).toBe(`getToken() failed before connecting to ${relay.wsUrl}: no token within 300 ms`);
+    await expect(new RelayClient({ urls: [relay.wsUrl], WebSocket }).refreshToken()).rejects.toMatchObject({ code: 'invalid_option' });
   });
 });
