@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { DEFAULT_CONFIG_FILE, displayPath } from './paths';
 import { POLICY_RULES } from './policy';
+import { checkPromotionOrder, promotionOrderSchema, requireVerificationSchema, withReleaseDefaults } from './config-releases';
 
 /** The relay pings every client this often; the load balancer must never time out a healthy socket first. */
 export const RELAY_PING_INTERVAL_SECONDS = 25;
@@ -176,12 +177,14 @@ const environmentSchema = z.strictObject({
   policyWaivers: policyWaiversSchema
     .default([])
     .meta({ description: 'Security policy rules this environment may break, each with its reason; the only way past a rule (see infrastructure.md). A waiver that matches nothing draws a warning.' }),
+  requireVerification: requireVerificationSchema,
 });
 
 const configSchema = z
   .strictObject({
     app: dnsName(16).default('relay').meta({ description: 'Application name, the start of every resource name.', allowed: '1-16 characters of `a-z 0-9 -`, starting with a letter, not ending with `-`' }),
     environments: z.array(environmentSchema, { error: 'a list of environments' }).min(1, { error: 'at least one environment' }).meta({ description: 'The environments, one stack `relay-<name>` each.' }),
+    promotionOrder: promotionOrderSchema,
   })
   .superRefine((v, ctx) => {
     const seen = new Set<string>();
@@ -189,7 +192,9 @@ const configSchema = z
       if (seen.has(e.name)) ctx.addIssue({ code: 'custom', path: ['environments', i, 'name'], input: e.name, message: 'a name no other environment uses' });
       seen.add(e.name);
     });
-  });
+    checkPromotionOrder(v, ctx);
+  })
+  .transform(withReleaseDefaults);
 
 /** The schema of relay.config.json, for the generated reference (docs/generate-configuration.ts). */
 export { configSchema as relayConfigSchema };

@@ -14,8 +14,9 @@ let devFile: string;
 beforeEach(() => {
   ws = makeWorkspace({ dev: 3, staging: 5, prod: 2 });
   [a, b] = [1, 2].map((n) => fixtureRelease(ws.artifactsDir, n));
-  devFile = writeLedger(ws.ledgerDir, { version: 1, environment: 'dev', active: b.label, releases: [a, b] });
-  writeLedger(ws.ledgerDir, { version: 1, environment: 'prod', active: a.label, releases: [a] });
+  const history = (...labels: string[]) => labels.map((label, i) => ({ label, at: new Date(Date.UTC(2026, 0, 1, i)).toISOString(), by: 'Seeder', why: 'seeded' }));
+  devFile = writeLedger(ws.ledgerDir, { version: 2, environment: 'dev', active: b.label, releases: [a, b], history: history(a.label, b.label) });
+  writeLedger(ws.ledgerDir, { version: 2, environment: 'prod', active: a.label, releases: [a], history: history(a.label) });
 });
 afterEach(() => ws.cleanup());
 
@@ -23,6 +24,8 @@ describe('unknown environment', () => {
   const known = () => `${ws.configFile} defines dev, staging, prod`;
   it.each([
     [['release', 'qa']],
+    [['prune', 'qa']],
+    [['resolve', 'qa']],
     [['promote', 'qa', 'prod']],
     [['promote', 'dev', 'qa']],
     [['rollback', 'qa']],
@@ -34,7 +37,7 @@ describe('unknown environment', () => {
 });
 
 describe('unknown label', () => {
-  it.each([[['rollback', 'dev', 'relay-9.9.9-000000000000']], [['mark-deployed', 'dev', 'relay-9.9.9-000000000000']]])(
+  it.each([[['rollback', 'dev', 'relay-9.9.9-000000000000']], [['mark-deployed', 'dev', 'relay-9.9.9-000000000000']], [['prune', 'dev', 'relay-9.9.9-000000000000']]])(
     'refuses %j and lists the retained labels',
     async (args) => {
       await expectRefused(ws, args, `unknown label "relay-9.9.9-000000000000" for dev: ${devFile} retains ${a.label}, ${b.label}`);
@@ -43,13 +46,21 @@ describe('unknown label', () => {
 });
 
 describe('nothing to act on', () => {
-  it('refuses a rollback when nothing older is retained', async () => {
+  it('refuses a rollback when no retained release was active before', async () => {
     await expectRefused(
       ws,
       ['rollback', 'prod'],
-      `cannot roll back prod: the active release ${a.label} is the oldest retained in ${join(ws.ledgerDir, 'prod.json')}; ` +
-        'name a newer one instead (`npm run ops -- rollback prod <label>`, see `npm run ops -- list prod`)',
+      `cannot roll back prod: no release retained in ${join(ws.ledgerDir, 'prod.json')} was active before ${a.label}; ` +
+        'name one instead (`npm run ops -- rollback prod <label>`, see `npm run ops -- list prod`)',
     );
+  });
+
+  it('refuses a rebuild of a label no ledger retains', async () => {
+    await expectRefused(ws, ['rebuild', 'relay-9.9.9-000000000000'], `unknown label "relay-9.9.9-000000000000": no ledger in ${ws.ledgerDir} retains it (they retain ${a.label}, ${b.label})`);
+  });
+
+  it('refuses to resolve a ledger that is not in a merge conflict', async () => {
+    await expectRefused(ws, ['resolve', 'dev'], new RegExp(`is not a git repository|${esc(devFile)} is not in a merge conflict`));
   });
 
   it.each([[['rollback', 'staging']], [['promote', 'staging', 'prod']], [['mark-deployed', 'staging']]])(
@@ -69,7 +80,16 @@ describe('nothing to act on', () => {
 });
 
 describe('corrupt or hand-broken ledger', () => {
-  const commands = [[['release', 'dev']], [['promote', 'dev', 'prod']], [['promote', 'prod', 'dev']], [['rollback', 'dev']], [['list', 'dev']], [['mark-deployed', 'dev']]];
+  const commands = [[['release', 'dev']], [['promote', 'dev', 'staging']], [['promote', 'prod', 'dev']], [['rollback', 'dev']], [['prune', 'dev']], [['list', 'dev']], [['mark-deployed', 'dev']]];
+
+  it.each(commands)('refuses %j on a merge-conflicted ledger, naming the line and what to run', async (args) => {
+    writeRawLedger(ws.ledgerDir, 'dev', `{\n  "version": 2,\n<<<<<<< HEAD\n  "active": "${a.label}",\n=======\n  "active": "${b.label}",\n>>>>>>> other\n}\n`);
+    await expectRefused(
+      ws,
+      args,
+      new RegExp(`^${esc(devFile)}: line 3: git merge conflict marker "<<<<<<< HEAD"; two branches changed this ledger\nCombine both sides with \`npm run ops -- resolve dev\``),
+    );
+  });
 
   it.each(commands)('refuses %j on invalid JSON, naming the file and how to restore it', async (args) => {
     writeRawLedger(ws.ledgerDir, 'dev', '{ "version": 1, "environment": "dev",\n');
@@ -97,7 +117,7 @@ describe('bad command line or config', () => {
   });
 
   it('refuses an unknown command', async () => {
-    await expectRefused(ws, ['prune', 'dev'], /^error: unknown command 'prune'\n/);
+    await expectRefused(ws, ['deploy', 'dev'], /^error: unknown command 'deploy'\n/);
   });
 
   it('refuses a broken config file with its problems', async () => {
