@@ -1,8 +1,8 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeLedger, type LedgerRelease } from '../../app/ledger';
+import { readLedger, writeLedger, type LedgerRelease } from '../../app/ledger';
 import type { Project } from '../helpers/project';
-import { expectRefused, fixtureRelease, makeWorkspace, writeRawLedger } from './ledger-fixtures';
+import { CLI_NOW, expectRefused, fixtureRelease, makeWorkspace, runOps, writeRawLedger } from './ledger-fixtures';
 
 // Every refusal: exit 1, the asserted message on stderr, and the ledgers byte-identical (see expectRefused).
 jest.setTimeout(120_000);
@@ -129,3 +129,66 @@ describe('bad command line or config', () => {
 function esc(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+describe('promotion guards', () => {
+  it('refuses a promotion into prod of a release never active in staging, and promote dev prod skipping staging', async () => {
+    await expectRefused(
+      ws,
+      ['promote', 'dev', 'prod'],
+      `refusing to promote ${b.label} to prod: it has never been active in staging, the environment before prod in the promotion order (dev → staging → prod). ` +
+        `Promote it to staging first (\`npm run ops -- promote dev staging\`), then from there; override with --force --reason "<why>" (recorded in ${join(ws.ledgerDir, 'prod.json')})`,
+    );
+  });
+
+  it('refuses --force without a reason', async () => {
+    await expectRefused(ws, ['promote', 'dev', 'prod', '--force'], '--force needs --reason "<why>": the reason is recorded in the ledger for whoever reads its history');
+  });
+
+  it('records an override with its reason', async () => {
+    const r = await runOps(ws, 'promote', 'dev', 'prod', '--force', '--reason', 'hotfix for the outage, staging is down');
+    expect(r).toMatchObject({ code: 0, err: '' });
+    expect(r.out).toContain(`prod: promoted ${b.label} from dev (now active, was ${a.label}), guard overridden.\n`);
+    expect(readLedger(ws.ledgerDir, 'prod')?.history.at(-1)).toEqual({
+      label: b.label,
+      at: CLI_NOW.toISOString(),
+      by: 'Relay Tester',
+      why: 'hotfix for the outage, staging is down',
+      forced: true,
+    });
+  });
+
+  it('refuses to promote a dirty release past the first environment, even forced', async () => {
+    const c = { ...fixtureRelease(ws.artifactsDir, 3), dirty: true as const };
+    writeLedger(ws.ledgerDir, { version: 2, environment: 'dev', active: c.label, releases: [a, b, c], history: [] });
+    for (const args of [['promote', 'dev', 'staging'], ['promote', 'dev', 'staging', '--force', '--reason', 'x']]) {
+      await expectRefused(
+        ws,
+        args,
+        `refusing to promote ${c.label} to staging: it was built from uncommitted changes (dirty) and never goes past dev; commit the changes, \`npm run ops -- release dev\` and promote that`,
+      );
+    }
+  });
+
+  it('follows a configured promotionOrder', async () => {
+    const config = JSON.parse(readFileSync(ws.configFile, 'utf8')) as Record<string, unknown>;
+    ws.writeConfig({ ...config, promotionOrder: ['dev', 'prod', 'staging'] });
+    await expectRefused(ws, ['promote', 'dev', 'staging'], /^refusing to promote .* to staging: it has never been active in prod, the environment before staging in the promotion order \(dev → prod → staging\)\. /);
+    expect((await runOps(ws, 'promote', 'dev', 'prod')).code).toBe(0);
+    expect((await runOps(ws, 'promote', 'prod', 'staging')).code).toBe(0);
+  });
+});
+
+describe('pruning', () => {
+  it('never removes the active release nor the last two previously active ones', async () => {
+    const [c, d] = [3, 4].map((n) => fixtureRelease(ws.artifactsDir, n));
+    const history = [a, b, c, d].map((r, i) => ({ label: r.label, at: new Date(Date.UTC(2026, 0, 1, i)).toISOString(), by: 'Seeder', why: 'seeded' }));
+    writeLedger(ws.ledgerDir, { version: 2, environment: 'dev', active: d.label, releases: [a, b, c, d], history });
+    await expectRefused(
+      ws,
+      ['prune', 'dev', c.label, d.label],
+      `refusing to prune ${c.label}, ${d.label} from dev: pruning never removes the active release or the last 2 previously active ones (${d.label}, ${c.label}, ${b.label}), so a rollback always has somewhere to go. Release or roll back first.`,
+    );
+    const r = await runOps(ws, 'prune', 'dev', a.label);
+    expect(r.out).toBe(`dev: pruned ${a.label} (keeping the newest 3 and the last 2 previously active).\nWrote ${devFile}; commit it and deploy: the pruned application versions leave the stack.\n`);
+  });
+});

@@ -33,6 +33,7 @@ describe('parseConfig', () => {
       maintenanceWindow: 'Sun:03:00',
       logRetentionDays: 30,
       retainReleases: 5,
+      requireVerification: false,
       backend: { type: 'local' },
       policyWaivers: [],
     });
