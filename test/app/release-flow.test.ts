@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readLedger, type Ledger } from '../../app/ledger';
 import { REPO_ROOT } from '../../app/paths';
-import { makeProject, runNpm, type CommandResult, type Project } from '../helpers/project';
+import { makeProject, runCommand, runNpm, type CommandResult, type Project } from '../helpers/project';
 
 // Builds, two rebuilds with a real `npm ci` each and several synths: many minutes on a loaded machine.
 jest.setTimeout(1_200_000);
@@ -234,9 +234,11 @@ describe('guards that need git', () => {
     }
     const bin = mkdtempSync(join(tmpdir(), 'relay-nogit-'));
     try {
-      for (const tool of ['node', 'npm']) symlinkSync(execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(), join(bin, tool));
+      // Only node on PATH (npm itself needs a shell): the ops CLI through tsx, as `npm run ops` starts it.
+      symlinkSync(process.execPath, join(bin, 'node'));
       const before = ledgerBytes(project.root);
-      const r = await runNpm(project.root, 'ops', ['release', 'dev'], { env: { PATH: bin } });
+      const tsx = join(project.root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+      const r = await runCommand(process.execPath, [tsx, 'app/ops.ts', 'release', 'dev'], { cwd: project.root, env: { PATH: bin } });
       expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 1, stdout: '' });
       expect(r.stderr).toMatch(/^git was not found on PATH; releases record and rebuild git commits, so install git/);
       expect(ledgerBytes(project.root)).toEqual(before);
