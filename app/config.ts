@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { pipelineProblems, pipelineSchema } from './config-pipeline';
 import { DEFAULT_CONFIG_FILE, displayPath } from './paths';
 import { POLICY_RULES } from './policy';
 import { checkPromotionOrder, promotionOrderSchema, requireVerificationSchema, withReleaseDefaults } from './config-releases';
@@ -185,6 +186,7 @@ const configSchema = z
     app: dnsName(16).default('relay').meta({ description: 'Application name, the start of every resource name.', allowed: '1-16 characters of `a-z 0-9 -`, starting with a letter, not ending with `-`' }),
     environments: z.array(environmentSchema, { error: 'a list of environments' }).min(1, { error: 'at least one environment' }).meta({ description: 'The environments, one stack `relay-<name>` each.' }),
     promotionOrder: promotionOrderSchema,
+    pipeline: pipelineSchema.optional().meta({ description: 'The CI/CD pipeline: GitHub repository, deployed environments, the bootstrap stack (see pipeline.md).', unset: 'no `relay-bootstrap` stack; CI requires shared state for every environment' }),
   })
   .superRefine((v, ctx) => {
     const seen = new Set<string>();
@@ -192,6 +194,7 @@ const configSchema = z
       if (seen.has(e.name)) ctx.addIssue({ code: 'custom', path: ['environments', i, 'name'], input: e.name, message: 'a name no other environment uses' });
       seen.add(e.name);
     });
+    for (const p of pipelineProblems(v.environments, v.pipeline)) ctx.addIssue({ code: 'custom', ...p });
     checkPromotionOrder(v, ctx);
   })
   .transform(withReleaseDefaults);

@@ -233,14 +233,15 @@ function conflictMarkerLine(text: string): { line: number; text: string } | unde
   return index < 0 ? undefined : { line: index + 1, text: lines[index].length > 60 ? `${lines[index].slice(0, 57)}...` : lines[index] };
 }
 
-/** JSON.parse's message with the line and column of the position it names. */
+/** JSON.parse's message with the line and column of the position it names (Node versions differ in whether they say it). */
 export function describeJsonError(text: string, err: Error): string {
   const position = /position (\d+)/.exec(err.message);
-  if (/line \d+/.test(err.message) || !position) return err.message.replace(/^Unexpected end of JSON input$/, `unexpected end of the file at line ${text.split('\n').length}`);
+  const reason = err.message.replace(/ in JSON at position \d+.*$/, '').replace(/ \(line \d+ column \d+\)$/, '');
+  if (!position) return `line ${text.split('\n').length}: ${reason === 'Unexpected end of JSON input' ? 'unexpected end of the file' : reason}`;
   const before = text.slice(0, Number(position[1]));
   const line = before.split('\n').length;
   const column = Number(position[1]) - before.lastIndexOf('\n');
-  return `line ${line}, column ${column}: ${err.message}`;
+  return `line ${line}, column ${column}: ${reason}`;
 }
 
 /** Reads an environment's ledger; `undefined` when the file does not exist (the environment tracks the current build). */

@@ -12,7 +12,9 @@ import { join } from 'node:path';
 import type { RelayStackProps } from '../stacks/relay-stack';
 import { RELEASE_SOURCE_DIR, releaseSourcePath, releaseZipName } from '../stacks/release-layout';
 import { buildArtifact } from './artifact';
+import { BOOTSTRAP_STACK_ID, bootstrapStackProps } from './bootstrap';
 import { loadConfig, type AppConfig, type EnvironmentConfig } from './config';
+import { assertSharedState } from './config-pipeline';
 import { displayPath, REPO_ROOT } from './paths';
 import { checkTerraformPolicy, formatViolation, judgePolicy, type PolicyViolation } from './policy';
 import { resolveAllReleases, type ResolvedReleases } from './releases';
@@ -72,8 +74,9 @@ const STACK_FILE = 'cdk.tf.json';
 
 interface PlannedStack {
   readonly id: string;
-  readonly env: EnvironmentConfig;
-  readonly releases: ResolvedReleases;
+  /** Absent for relay-bootstrap, which is no environment. */
+  readonly env?: EnvironmentConfig;
+  readonly releases?: ResolvedReleases;
 }
 
 /**
@@ -86,7 +89,7 @@ export async function synthesize(opts: SynthOptions, io: SynthIo): Promise<void>
     const planned = await synthesizeInto(staging, opts, io);
     moveIntoPlace(staging, planned, opts.outDir);
     for (const { id, releases } of planned) {
-      io.stdout(`wrote ${displayPath(join(opts.outDir, 'stacks', id, STACK_FILE))} (active ${releases.active.label})\n`);
+      io.stdout(`wrote ${displayPath(join(opts.outDir, 'stacks', id, STACK_FILE))}${releases ? ` (active ${releases.active.label})` : ''}\n`);
     }
   } catch (err) {
     // Said after the error it follows from: the message is extended rather than printed first.
@@ -122,8 +125,9 @@ export function relayStackProps(config: AppConfig, env: EnvironmentConfig, relea
 
 async function synthesizeInto(staging: string, opts: SynthOptions, io: SynthIo): Promise<PlannedStack[]> {
   const config = loadConfig(opts.configFile);
-  const orphans = orphanedStacks(opts.outDir, config.environments.map((e) => `relay-${e.name}`));
-  const withState = orphans.filter((o) => o.files.length > 0);
+  assertSharedState(config, process.env, displayPath(opts.configFile));
+  const stackIds = [...config.environments.map((e) => `relay-${e.name}`), ...(bootstrapStackProps(config) ? [BOOTSTRAP_STACK_ID] : [])];
+  const withState = orphanedStacks(opts.outDir, stackIds).filter((o) => o.files.length > 0);
   if (withState.length > 0) throw new OrphanedStateError(withState, opts.configFile);
   // The bundle is built by esbuild's own process: start it first so it overlaps loading cdktf and the provider classes.
   const building = buildArtifact({ reuse: true, outDir: opts.artifactsDir });
@@ -148,6 +152,12 @@ async function synthesizeInto(staging: string, opts: SynthOptions, io: SynthIo):
     new RelayStack(app, id, relayStackProps(config, env, releases));
     return { id, env, releases };
   });
+  const bootstrap = bootstrapStackProps(config);
+  if (bootstrap) {
+    const { BootstrapStack } = await import('../stacks/bootstrap-stack');
+    new BootstrapStack(app, BOOTSTRAP_STACK_ID, bootstrap);
+    planned.push({ id: BOOTSTRAP_STACK_ID });
+  }
   app.synth();
   checkPolicy(staging, planned, opts.configFile, io);
   return planned;
@@ -158,10 +168,10 @@ function checkPolicy(staging: string, planned: readonly PlannedStack[], configFi
   const failing: string[] = [];
   for (const { id, env } of planned) {
     const doc: unknown = JSON.parse(readFileSync(join(staging, 'stacks', id, STACK_FILE), 'utf8'));
-    const verdict = judgePolicy(checkTerraformPolicy(doc), env.policyWaivers);
+    const verdict = judgePolicy(checkTerraformPolicy(doc), env?.policyWaivers ?? []);
     for (const v of verdict.waived) io.stdout(`${id}: waived [${v.rule}] ${v.address}: ${v.message} (reason: ${v.reason})\n`);
     for (const w of verdict.unusedWaivers) {
-      io.stderr(`warning: ${id}: the waiver of [${w.rule}] matches nothing; remove it from environment "${env.name}" in ${displayPath(configFile)}\n`);
+      io.stderr(`warning: ${id}: the waiver of [${w.rule}] matches nothing; remove it from environment "${env?.name ?? id}" in ${displayPath(configFile)}\n`);
     }
     failing.push(...verdict.failing.map((v: PolicyViolation) => formatViolation(id, v)));
   }
@@ -192,7 +202,7 @@ function moveIntoPlace(staging: string, planned: readonly PlannedStack[], outDir
     const dir = join(outDir, 'stacks', id);
     mkdirSync(dir, { recursive: true });
     renameSync(join(staging, 'stacks', id, STACK_FILE), join(dir, STACK_FILE));
-    const declared = releases.releases;
+    const declared = releases?.releases ?? [];
     // Only stale zips go: the stack folder also holds terraform's local state, which must never be touched.
     pruneZips(join(dir, RELEASE_SOURCE_DIR), new Set(declared.map((r) => releaseZipName(r.label))));
     for (const release of declared) {

@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { jwtVerify, type JWTPayload } from 'jose';
+import { parseRoomAccess, type RoomAccess } from './permissions';
 
 /** The verified claims of a connection's token, handed to the hub as `meta.claims`. */
 export interface TokenClaims {
@@ -8,6 +9,8 @@ export interface TokenClaims {
   readonly exp?: number;
   /** Every claim of the token, as signed. */
   readonly payload: Readonly<Record<string, unknown>>;
+  /** The `rooms` and `broadcast` claims, checked (service/permissions.ts). */
+  readonly access: RoomAccess;
 }
 
 /** Outcome of checking a connect token. */
@@ -58,7 +61,9 @@ export async function verifyToken(token: string | null | undefined, rules: Token
   const problem = timeClaimProblem(payload);
   if (problem) return refuse(problem);
   if (payload.sub !== undefined && typeof payload.sub !== 'string') return refuse('token claim sub must be a string');
-  return { ok: true, claims: { sub: payload.sub, exp: payload.exp, payload } };
+  const access = parseRoomAccess(payload);
+  if (!access.ok) return refuse(access.reason);
+  return { ok: true, claims: { sub: payload.sub, exp: payload.exp, payload, access: access.access } };
 }
 
 /** Signs claims as an HS256 JWT; for tests and tools that mint tokens for the relay. */

@@ -2,6 +2,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { parseCidr } from './http/client-address';
+import type { DefaultRoomAccess } from './permissions';
 import { REDACTED, redactUrl } from './redact';
 
 /** The relay's settings, read once from the environment at start-up. */
@@ -46,6 +47,12 @@ export interface ServiceConfig {
   readonly tokenAudience?: readonly string[];
   /** RELAY_TOKEN_ISSUER: accepted `iss` values; when set, a token's `iss` must be one of them. */
   readonly tokenIssuer?: readonly string[];
+  /** RELAY_TOKEN_EXPIRY_NOTICE_MS: how long before a token's `exp` its connection gets `token_expiring` (at most half the token's remaining life). @default 60000 */
+  readonly tokenExpiryNoticeMs: number;
+  /** RELAY_TOKEN_EXPIRY_GRACE_MS: how long after `exp` a connection without a valid `refresh` is closed with 4001. @default 10000 */
+  readonly tokenExpiryGraceMs: number;
+  /** RELAY_DEFAULT_ROOM_ACCESS: what a token without a `rooms` claim may do. @default 'all' */
+  readonly defaultRoomAccess: DefaultRoomAccess;
   /** RELAY_METRICS_PORT: port of the internal server (/metrics, /healthz/detail). @default PORT + 1000 (0 when PORT is 0) */
   readonly metricsPort: number;
   /** RELAY_METRICS_HOST: interface the internal server binds. @default HOST */
@@ -68,6 +75,14 @@ export interface ServiceConfig {
   readonly drainWindowMs: number;
   /** Hard deadline for shutdown; must exceed the drain window. @default 15000 */
   readonly shutdownTimeoutMs: number;
+  /** RELAY_BACKPLANE_GRACE_MS: how long the backplane may be unreachable before the load balancer check turns 503. @default 60000 */
+  readonly backplaneGraceMs: number;
+  /** RELAY_DEREGISTRATION_SILENCE_MS: silence of the load balancer's checks after which the relay drains; 0 = off. @default 0 */
+  readonly deregistrationSilenceMs: number;
+  /** RELAY_EMF_FILE: file the CloudWatch embedded-metric-format lines are appended to; unset = none written. */
+  readonly emfFile?: string;
+  /** RELAY_EMF_INTERVAL_MS: period of the embedded-metric-format lines. @default 60000 */
+  readonly emfIntervalMs: number;
   /**
    * RELAY_HISTORY_SIZE: messages kept per room for recovery (join with `since`); 0 turns recovery off, and with it
    * seq/epoch in message frames and the cost of keeping history. @default 1000
@@ -141,7 +156,7 @@ function oneOf<T extends string>(values: readonly T[], def: T) {
 }
 
 /** An optional comma-separated list; each entry trimmed, empty entries dropped, every entry checked. */
-function list(isValid: (entry: string) => boolean, allowed: string) {
+function list(isValid: (entry: string) => boolean, allowed: string, badLabel = 'not valid', unsetNote = '') {
   return z
     .string()
     .optional()
@@ -153,7 +168,7 @@ function list(isValid: (entry: string) => boolean, allowed: string) {
         .filter((e) => e.length > 0);
       const bad = entries.filter((e) => !isValid(e));
       if (entries.length === 0 || bad.length > 0) {
-        ctx.addIssue({ code: 'custom', message: `${allowed}${bad.length > 0 ? `; not valid: ${bad.join(', ')}` : ''}` });
+        ctx.addIssue({ code: 'custom', message: `${allowed}${bad.length > 0 ? `; ${badLabel}: ${bad.join(', ')}` : ''}${unsetNote}` });
         return z.NEVER;
       }
       return entries;
@@ -227,27 +242,12 @@ const schema = z.object({
   RELAY_MAX_ROOMS: int(100, 1, 100_000).meta({ description: 'Rooms one connection may be in; a join beyond it gets `too_many_rooms`.' }),
   RELAY_SEND_BUFFER_BYTES: int(1_048_576, 1024, 1024 * 1024 * 1024).meta({ description: 'Bytes queued for one socket before it is closed as a slow consumer (1013).' }),
   RELAY_PING_INTERVAL_MS: int(25_000, 50, 3_600_000).meta({ description: 'WebSocket ping period; a socket that sent no pong since the previous ping is terminated.' }),
-  RELAY_ALLOWED_ORIGINS: z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined) return null;
-      const list = v
-        .split(',')
-        .map((o) => o.trim())
-        .filter((o) => o.length > 0);
-      const bad = list.filter((o) => !isExactOrigin(o));
-      if (list.length === 0 || bad.length > 0) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `expected a comma-separated list of exact origins such as https://app.example.com (scheme://host[:port], no path)${
-            bad.length > 0 ? `; not an origin: ${bad.join(', ')}` : ''
-          }; unset allows every origin`,
-        });
-        return z.NEVER;
-      }
-      return list;
-    })
+  RELAY_ALLOWED_ORIGINS: list(
+    isExactOrigin,
+    'expected a comma-separated list of exact origins such as https://app.example.com (scheme://host[:port], no path)',
+    'not an origin',
+    '; unset allows every origin',
+  )
     .meta({
       description:
         'Origins allowed to open a WebSocket. With a list, an upgrade without an `Origin` header is refused too (403).',
@@ -275,6 +275,18 @@ const schema = z.object({
     description: 'Accepted `iss` values: a token\'s `iss` must be one of them. Needs `RELAY_TOKEN_SECRET`.',
     allowed: 'a comma-separated list of names',
     unset: '`iss` is not checked',
+  }),
+  RELAY_TOKEN_EXPIRY_NOTICE_MS: int(60_000, 0, 3_600_000).meta({
+    description:
+      'How long before a token\'s `exp` its connection gets a `token_expiring` frame; at most half the token\'s remaining life at connect or refresh, so a short-lived token is still warned in time. Needs `RELAY_TOKEN_SECRET`.',
+  }),
+  RELAY_TOKEN_EXPIRY_GRACE_MS: int(10_000, 0, 30_000).meta({
+    description:
+      'How long after a token\'s `exp` a connection that sent no valid `refresh` stays open; then it is closed with 4001 (token expired). Needs `RELAY_TOKEN_SECRET`.',
+  }),
+  RELAY_DEFAULT_ROOM_ACCESS: oneOf(['all', 'none'] as const, 'all').meta({
+    description:
+      'What a token without a `rooms` claim may do: `all` rooms (join and publish) and broadcasts, or `none` (a `forbidden` error for every join and publish). Set `none` in shared environments. Needs `RELAY_TOKEN_SECRET`.',
   }),
   RELAY_METRICS_PORT: z
     .string()
@@ -326,6 +338,20 @@ const schema = z.object({
   }),
   RELAY_DRAIN_WINDOW_MS: int(5000, 0, 600_000).meta({ description: 'On SIGTERM or SIGINT, clients are closed with 1001 in batches spread over this window.' }),
   RELAY_SHUTDOWN_TIMEOUT_MS: int(15_000, 1, 3_600_000).meta({ description: 'Hard shutdown deadline: past it the process exits 1. Must be more than `RELAY_DRAIN_WINDOW_MS`.' }),
+  RELAY_BACKPLANE_GRACE_MS: int(60_000, 0, 3_600_000).meta({
+    description:
+      'How long the backplane may be unreachable before the load balancer\'s check (`/healthz/lb`) answers 503; long enough to ride out an ElastiCache failover. An instance whose backplane never came up answers 503 at once. `/healthz` stays strict.',
+  }),
+  RELAY_DEREGISTRATION_SILENCE_MS: int(0, 0, 600_000).meta({
+    description:
+      'Once the load balancer\'s health checks (`/healthz/lb`) have been seen, this long without one means the target was deregistered: the relay drains its clients with 1001 while the load balancer still carries them. `0`: off (no load balancer). The stacks set it from the health check interval.',
+  }),
+  RELAY_EMF_FILE: z.string().optional().meta({
+    description: 'File the relay appends a CloudWatch embedded-metric-format line to every `RELAY_EMF_INTERVAL_MS` (connections, deliveries/s, backplane state); the stacks stream it to CloudWatch Logs.',
+    allowed: 'a file path the relay may append to',
+    unset: 'no metrics file',
+  }),
+  RELAY_EMF_INTERVAL_MS: int(60_000, 1000, 3_600_000).meta({ description: 'Period of the embedded-metric-format lines.' }),
   RELAY_HISTORY_SIZE: int(1000, 0, 1_000_000).meta({ description: 'Messages kept per room for message recovery; `0` turns recovery off (no `seq`/`epoch`, nothing stored in Redis).' }),
   RELAY_HISTORY_TTL_SECONDS: int(300, 1, 7 * 24 * 3600).meta({ description: 'A room\'s history and epoch are dropped after this long without a publish or join.' }),
   RELAY_HISTORY_REPLAY_MAX: int(1000, 1, 1_000_000).meta({ description: 'Most messages one join may replay; a larger gap is answered `recovered: false`.' }),
@@ -399,6 +425,9 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
     tokenSecret: v.RELAY_TOKEN_SECRET,
     tokenAudience: v.RELAY_TOKEN_AUDIENCE ?? undefined,
     tokenIssuer: v.RELAY_TOKEN_ISSUER ?? undefined,
+    tokenExpiryNoticeMs: v.RELAY_TOKEN_EXPIRY_NOTICE_MS,
+    tokenExpiryGraceMs: v.RELAY_TOKEN_EXPIRY_GRACE_MS,
+    defaultRoomAccess: v.RELAY_DEFAULT_ROOM_ACCESS,
     metricsPort: v.RELAY_METRICS_PORT ?? defaultMetricsPort(v.PORT),
     metricsHost: v.RELAY_METRICS_HOST ?? v.HOST,
     maxConnections: v.RELAY_MAX_CONNECTIONS,
@@ -410,6 +439,10 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
     requestTimeoutMs: v.RELAY_REQUEST_TIMEOUT_MS,
     drainWindowMs: v.RELAY_DRAIN_WINDOW_MS,
     shutdownTimeoutMs: v.RELAY_SHUTDOWN_TIMEOUT_MS,
+    backplaneGraceMs: v.RELAY_BACKPLANE_GRACE_MS,
+    deregistrationSilenceMs: v.RELAY_DEREGISTRATION_SILENCE_MS,
+    emfFile: v.RELAY_EMF_FILE,
+    emfIntervalMs: v.RELAY_EMF_INTERVAL_MS,
     historySize: v.RELAY_HISTORY_SIZE,
     historyTtlSeconds: v.RELAY_HISTORY_TTL_SECONDS,
     historyReplayMax: v.RELAY_HISTORY_REPLAY_MAX,

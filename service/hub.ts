@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { BackplaneUnavailableError, type Backplane, type HistoryPosition, type HistoryRead, type Target } from './backplane/types';
+import type { TokenClaims } from './auth';
 import type { ServiceConfig } from './config';
 import type { RelayMetrics } from './metrics';
 import {
@@ -11,10 +12,12 @@ import {
   encodeMessage,
   encodePong,
   encodeWelcome,
+  CLOSE_TOKEN_EXPIRED,
   parseClientFrame,
   type ClientFrame,
   type ProtocolError,
 } from './protocol';
+import { createTokenLifetime, type ConnectionAuth, type TokenLifetime } from './token-lifetime';
 
 /** Rejected frames are counted over this window to tell a burst from sustained abuse. */
 const REJECT_WINDOW_MS = 10_000;
@@ -80,6 +83,8 @@ class ConnectionState implements Connection {
   corked = false;
   /** Terminates the socket if a close we started does not finish in time. */
   closeTimer: NodeJS.Timeout | null = null;
+  /** The connection's token (sub, expiry, permissions) when token auth is on. */
+  auth: ConnectionAuth | null = null;
   private childLog: Logger | null = null;
   private closedPromise: Promise<void> | null = null;
   private resolveClosed: (() => void) | null = null;
@@ -166,9 +171,15 @@ export class Hub {
   /** Sockets corked in this turn of the event loop; uncorked together once its I/O has been handled. */
   private corkedConns: ConnectionState[] = [];
   private readonly closeGraceMs: number;
+  /** Token expiry, refresh and permissions; null when token auth is off. */
+  private readonly tokens: TokenLifetime<ConnectionState> | null;
 
   constructor(private readonly opts: HubOptions) {
     this.closeGraceMs = opts.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS;
+    this.tokens = createTokenLifetime<ConnectionState>(opts.config, {
+      send: (conn, text) => this.send(conn, text),
+      expire: (conn) => this.closeConnection(conn, CLOSE_TOKEN_EXPIRED, 'token expired'),
+    });
     opts.backplane.onFrame((target, frame, seq) => this.deliverLocal(target, frame, seq));
   }
 
@@ -188,7 +199,7 @@ export class Hub {
   }
 
   /** Takes ownership of an upgraded socket and greets it. */
-  add(ws: WebSocket, meta: { remoteAddress?: string } = {}): Connection {
+  add(ws: WebSocket, meta: { remoteAddress?: string; claims?: TokenClaims } = {}): Connection {
     const id = randomBytes(9).toString('base64url');
     const { config, logger } = this.opts;
     const conn = new ConnectionState(this, id, ws, logger, config.rateBurst);
@@ -199,6 +210,7 @@ export class Hub {
     ws.on('pong', onSocketPong);
     ws.on('error', onSocketError);
     ws.on('close', onSocketClose);
+    if (meta.claims) this.tokens?.attach(conn, meta.claims);
     this.send(conn, encodeWelcome(id, config.instanceId));
     return conn;
   }
@@ -282,6 +294,7 @@ export class Hub {
     this.pingTimer = undefined;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    this.tokens?.stop();
     for (const conn of this.conns) {
       conn.closing = true;
       conn.ws.terminate();
@@ -376,10 +389,27 @@ export class Hub {
       case 'publish':
         this.publish(conn, frame.room ?? null, frame.data, frame.id);
         return undefined;
+      case 'refresh':
+        return this.refresh(conn, frame.token, frame.id);
     }
   }
 
+  /** Takes a new token for the connection (same sub); rooms the new token may not join are left. */
+  private async refresh(conn: ConnectionState, token: string, id: string | undefined): Promise<void> {
+    if (!this.tokens) {
+      return this.sendError(conn, { id, code: 'bad_frame', message: 'this relay does not use tokens (RELAY_TOKEN_SECRET is unset): there is nothing to refresh' });
+    }
+    const result = await this.tokens.refresh(conn, token);
+    if (conn.closing) return;
+    if (!result.ok) return this.sendError(conn, { id, code: 'unauthorized', message: `refresh refused: ${result.reason}` });
+    const left = [...conn.rooms].filter((room) => this.tokens?.refusal(conn, 'join', room));
+    for (const room of left) this.leave(conn, room);
+    this.send(conn, encodeAck(id, left.length > 0 ? { exp: result.exp, left } : { exp: result.exp }));
+  }
+
   private async join(conn: ConnectionState, room: string, id: string | undefined, since: HistoryPosition | undefined): Promise<void> {
+    const denied = this.tokens?.refusal(conn, 'join', room);
+    if (denied) return this.sendError(conn, { id, code: 'forbidden', message: denied });
     if (!conn.rooms.has(room)) {
       const { maxRooms } = this.opts.config;
       if (conn.rooms.size >= maxRooms) {
@@ -483,6 +513,8 @@ export class Hub {
 
   private publish(conn: ConnectionState, room: string | null, data: unknown, id: string | undefined): void {
     const { backplane, metrics, config } = this.opts;
+    const denied = this.tokens?.refusal(conn, 'publish', room);
+    if (denied) return this.sendError(conn, { id, code: 'forbidden', message: denied });
     const status = backplane.status();
     if (status.state !== 'ready') {
       this.sendError(conn, {
@@ -599,6 +631,7 @@ export class Hub {
   remove(conn: ConnectionState, code: number, reason: string): void {
     if (!this.conns.delete(conn)) return;
     conn.closing = true;
+    this.tokens?.detach(conn);
     if (conn.closeTimer !== null) {
       clearTimeout(conn.closeTimer);
       this.timers.delete(conn.closeTimer);

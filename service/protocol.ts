@@ -15,14 +15,23 @@ export type ErrorCode =
   | 'rate_limited'
   | 'too_many_rooms'
   | 'unauthorized'
+  | 'forbidden'
   | 'backplane_unavailable';
+
+/**
+ * Close code for a connection whose token expired (`exp` plus RELAY_TOKEN_EXPIRY_GRACE_MS) without a valid `refresh`.
+ * Reconnecting with a new token is the cure, so clients should fetch one before they reconnect.
+ */
+export const CLOSE_TOKEN_EXPIRED = 4001;
+/** Tokens in `refresh` frames are bounded like tokens in the upgrade URL (see MAX_TOKEN_CHARS in auth.ts). */
+const MAX_REFRESH_TOKEN_CHARS = 4096;
 
 export const ROOM_RE = /^[A-Za-z0-9:_.-]{1,128}$/;
 const MAX_ID_LENGTH = 64;
 /** Seqs stay within the integers a JavaScript number holds exactly. */
 const SEQ_RE = /^(0|[1-9][0-9]{0,14})$/;
 const MAX_EPOCH_LENGTH = 64;
-const CLIENT_TYPES = ['join', 'leave', 'publish', 'ping'] as const;
+const CLIENT_TYPES = ['join', 'leave', 'publish', 'ping', 'refresh'] as const;
 /**
  * Deepest nesting of arrays and objects accepted in `data`. The relay re-serialises `data` into the message frame,
  * and JSON.stringify recurses: a few thousand levels (a 10 KB frame) overflow the stack and the frame got no answer.
@@ -39,7 +48,8 @@ export type ClientFrame =
   | { readonly type: 'join'; readonly room: string; readonly id?: string; readonly since?: Since }
   | { readonly type: 'leave'; readonly room: string; readonly id?: string }
   | { readonly type: 'publish'; readonly room?: string; readonly data: unknown; readonly id?: string }
-  | { readonly type: 'ping'; readonly id?: string };
+  | { readonly type: 'ping'; readonly id?: string }
+  | { readonly type: 'refresh'; readonly token: string; readonly id?: string };
 
 /** A refusal to send back to the client. */
 export interface ProtocolError {
@@ -73,6 +83,11 @@ export function parseClientFrame(text: string): ParseResult {
   switch (obj.type) {
     case 'ping':
       return ok({ type: 'ping', id });
+    case 'refresh':
+      if (typeof obj.token !== 'string' || obj.token.length === 0 || obj.token.length > MAX_REFRESH_TOKEN_CHARS) {
+        return fail('bad_frame', `refresh needs a "token" string (an HS256 JWT of at most ${MAX_REFRESH_TOKEN_CHARS} characters); received ${describeToken(obj.token)}`, id);
+      }
+      return ok({ type: 'refresh', token: obj.token, id });
     case 'join':
     case 'leave': {
       const room = checkRoom(obj.room, obj.type, id);
@@ -134,6 +149,14 @@ export function encodeAck(id: string | undefined, extra: Record<string, unknown>
   return JSON.stringify(id === undefined ? { type: 'ack', ...extra } : { type: 'ack', id, ...extra });
 }
 
+/**
+ * Tells a client its token expires at `exp` (seconds since the epoch) and the connection will be closed with
+ * CLOSE_TOKEN_EXPIRED at `closeAt` (milliseconds since the epoch) unless it sends a `refresh` with a new token.
+ */
+export function encodeTokenExpiring(exp: number, closeAt: number): string {
+  return JSON.stringify({ type: 'token_expiring', exp, closeAt });
+}
+
 export function encodePong(id: string | undefined): string {
   return JSON.stringify(id === undefined ? { type: 'pong' } : { type: 'pong', id });
 }
@@ -180,6 +203,11 @@ function exceedsDepth(value: unknown, max: number): boolean {
     }
   }
   return false;
+}
+
+/** Like describe(), without ever repeating (part of) a token. */
+function describeToken(v: unknown): string {
+  return typeof v === 'string' ? `a string of ${v.length} characters` : describe(v);
 }
 
 function describe(v: unknown): string {

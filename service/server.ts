@@ -13,9 +13,12 @@ import { TrustedProxies, resolveClientAddress } from './http/client-address';
 import { createHttpServer } from './http/http-server';
 import { createInternalServer } from './http/internal-server';
 import { parseRequestTarget } from './http/request-target';
-import { sendJson, writeRawResponse } from './http/responses';
+import { readOnlyTarget, sendJson, writeRawResponse } from './http/responses';
 import { servePublicFile } from './http/static-files';
 import { Hub } from './hub';
+import { tokenRulesOf } from './token-lifetime';
+import { EmfReporter } from './emf-metrics';
+import { BackplaneOutage, DeregistrationWatch, LB_HEALTH_PATH } from './load-balancer-health';
 import { createLogger } from './logger';
 import { RelayMetrics } from './metrics';
 
@@ -76,6 +79,8 @@ export interface Relay {
   close(): Promise<void>;
   isDraining(): boolean;
   health(): { statusCode: number; body: HealthReport };
+  /** The load balancer's check (/healthz/lb): 503 when draining, full, or the backplane is down past its grace period. */
+  loadBalancerHealth(): { statusCode: number; body: HealthReport };
   detail(): { statusCode: number; body: HealthDetail };
 }
 
@@ -98,18 +103,52 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
     connectBurstPerAddress: config.connectBurstPerAddress,
   });
   const trusted = config.trustedProxies ? new TrustedProxies(config.trustedProxies) : null;
-  const tokenRules: TokenRules | null = config.tokenSecret
-    ? { secret: config.tokenSecret, audience: config.tokenAudience, issuer: config.tokenIssuer }
-    : null;
+  const tokenRules: TokenRules | null = tokenRulesOf(config);
   /** Sockets between the upgrade request and the hand-over to the hub: nothing else would close them at shutdown. */
   const upgrading = new Set<Duplex>();
   /** The per-address key each admitted socket counts against, until its close releases it. */
   const admittedAs = new Map<Duplex, string>();
   const startedAt = Date.now();
   let draining = false;
+  /** Why the relay drains: a signal is for good; a deregistration ends if the load balancer registers it again. */
+  let drainCause: 'signal' | 'deregistered' | undefined;
   let closing: Promise<void> | undefined;
+  const outage = new BackplaneOutage(config.backplaneGraceMs);
+  const deregistration = new DeregistrationWatch({
+    silenceMs: config.deregistrationSilenceMs,
+    onSilence: () => {
+      if (draining) return;
+      drainCause = 'deregistered';
+      logger.warn({ silenceMs: config.deregistrationSilenceMs }, 'load balancer health checks stopped: deregistered, draining');
+      void startDrain();
+    },
+    onResume: () => {
+      if (drainCause !== 'deregistered' || closing) return;
+      draining = false;
+      drainCause = undefined;
+      logger.info('load balancer health checks resumed: accepting clients again');
+    },
+  });
+  const emf = config.emfFile
+    ? new EmfReporter({
+        file: config.emfFile,
+        intervalMs: config.emfIntervalMs,
+        environment: config.channelPrefix,
+        logger,
+        sample: async () => ({
+          connections: hub.connectionCount,
+          deliveriesTotal: (await metrics.messagesOut.get()).values[0]?.value ?? 0,
+          slowConsumersTotal: (await metrics.slowConsumers.get()).values[0]?.value ?? 0,
+          backplaneReady: backplane.status().state === 'ready',
+          backplaneDownMs: outage.downForMs(),
+        }),
+      })
+    : undefined;
 
-  backplane.onStateChange((s) => logger.info({ backplane: s }, 'backplane state changed'));
+  backplane.onStateChange((s) => {
+    outage.observe(s.state);
+    logger.info({ backplane: s }, 'backplane state changed');
+  });
 
   const status = (): HealthReport['status'] =>
     draining ? 'draining' : backplane.status().state !== 'ready' ? 'degraded' : admission.atCapacity ? 'full' : 'ok';
@@ -122,6 +161,19 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
       body: { status: s, instanceId: config.instanceId, connections: hub.connectionCount, rooms: hub.roomCount, backplane: { kind, state } },
     };
   };
+
+  const loadBalancerHealth = (): { statusCode: number; body: HealthReport } => {
+    const h = health();
+    outage.observe(h.body.backplane.state);
+    const down = h.body.status === 'degraded' && outage.exceedsGrace();
+    return { statusCode: h.body.status === 'ok' || (h.body.status === 'degraded' && !down) ? 200 : 503, body: h.body };
+  };
+
+  async function startDrain(): Promise<void> {
+    draining = true;
+    logger.info({ connections: hub.connectionCount, windowMs: config.drainWindowMs, cause: drainCause }, 'draining');
+    await hub.drain(config.drainWindowMs);
+  }
 
   const detail = (): { statusCode: number; body: HealthDetail } => {
     const h = health();
@@ -144,13 +196,12 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
   const internalServer = createInternalServer({ ...timeouts, detail });
 
   async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const target = parseRequestTarget(req.url);
-    if (!target) {
-      sendJson(res, 400, { error: 'bad_request', message: 'the request target is not a valid path' }, { Connection: 'close' });
-      return;
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, { error: 'method_not_allowed', message: `${req.method} is not supported; use GET` }, { Allow: 'GET, HEAD' });
+    const target = readOnlyTarget(req, res);
+    if (!target) return;
+    if (target.path === LB_HEALTH_PATH) {
+      deregistration.seen();
+      const h = loadBalancerHealth();
+      sendJson(res, h.statusCode, h.body);
       return;
     }
     if (target.path === '/healthz') {
@@ -283,23 +334,26 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
     admission,
     logger,
     health,
+    loadBalancerHealth,
     detail,
     isDraining: () => draining,
     async start() {
       hub.start();
+      emf?.start();
       backplane.start().catch((err: unknown) => logger.warn({ err }, 'backplane not ready at start-up; it keeps retrying'));
       const metricsPort = await listen(internalServer, config.metricsPort, config.metricsHost, 'RELAY_METRICS_PORT');
       const port = await listen(server, config.port, config.host, 'PORT');
       return { port, metricsPort };
     },
     async drain() {
-      draining = true;
-      logger.info({ connections: hub.connectionCount, windowMs: config.drainWindowMs }, 'draining');
-      await hub.drain(config.drainWindowMs);
+      drainCause = 'signal';
+      await startDrain();
     },
     close() {
       closing ??= (async () => {
         draining = true;
+        deregistration.stop();
+        await emf?.stop();
         hub.stop();
         for (const socket of upgrading) socket.destroy();
         await Promise.all([closeServer(server), closeServer(internalServer)]);

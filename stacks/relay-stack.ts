@@ -8,11 +8,23 @@ import { ElastiCacheBackplane, type ElastiCacheBackplaneProps } from './elastica
 import { Network, type ExistingVpc } from './network';
 import { RelayEnvironment, type RelayEnvironmentProps } from './relay-environment';
 
-/** Provider sources written fully qualified so terraform and OpenTofu resolve the same registry namespace. */
+/**
+ * Provider sources written fully qualified so terraform and OpenTofu resolve the same registry namespace, pinned to the
+ * exact versions the generated bindings (@cdktf/provider-aws, @cdktf/provider-random) were built from: a plan made in CI
+ * and its apply use the same provider, and an upgrade is a reviewed change.
+ */
 export const REQUIRED_PROVIDERS = {
-  aws: { source: 'hashicorp/aws', version: '~> 6.25' },
-  random: { source: 'hashicorp/random', version: '~> 3.7' },
+  aws: { source: 'hashicorp/aws', version: '6.25.0' },
+  random: { source: 'hashicorp/random', version: '3.7.2' },
 } as const;
+
+/** Native S3 state locking (`use_lockfile`) needs terraform or OpenTofu 1.10 or newer. */
+export const REQUIRED_TERRAFORM_VERSION = '>= 1.10.0';
+
+/** Object key of an environment's state when its S3 backend names none. */
+export function defaultStateKey(app: string, environment: string): string {
+  return `${app}/${environment}/terraform.tfstate`;
+}
 
 /** Terraform state in an S3 bucket, locked with S3's native lock file. */
 export interface S3StateBackend {
@@ -190,11 +202,12 @@ export class RelayStack extends TerraformStack {
     new RandomProvider(this, 'random');
     // cdktf writes the short source ("aws"); pin the fully qualified form and a version constraint.
     this.addOverride('terraform.required_providers', REQUIRED_PROVIDERS);
+    this.addOverride('terraform.required_version', REQUIRED_TERRAFORM_VERSION);
 
     if (backend.type === 's3') {
       new S3Backend(this, {
         bucket: backend.bucket,
-        key: backend.key ?? `${props.app}/${props.environment}/terraform.tfstate`,
+        key: backend.key ?? defaultStateKey(props.app, props.environment),
         region: backend.region ?? props.region,
         encrypt: true,
         ...(backend.dynamodbTable ? { dynamodbTable: backend.dynamodbTable } : {}),

@@ -8,6 +8,8 @@ export const TEST_BUILD_DIR = join(REPO_ROOT, '.build', 'test-relay');
 
 // One bundle per test run: every relay process in the suite runs exactly the code that ships.
 export default async function globalSetup(): Promise<void> {
+  // Synth under CI=true refuses local backends; the suite's throwaway projects use them, and the tests of that rule set CI.
+  delete process.env.CI;
   // Build beside the target and swap it in, so a concurrent run never sees a half-written folder.
   const fresh = `${TEST_BUILD_DIR}.${process.pid}`;
   const stale = `${TEST_BUILD_DIR}.${process.pid}.old`;

@@ -1,8 +1,7 @@
 import type { Server } from 'node:http';
 import type { RelayMetrics } from '../metrics';
 import { createHttpServer, type HttpServerOptions } from './http-server';
-import { parseRequestTarget } from './request-target';
-import { DATA_CSP, SECURITY_HEADERS, sendJson } from './responses';
+import { DATA_CSP, SECURITY_HEADERS, readOnlyTarget, sendJson } from './responses';
 
 export interface InternalServerOptions extends HttpServerOptions {
   readonly metrics: RelayMetrics;
@@ -17,15 +16,8 @@ export interface InternalServerOptions extends HttpServerOptions {
  */
 export function createInternalServer(opts: InternalServerOptions): Server {
   return createHttpServer(opts, async (req, res) => {
-    const target = parseRequestTarget(req.url);
-    if (!target) {
-      sendJson(res, 400, { error: 'bad_request', message: 'the request target is not a valid path' }, { Connection: 'close' });
-      return;
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, { error: 'method_not_allowed', message: `${req.method} is not supported; use GET` }, { Allow: 'GET, HEAD' });
-      return;
-    }
+    const target = readOnlyTarget(req, res);
+    if (!target) return;
     if (target.path === '/metrics') {
       const text = await opts.metrics.registry.metrics();
       res.writeHead(200, {

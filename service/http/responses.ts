@@ -1,5 +1,6 @@
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { parseRequestTarget, type RequestTarget } from './request-target';
 
 /**
  * The demo page's policy: its own scripts and styles only (no inline code, no eval), WebSocket connections to any
@@ -40,6 +41,23 @@ const REFUSAL_FLUSH_MS = 2_000;
  * Answers a refused upgrade (or a request the HTTP parser rejected) on the raw socket, then destroys it: once the
  * answer is flushed, or after a short grace if the peer does not read it.
  */
+/**
+ * The common front of the read-only HTTP routes: the parsed target of a GET or HEAD request, or null once a 400
+ * (unparseable target) or 405 (any other method) has been sent.
+ */
+export function readOnlyTarget(req: IncomingMessage, res: ServerResponse): RequestTarget | null {
+  const target = parseRequestTarget(req.url);
+  if (!target) {
+    sendJson(res, 400, { error: 'bad_request', message: 'the request target is not a valid path' }, { Connection: 'close' });
+    return null;
+  }
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    sendJson(res, 405, { error: 'method_not_allowed', message: `${req.method} is not supported; use GET` }, { Allow: 'GET, HEAD' });
+    return null;
+  }
+  return target;
+}
+
 export function writeRawResponse(socket: Duplex, status: number, body: string, headers: Record<string, string> = {}): void {
   if (socket.destroyed || !socket.writable) {
     socket.destroy();

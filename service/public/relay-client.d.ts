@@ -38,6 +38,10 @@ export interface RelayAck {
   readonly replayed?: number;
   /** On every join when recovery is on: the room's position; the messages after it follow the ack. */
   readonly position?: RelayPosition;
+  /** On a refresh: the new token's `exp` (seconds since the epoch), absent when it has none. */
+  readonly exp?: number;
+  /** On a refresh: rooms the new token may not join, which the connection has left. */
+  readonly left?: readonly string[];
 }
 
 /** A rejoin whose gap the relay could not fill: the app must reload the room's state; delivery continues after `position`. */
@@ -51,9 +55,10 @@ export interface RelayResyncEvent {
 
 /**
  * Every error the client rejects with or emits. `code` is the relay's error code (bad_json, bad_frame, unknown_type,
- * invalid_room, too_large, rate_limited, too_many_rooms, unauthorized, backplane_unavailable) or one of the client's own:
- * invalid_option, invalid_argument, not_connected, disconnected, closed, timeout, connect_timeout, connect_failed,
- * socket_error, listener_error, unknown_error.
+ * invalid_room, too_large, rate_limited, too_many_rooms, unauthorized, forbidden, backplane_unavailable) or one of the
+ * client's own: invalid_option, invalid_argument, not_connected, disconnected, closed, timeout, connect_timeout,
+ * connect_failed, socket_error, listener_error, unknown_error, token_failed (getToken() threw, rejected or returned no
+ * string), token_expiring (the relay says the token expires and there is no getToken to refresh it).
  */
 export interface RelayError extends Error {
   readonly code: string;
@@ -123,6 +128,13 @@ export interface RelayClientOptions {
    * @default 10000
    */
   readonly connectTimeoutMs?: number;
+  /**
+   * Returns a token (or a promise of one) for the relay's RELAY_TOKEN_SECRET. Called before every connection and
+   * reconnection (the token goes in the URL as `?token=`) and when the relay sends `token_expiring` (the token goes
+   * in a `refresh` frame), so a connection outlives its tokens.
+   * @default none: the URLs are used as given
+   */
+  readonly getToken?: () => string | Promise<string>;
 }
 
 export declare class RelayClient {
@@ -144,6 +156,8 @@ export declare class RelayClient {
   publish(room: string | null, data: unknown): Promise<RelayAck>;
   /** Resolves with the round-trip time in milliseconds. */
   ping(): Promise<number>;
+  /** Sends a new token from getToken() on the open connection; done by itself on `token_expiring`. */
+  refreshToken(): Promise<RelayAck>;
   /** Closes for good: no reconnect; pending requests reject with code "closed". */
   close(): void;
   /** Rooms that are rejoined after a reconnect. */

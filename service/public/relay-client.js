@@ -7,6 +7,8 @@
  * Requests (join, leave, publish, ping) return promises settled by the relay's ack / pong / error frame.
  * After a disconnect the client reconnects with exponential backoff and jitter, rotating through `urls`,
  * and rejoins its rooms, asking for the messages it missed (`since`) when the relay numbers them.
+ * With `getToken`, every connection gets a fresh token (`?token=`), and the client answers the relay's
+ * `token_expiring` frame with a `refresh` carrying a new one, so the connection outlives its tokens.
  */
 (function (root, factory) {
   'use strict';
@@ -28,7 +30,7 @@
 
   /**
    * @param {{ urls: string[], WebSocket?: Function, backoff?: { initialMs?: number, maxMs?: number },
-   *           requestTimeoutMs?: number, connectTimeoutMs?: number }} options
+   *           requestTimeoutMs?: number, connectTimeoutMs?: number, getToken?: () => string | Promise<string> }} options
    */
   function RelayClient(options) {
     if (!(this instanceof RelayClient)) throw relayError('invalid_option', 'RelayClient must be called with `new`.');
@@ -70,6 +72,10 @@
       problems.push('options.connectTimeoutMs must be a number > 0, got ' + describe(connectTimeoutMs));
     }
 
+    if (opts.getToken !== undefined && typeof opts.getToken !== 'function') {
+      problems.push('options.getToken must be a function returning a token (or a promise of one), got ' + describe(opts.getToken));
+    }
+
     if (problems.length > 0) throw relayError('invalid_option', 'Invalid RelayClient options: ' + problems.join('; ') + '.');
 
     this.urls = opts.urls.slice();
@@ -77,6 +83,9 @@
     this._backoff = { initialMs: initialMs, maxMs: maxMs };
     this._requestTimeoutMs = requestTimeoutMs;
     this._connectTimeoutMs = connectTimeoutMs;
+    this._getToken = opts.getToken;
+    this._refreshing = null; // the refresh in progress, if any
+    this._opening = 0; // bumped by every _open and by close(), so a token that arrives late is dropped
 
     this.state = 'idle';
     this.url = undefined;
@@ -175,6 +184,7 @@
   /** Closes the connection for good: no reconnect, pending requests rejected with code "closed". */
   RelayClient.prototype.close = function () {
     if (this.state === 'closed') return;
+    this._opening++;
     clearTimer(this, '_reconnectTimer');
     clearTimer(this, '_connectTimer');
     var socket = this._socket;
@@ -196,6 +206,39 @@
     this._emit('close', { code: 1000, reason: 'client closed', url: this.url, willReconnect: false });
   };
 
+  /**
+   * Sends the relay a new token from `getToken()` for the open connection; resolves with the relay's ack
+   * (`{ exp }`). The client does this by itself when the relay says the token is expiring.
+   */
+  RelayClient.prototype.refreshToken = function () {
+    var self = this;
+    if (typeof this._getToken !== 'function') {
+      return Promise.reject(relayError('invalid_option', 'refreshToken(): this client has no getToken option.'));
+    }
+    if (this._refreshing) return this._refreshing;
+    var socket = this._socket;
+    var done = function () {
+      if (self._refreshing === refreshing) self._refreshing = null;
+    };
+    var refreshing = callGetToken(this._getToken)
+      .then(function (token) {
+        if (self._socket !== socket) throw relayError('disconnected', 'refreshToken(): the connection changed while getToken() ran.');
+        return self._request({ type: 'refresh', token: token }, 'ack');
+      })
+      .then(
+        function (ack) {
+          done();
+          return ack;
+        },
+        function (err) {
+          done();
+          throw err;
+        }
+      );
+    this._refreshing = refreshing;
+    return refreshing;
+  };
+
   /** Rooms currently joined (rejoined after a reconnect). */
   RelayClient.prototype.rooms = function () {
     return Array.from(this._rooms);
@@ -207,9 +250,31 @@
     var self = this;
     var url = this.urls[this._urlIndex % this.urls.length];
     this.url = url;
+    var opening = ++this._opening;
+    if (typeof this._getToken !== 'function') {
+      this._openSocket(url, url);
+      return;
+    }
+    // A fresh token for every connection: the one the last connection used may have expired meanwhile.
+    callGetToken(this._getToken).then(
+      function (token) {
+        if (self._opening !== opening || self.state === 'closed') return;
+        self._openSocket(url, withToken(url, token));
+      },
+      function (err) {
+        if (self._opening !== opening || self.state === 'closed') return;
+        self._emit('error', wrapError('token_failed', 'getToken() failed before connecting to ' + url + ': ' + messageOf(err), err));
+        self._scheduleReconnect();
+      }
+    );
+  };
+
+  /** Opens the socket to `target` (`url` with the token, if any); `url` is the one reported in events. */
+  RelayClient.prototype._openSocket = function (url, target) {
+    var self = this;
     var socket;
     try {
-      socket = new this._WebSocket(url);
+      socket = new this._WebSocket(target);
     } catch (err) {
       this._emit('error', wrapError('connect_failed', 'Could not open ' + url + ': ' + messageOf(err), err));
       this._scheduleReconnect();
@@ -265,6 +330,9 @@
       case 'pong':
         this._settle(frame, null);
         return;
+      case 'token_expiring':
+        this._onTokenExpiring(frame);
+        return;
       case 'error': {
         var err = relayError(typeof frame.code === 'string' ? frame.code : 'unknown_error', String(frame.message || 'The relay reported an error.'));
         if (frame.id !== undefined && this._pending.has(String(frame.id))) this._settle(frame, err);
@@ -317,6 +385,20 @@
         w.resolve(self.welcome);
       });
       self._emit('open', self.welcome);
+    });
+  };
+
+  /** The relay closes the connection at frame.closeAt unless it gets a new token: fetch one and send it. */
+  RelayClient.prototype._onTokenExpiring = function (frame) {
+    var self = this;
+    if (typeof this._getToken !== 'function') {
+      this._emit('error', relayError('token_expiring', 'The token expires at ' + String(frame.exp) + ' and this client has no getToken option to refresh it; the relay will close the connection.'));
+      return;
+    }
+    var socket = this._socket;
+    this.refreshToken().catch(function (err) {
+      if (self._socket !== socket) return;
+      self._emit('error', wrapError(err.code || 'refresh_failed', 'Refreshing the token failed: ' + err.message, err));
     });
   };
 
@@ -492,6 +574,25 @@
   function unref(timer) {
     // Node only: pending timers must not keep a process alive on their own.
     if (timer && typeof timer.unref === 'function') timer.unref();
+  }
+
+  /** getToken() called safely: a throw or a non-string result becomes a rejection. */
+  function callGetToken(getToken) {
+    return new Promise(function (resolve) {
+      resolve(getToken());
+    }).then(function (token) {
+      if (typeof token !== 'string' || token.length === 0) {
+        throw relayError('token_failed', 'getToken() must return a non-empty string (or a promise of one), got ' + describe(token) + '.');
+      }
+      return token;
+    });
+  }
+
+  /** The URL with its `token` query parameter set (replacing one already there). */
+  function withToken(url, token) {
+    var u = new URL(url);
+    u.searchParams.set('token', token);
+    return u.toString();
   }
 
   function isSeq(seq) {

@@ -12,6 +12,7 @@ import {
   encodeError,
   encodeMessage,
   encodePong,
+  encodeTokenExpiring,
   encodeWelcome,
   parseClientFrame,
   type ErrorCode,
@@ -182,6 +183,9 @@ function encodeServerFrame(frame: Record<string, unknown>, errorCodes: ReadonlyS
     }
     case 'pong':
       return encodePong(str(frame.id));
+    case 'token_expiring':
+      if (typeof frame.exp !== 'number' || typeof frame.closeAt !== 'number') return { problem: '"exp" and "closeAt" must be numbers' };
+      return encodeTokenExpiring(frame.exp, frame.closeAt);
     case 'error': {
       const code = String(frame.code);
       if (!errorCodes.has(code)) return { problem: `unknown error code ${JSON.stringify(code)}; service/protocol.ts has ${[...errorCodes].join(', ')}` };

@@ -32,7 +32,12 @@ describe('verifyToken', () => {
     const token = signHs256Token({ sub: 'u1', exp: NOW / 1000 + 60, role: 'reader' }, SECRET);
     expect(await verifyToken(token, RULES, NOW)).toEqual({
       ok: true,
-      claims: { sub: 'u1', exp: NOW / 1000 + 60, payload: { sub: 'u1', exp: NOW / 1000 + 60, role: 'reader' } },
+      claims: {
+        sub: 'u1',
+        exp: NOW / 1000 + 60,
+        payload: { sub: 'u1', exp: NOW / 1000 + 60, role: 'reader' },
+        access: { sub: 'u1', exact: null, prefixes: [], broadcast: undefined },
+      },
     });
   });
 

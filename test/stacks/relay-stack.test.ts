@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Testing } from 'cdktf';
 // Importing the adapter (not only calling Testing.setupJest) brings its matcher types into scope.
 import { setupJest } from 'cdktf/lib/testing/adapters/jest';
@@ -9,7 +10,7 @@ setupJest();
 
 type Body = Record<string, unknown>;
 interface Synth {
-  terraform: { backend: Record<string, Body>; required_providers: Record<string, Body> };
+  terraform: { backend: Record<string, Body>; required_providers: Record<string, Body>; required_version?: string };
   resource: Record<string, Record<string, Body>>;
   output: Record<string, { value: string }>;
 }
@@ -33,12 +34,16 @@ const setting = (s: Synth, namespace: string, name: string): string | undefined 
   )?.value;
 
 describe('RelayStack', () => {
-  it('writes the providers fully qualified with version constraints', () => {
+  it('writes the providers fully qualified, pinned to the versions of the generated bindings', () => {
     const { s } = synth();
+    const bindings = (pkg: string) => (JSON.parse(readFileSync(require.resolve(`${pkg}/package.json`), 'utf8')) as { cdktf: { provider: { version: string } } }).cdktf.provider.version;
     expect(s.terraform.required_providers).toEqual({
-      aws: { source: 'hashicorp/aws', version: '~> 6.25' },
-      random: { source: 'hashicorp/random', version: '~> 3.7' },
+      aws: { source: 'hashicorp/aws', version: bindings('@cdktf/provider-aws') },
+      random: { source: 'hashicorp/random', version: bindings('@cdktf/provider-random') },
     });
+    expect(s.terraform.required_providers.aws.version).toMatch(/^\d+\.\d+\.\d+$/);
+    // use_lockfile: terraform or OpenTofu 1.10 and newer.
+    expect(s.terraform.required_version).toBe('>= 1.10.0');
   });
 
   it('tags every resource with project, environment and managed-by', () => {
