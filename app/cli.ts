@@ -9,6 +9,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_ARTIFACTS_DIR, DEFAULT_CONFIG_FILE, DEFAULT_LEDGER_DIR, DEFAULT_SYNTH_OUT_DIR } from './paths';
 import { list, markDeployed, promote, prune, rebuild, release, resolve, rollback, type CommandContext, type Override } from './release-commands';
 import { synthesize } from './synth';
+import { verifyCommand, type VerifyCommandOptions } from './verify-command';
 import { diffSynth, loadSynthTree, renderMarkdown, renderText } from './synth-diff';
 
 export { CliError } from './release-commands';
@@ -113,6 +114,21 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .argument('<env>', 'environment whose ledger has conflict markers')
     .action((env: string, _opts: unknown, cmd: Command) => {
       resolve(env, context(cmd));
+    });
+
+  program
+    .command('verify')
+    .description('run a delivery canary against <env>\'s websocket_url (or --urls) and count gaps, duplicates and reorderings; exit 0 only with none')
+    .argument('[env]', 'environment: its websocket_url output is the target, and the result is recorded in its ledger')
+    .option('--urls <ws-urls>', 'comma-separated ws:// URLs of the instances, instead of the environment\'s output')
+    .option('--duration <time>', 'how long the canary publishes (e.g. 60s, 2m)', '60s')
+    .option('--clients <n>', 'canary clients, spread over the URLs', '4')
+    .option('--rate <r>', 'messages per second, over all clients', '20')
+    .option('--json <file>', 'also write the report as JSON')
+    .option('--during <command>', 'run this shell command (a deploy, a rolling restart) while the canary publishes')
+    .option('--out <dir>', 'synthesized stacks (for <env>\'s terraform outputs)', io.env.RELAY_SYNTH_OUT ?? DEFAULT_SYNTH_OUT_DIR)
+    .action(async (env: string | undefined, opts: VerifyCommandOptions, cmd: Command) => {
+      exitCode = await verifyCommand(env, opts, context(cmd));
     });
 
   program

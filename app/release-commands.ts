@@ -126,8 +126,9 @@ export function promote(fromName: string, toName: string, opts: Override, ctx: C
     );
   }
   const previous = previousEnvironment(config.promotionOrder, to.name);
+  const previousLedger = previous === undefined ? undefined : readLedger(ctx.ledgerDir, previous);
   let forced = false;
-  if (previous !== undefined && !wasActive(readLedger(ctx.ledgerDir, previous), entry.label)) {
+  if (previous !== undefined && !wasActive(previousLedger, entry.label)) {
     forced = guard(
       opts,
       'not_active_before',
@@ -136,6 +137,18 @@ export function promote(fromName: string, toName: string, opts: Override, ctx: C
         (previous === from.name ? '' : `Promote it to ${previous} first (\`npm run ops -- promote ${from.name} ${previous}\`), then from there; `) +
         `override with --force --reason "<why>" (recorded in ${shownLedger(ctx, to.name)})`,
     );
+  }
+  if (previous !== undefined && to.requireVerification) {
+    const v = previousLedger?.verification;
+    if (!(v?.label === entry.label && v.passed)) {
+      const seen = v === undefined ? 'has no verification' : v.label !== entry.label ? `last verified ${v.label}` : `failed its last verification (${v.gaps} gaps, ${v.duplicates} duplicates, ${v.at})`;
+      forced = guard(
+        opts,
+        'not_verified',
+        `refusing to promote ${entry.label} to ${to.name}: ${to.name} requires a passing delivery verification of it in ${previous}, which ${seen}. ` +
+          `Run \`npm run ops -- verify ${previous}\` while it runs ${entry.label} (and commit the ledger), or override with --force --reason "<why>"`,
+      );
+    }
   }
 
   const shownTarget = shownLedger(ctx, to.name);

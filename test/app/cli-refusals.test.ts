@@ -171,10 +171,38 @@ describe('promotion guards', () => {
 
   it('follows a configured promotionOrder', async () => {
     const config = JSON.parse(readFileSync(ws.configFile, 'utf8')) as Record<string, unknown>;
-    ws.writeConfig({ ...config, promotionOrder: ['dev', 'prod', 'staging'] });
+    const environments = (config.environments as Record<string, unknown>[]).map((e) => ({ ...e, requireVerification: false }));
+    ws.writeConfig({ ...config, environments, promotionOrder: ['dev', 'prod', 'staging'] });
     await expectRefused(ws, ['promote', 'dev', 'staging'], /^refusing to promote .* to staging: it has never been active in prod, the environment before staging in the promotion order \(dev → prod → staging\)\. /);
     expect((await runOps(ws, 'promote', 'dev', 'prod')).code).toBe(0);
     expect((await runOps(ws, 'promote', 'prod', 'staging')).code).toBe(0);
+  });
+});
+
+describe('verification guard', () => {
+  const verification = (label: string, passed: boolean) => ({ label, at: CLI_NOW.toISOString(), passed, gaps: passed ? 0 : 3, duplicates: 0, reordered: 0, p99Ms: 12, clients: 4, instances: 2 });
+  const staging = (v?: ReturnType<typeof verification>) =>
+    writeLedger(ws.ledgerDir, { version: 2, environment: 'staging', active: b.label, releases: [b], history: [{ label: b.label, at: CLI_NOW.toISOString(), by: 'Seeder', why: 'seeded' }], ...(v ? { verification: v } : {}) });
+
+  it('refuses a promotion into prod without a passing verification of the release in staging', async () => {
+    staging();
+    await expectRefused(
+      ws,
+      ['promote', 'staging', 'prod'],
+      `refusing to promote ${b.label} to prod: prod requires a passing delivery verification of it in staging, which has no verification. ` +
+        `Run \`npm run ops -- verify staging\` while it runs ${b.label} (and commit the ledger), or override with --force --reason "<why>"`,
+    );
+    staging(verification(b.label, false));
+    await expectRefused(ws, ['promote', 'staging', 'prod'], /which failed its last verification \(3 gaps, 0 duplicates, /);
+    staging(verification(a.label, true));
+    await expectRefused(ws, ['promote', 'staging', 'prod'], new RegExp(`which last verified ${esc(a.label)}\\. `));
+  });
+
+  it('promotes once the release passed in staging', async () => {
+    staging(verification(b.label, true));
+    const r = await runOps(ws, 'promote', 'staging', 'prod');
+    expect(r).toMatchObject({ code: 0, err: '' });
+    expect(readLedger(ws.ledgerDir, 'prod')?.active).toBe(b.label);
   });
 });
 

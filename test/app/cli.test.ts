@@ -55,6 +55,9 @@ describe('ops promote', () => {
   it('appends to the target ledger and prunes it to its own retainReleases, keeping the last two previously active', async () => {
     const [a, b, c, d] = [1, 2, 3, 4].map((n) => fixtureRelease(ws.artifactsDir, n));
     seed('staging', [d]);
+    // prod requires a passing verification of the release in staging.
+    const staged = ledger('staging');
+    writeLedger(ws.ledgerDir, { ...staged, verification: { label: d.label, at: NOW.toISOString(), passed: true, gaps: 0, duplicates: 0, reordered: 0, p99Ms: 5, clients: 4, instances: 2 } });
     seed('prod', [a, b, c]);
     // prod retains 2, but c (active) and b, a (previously active) are all protected; only d arrives.
     seed('dev', [d]);
