@@ -5,9 +5,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readLedger, writeLedger } from '../../app/ledger';
-import type { VerifyReport } from '../../app/verify';
+import { verifyDelivery, type VerifyReport } from '../../app/verify';
 import { useRedis, useRelays } from '../helpers/fixtures';
 import type { Project } from '../helpers/project';
+import type { RelayProcess } from '../helpers/relay-process';
 import { fixtureRelease, makeWorkspace, runOps } from './ledger-fixtures';
 
 jest.setTimeout(120_000);
@@ -68,6 +69,43 @@ describe('ops verify', () => {
       [['verify', 'qa', '--urls', 'ws://127.0.0.1:1/ws'], `unknown environment "qa": ${ws.configFile} defines dev, staging, prod\n`],
     ] as const) {
       expect(await runOps(ws, ...args)).toEqual({ code: 1, out: '', err: message });
+    }
+  });
+});
+
+describe('verify during a rolling restart', () => {
+  /** Drains and restarts each relay in turn on its own port, as a deploy replaces one instance at a time. */
+  async function rollingRestart(pair: RelayProcess[], env: Record<string, string>): Promise<void> {
+    for (let i = 0; i < pair.length; i++) {
+      const old = pair[i];
+      old.signal('SIGTERM');
+      await old.waitExit(20_000);
+      pair[i] = await relays.start({ ...env, PORT: String(old.port), RELAY_METRICS_PORT: String(old.port + 1000) });
+      await pair[i].waitHealthy(20_000);
+    }
+  }
+
+  it.each([
+    ['with recovery on, nothing is lost', {}, true],
+    ['with RELAY_HISTORY_SIZE=0, the gaps are reported', { RELAY_HISTORY_SIZE: '0' }, false],
+  ] as const)('%s', async (_name, extra, passes) => {
+    const server = await redis.start();
+    const env = { REDIS_URL: server.url, RELAY_DRAIN_WINDOW_MS: '200', ...extra };
+    const pair: RelayProcess[] = await relays.pair(env);
+    const report = await verifyDelivery({
+      urls: pair.map((r) => r.wsUrl),
+      durationMs: 1000,
+      clients: 4,
+      rate: 50,
+      during: () => rollingRestart(pair, env),
+    });
+    expect(report.reconnects).toBeGreaterThanOrEqual(4);
+    if (passes) {
+      expect({ gaps: report.gaps, duplicates: report.duplicates, passed: report.passed }).toEqual({ gaps: 0, duplicates: 0, passed: true });
+      expect(report.recoveredRate).toBe(1);
+    } else {
+      expect(report.gaps).toBeGreaterThan(0);
+      expect(report.passed).toBe(false);
     }
   });
 });
