@@ -9,7 +9,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readLedger, type Ledger } from '../../app/ledger';
@@ -251,22 +251,19 @@ describe('guards that need git', () => {
 describe('two branches that both released to dev', () => {
   it('merge into a conflicted ledger that synth explains, and `resolve` combines', async () => {
     const root = project.root;
+    // On a branch: commit a change that alters the zip (a new demo file), release it to dev, commit the ledger.
+    const changeAndRelease = async (name: string): Promise<string> => {
+      writeFileSync(join(root, 'service', 'public', `${name}.txt`), `${name}\n`);
+      git(root, 'add', '--all');
+      git(root, 'commit', '--quiet', '--message', name);
+      await ok(root, 'release', 'dev');
+      git(root, 'commit', '--quiet', '--all', '--message', `release ${name} to dev`);
+      return ledger(root, 'dev').active;
+    };
     git(root, 'checkout', '--quiet', '-b', 'feature');
-    mkdirSync(join(root, 'service', 'public'), { recursive: true });
-    writeFileSync(join(root, 'service', 'public', 'feature.txt'), 'feature\n');
-    git(root, 'add', '--all');
-    git(root, 'commit', '--quiet', '--message', 'feature');
-    await ok(root, 'release', 'dev');
-    const feature = ledger(root, 'dev').active;
-    git(root, 'commit', '--quiet', '--all', '--message', 'release feature to dev');
-
+    const feature = await changeAndRelease('feature');
     git(root, 'checkout', '--quiet', 'main');
-    writeFileSync(join(root, 'service', 'public', 'fix.txt'), 'fix\n');
-    git(root, 'add', '--all');
-    git(root, 'commit', '--quiet', '--message', 'fix');
-    await ok(root, 'release', 'dev');
-    const fix = ledger(root, 'dev').active;
-    git(root, 'commit', '--quiet', '--all', '--message', 'release fix to dev');
+    const fix = await changeAndRelease('fix');
 
     let merge = '';
     try {
