@@ -53,7 +53,10 @@ export const LABEL_COMMIT_CHARS = 7;
 export function releaseLabel(version: string, commit: string | null, sha256: string): string {
   const label = `relay-${version}-${commit ? `${commit.slice(0, LABEL_COMMIT_CHARS)}-` : ''}${sha256.slice(0, 12)}`;
   if (label.length > MAX_LABEL_LENGTH) {
-    throw new Error(`the version label ${label} is ${label.length} characters, over Elastic Beanstalk's ${MAX_LABEL_LENGTH}; shorten the version in package.json`);
+    // A stable code: the ops CLI prints the message alone, as for every other refusal.
+    throw Object.assign(new Error(`the version label ${label} is ${label.length} characters, over Elastic Beanstalk's ${MAX_LABEL_LENGTH}; shorten the version in package.json`), {
+      code: 'label_too_long',
+    });
   }
   return label;
 }
