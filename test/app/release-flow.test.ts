@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readLedger, type Ledger } from '../../app/ledger';
 import { REPO_ROOT } from '../../app/paths';
-import { makeProject, runCommand, runNpm, type CommandResult, type Project } from '../helpers/project';
+import { exampleConfig, makeProject, runCommand, runNpm, type CommandResult, type Project } from '../helpers/project';
 
 // Builds, two rebuilds with a real `npm ci` each and several synths: many minutes on a loaded machine.
 jest.setTimeout(1_200_000);
@@ -75,7 +75,9 @@ function md5(file: string): string {
 }
 
 beforeAll(() => {
-  project = makeProject({ code: true });
+  // No relays run here: prod's verification guard is tested in verify.test.ts and cli-refusals.test.ts.
+  const config = exampleConfig();
+  project = makeProject({ code: true, config: { ...config, environments: config.environments.map((e) => ({ ...e, requireVerification: false })) } });
   // The node_modules link is not a folder, so the project's `node_modules/` pattern would not ignore it.
   writeFileSync(join(project.root, '.gitignore'), 'node_modules\ndist/\ncdktf.out/\n.build/\n');
   git(project.root, 'init', '--quiet', '--initial-branch=main');
