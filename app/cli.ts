@@ -7,6 +7,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_ARTIFACTS_DIR, DEFAULT_CONFIG_FILE, DEFAULT_LEDGER_DIR, DEFAULT_SYNTH_OUT_DIR } from './paths';
+import { addPlatformCommand } from './platform-command';
 import { list, markDeployed, promote, prune, rebuild, release, resolve, rollback, type CommandContext, type Override } from './release-commands';
 import { synthesize } from './synth';
 import { verifyCommand, type VerifyCommandOptions } from './verify-command';
@@ -160,6 +161,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       const { config, ledgerDir, artifactsDir } = globals(cmd);
       await synthesize({ configFile: config, ledgerDir, artifactsDir, outDir: opts.out }, io);
     });
+
+  addPlatformCommand(program, (cmd) => globals(cmd).config, io.stdout);
 
   try {
     await program.parseAsync([...argv], { from: 'user' });

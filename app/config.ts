@@ -4,6 +4,7 @@ import { pipelineProblems, pipelineSchema } from './config-pipeline';
 import { DEFAULT_CONFIG_FILE, displayPath } from './paths';
 import { POLICY_RULES } from './policy';
 import { checkPromotionOrder, promotionOrderSchema, requireVerificationSchema, withReleaseDefaults } from './config-releases';
+import { infraEnvironmentFields, withInfraRules } from './config-relay';
 
 /** The relay pings every client this often; the load balancer must never time out a healthy socket first. */
 export const RELAY_PING_INTERVAL_SECONDS = 25;
@@ -56,7 +57,7 @@ const instancesSchema = z
         error: 'a list of EC2 instance types',
       })
       .min(1, { error: 'at least one EC2 instance type' })
-      .default(['t3.small']).meta({ description: 'EC2 instance types, the first preferred.', allowed: 'at least one instance type like `t3.small`' }),
+      .default(['t3.small']).meta({ description: 'EC2 instance types: one, unless `spot` is set (then Beanstalk mixes them).', allowed: 'at least one instance type like `t3.small`' }),
     min: z.int({ error: 'an integer' }).min(2, { error: 'an integer >= 2 (one instance is not horizontally scaled)' }).default(2).meta({ description: 'Fewest instances (one instance is not horizontally scaled).', allowed: 'an integer >= 2 and <= `max`' }),
     max: z.int({ error: 'an integer' }).max(100, { error: 'an integer <= 100' }).default(4).meta({ description: 'Most instances the environment scales out to.' }),
   })
@@ -77,7 +78,7 @@ const loadBalancerSchema = z.strictObject({
     .min(60, {
       error: `an integer >= 60, well above the relay's ${RELAY_PING_INTERVAL_SECONDS} s ping interval so idle sockets are never cut`,
     })
-    .max(4000, { error: 'an integer <= 4000 (the ALB maximum)' })
+    .max(3600, { error: 'an integer <= 3600 (the Beanstalk IdleTimeout maximum)' })
     .default(300).meta({ description: 'Load balancer idle timeout in seconds; kept well above the relay\'s 25 s ping interval so idle sockets are never cut.' }),
   certificateArn: z
     .string()
@@ -155,7 +156,7 @@ const policyWaiversSchema = z
     });
   });
 
-const environmentSchema = z.strictObject({
+const environmentSchema = withInfraRules(z.strictObject({
   name: dnsName(20).meta({ description: 'Environment name: the stack is `relay-<name>`, resources are named `<app>-<name>-…`, the ledger is `releases/<name>.json`.', allowed: '1-20 characters of `a-z 0-9 -`, starting with a letter, not ending with `-`; unique' }),
   region: z.string({ error: 'a string' }).regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, { error: 'an AWS region like "eu-west-1"' }).meta({ description: 'AWS region of every resource of the environment.', allowed: 'an AWS region like `eu-west-1`' }),
   vpc: vpcSchema.optional().meta({ description: 'An existing VPC and its subnets.', unset: 'the account\'s default VPC and its default subnets (instances get public IPs)' }),
@@ -179,7 +180,8 @@ const environmentSchema = z.strictObject({
     .default([])
     .meta({ description: 'Security policy rules this environment may break, each with its reason; the only way past a rule (see infrastructure.md). A waiver that matches nothing draws a warning.' }),
   requireVerification: requireVerificationSchema,
-});
+  ...infraEnvironmentFields,
+}));
 
 const configSchema = z
   .strictObject({

@@ -20,10 +20,19 @@ export const POLICY_RULES = [
   'iam-full-access',
   'imdsv1',
   'plain-secret',
-  'hardcoded-solution-stack',
+  'unpinned-solution-stack',
+  'deploy-batch-size',
+  'deregistration-delay',
+  'scaling-policy',
+  'https-and-auth',
+  'default-security-group',
+  'setting-resource',
 ] as const;
 
 export type PolicyRule = (typeof POLICY_RULES)[number];
+
+/** Seconds the deregistration delay must exceed the health-check silence plus the drain window by. */
+export const DRAIN_MARGIN_SECONDS = 10;
 
 /** What to change so a rule holds; printed under every violation of it. */
 export const POLICY_FIXES: Readonly<Record<PolicyRule, string>> = {
@@ -40,8 +49,18 @@ export const POLICY_FIXES: Readonly<Record<PolicyRule, string>> = {
   imdsv1:
     'require IMDSv2: aws:autoscaling:launchconfiguration DisableIMDSv1 = true on a Beanstalk environment, metadata_options.http_tokens = "required" on a launch template',
   'plain-secret': 'pass the value through the aws:elasticbeanstalk:application:environmentsecrets namespace (a Secrets Manager ARN)',
-  'hardcoded-solution-stack': 'look the solution stack up with the aws_elastic_beanstalk_solution_stack data source (most_recent and a name regex)',
+  'unpinned-solution-stack':
+    'pin solution_stack_name to a literal Amazon Linux 2023 Node.js name from config ("platform"; `npm run ops -- platform` moves it on), never a most_recent lookup',
+  'deploy-batch-size':
+    'replace one instance at a time: aws:elasticbeanstalk:command BatchSizeType = Fixed and BatchSize = 1, or DeploymentPolicy = Immutable',
+  'deregistration-delay': `set aws:elasticbeanstalk:environment:process:default DeregistrationDelay to at least the health-check silence plus RELAY_DRAIN_WINDOW_MS plus ${DRAIN_MARGIN_SECONDS} s, so every client gets 1001 before the load balancer cuts it`,
+  'scaling-policy': 'attach a TargetTrackingScaling aws_autoscaling_policy on average connections (namespace Relay) or CPU to the environment\'s Auto Scaling group',
+  'https-and-auth':
+    'give the environment an HTTPS listener (aws:elbv2:listener:443 with a certificate) and RELAY_TOKEN_SECRET through environmentsecrets, or say why not in the config\'s "insecure"',
+  'default-security-group': 'set aws:autoscaling:launchconfiguration DisableDefaultEC2SecurityGroup = true so only the environment\'s own instance group applies',
+  'setting-resource': 'give every setting block a "resource" key ("" for the environment itself) so the plan settles',
 };
+
 
 export interface PolicyViolation {
   readonly rule: PolicyRule;
@@ -81,6 +100,7 @@ export function checkTerraformPolicy(doc: unknown): PolicyViolation[] {
     ...checkRedis(tf),
     ...checkIam(tf),
     ...checkBeanstalk(tf),
+    ...checkDeploys(tf),
   ];
 }
 
@@ -323,8 +343,8 @@ function checkBeanstalk(tf: TerraformDoc): PolicyViolation[] {
       }
     }
     const stack = env.solution_stack_name;
-    if (typeof stack === 'string' && !/^\$\{data\.aws_elastic_beanstalk_solution_stack\.[^.}]+\.name\}$/.test(stack)) {
-      out.push(violation('hardcoded-solution-stack', address, `solution_stack_name is hard-coded ("${stack}"), so the platform never moves on`));
+    if (typeof stack !== 'string' || !PINNED_PLATFORM.test(stack)) {
+      out.push(violation('unpinned-solution-stack', address, `solution_stack_name ${JSON.stringify(stack ?? null)} is not a pinned Amazon Linux 2023 Node.js platform, so a platform upgrade would not show in the diff`));
     }
   }
   for (const [address, body] of tf.resources('aws_launch_template')) {
@@ -332,6 +352,68 @@ function checkBeanstalk(tf: TerraformDoc): PolicyViolation[] {
     if (tokens !== 'required') {
       out.push(violation('imdsv1', address, 'metadata_options.http_tokens is not "required", so IMDSv1 is allowed'));
     }
+  }
+  return out;
+}
+
+const PINNED_PLATFORM = /^64bit Amazon Linux 2023 v\d+\.\d+\.\d+ running Node\.js \d+$/;
+const SECRETS_NS = 'aws:elasticbeanstalk:application:environmentsecrets';
+const PROCESS_NS = 'aws:elasticbeanstalk:environment:process:default';
+/** The relay's defaults, for an environment that does not set them. */
+const RELAY_DEFAULT_DRAIN_MS = 5000;
+
+/** Deploys that drop nobody, scaling, HTTPS and auth, the default security group and settled settings. */
+function checkDeploys(tf: TerraformDoc): PolicyViolation[] {
+  const out: PolicyViolation[] = [];
+  const policies = tf.resources('aws_autoscaling_policy').map(([, body]) => body);
+  for (const [address, env] of tf.resources('aws_elastic_beanstalk_environment')) {
+    const all = settings(env);
+    const value = (namespace: string, name: string): string | undefined => all.find((s) => s.namespace === namespace && s.name === name)?.value;
+
+    const policy = value('aws:elasticbeanstalk:command', 'DeploymentPolicy') ?? 'AllAtOnce';
+    if (policy !== 'Immutable' && policy !== 'TrafficSplitting') {
+      const type = value('aws:elasticbeanstalk:command', 'BatchSizeType');
+      const size = value('aws:elasticbeanstalk:command', 'BatchSize');
+      if (policy === 'AllAtOnce' || type !== 'Fixed' || size !== '1') {
+        out.push(violation('deploy-batch-size', address, `DeploymentPolicy ${policy} with BatchSizeType ${type ?? '(default Percentage)'} and BatchSize ${size ?? '(default 100)'} replaces more than one instance at a time`));
+      }
+    }
+
+    const delay = Number(value(PROCESS_NS, 'DeregistrationDelay') ?? Number.NaN);
+    const silenceMs = Number(value(ENV_NS, 'RELAY_DEREGISTRATION_SILENCE_MS') ?? 0);
+    const drainMs = Number(value(ENV_NS, 'RELAY_DRAIN_WINDOW_MS') ?? RELAY_DEFAULT_DRAIN_MS);
+    const needed = Math.ceil((silenceMs + drainMs) / 1000) + DRAIN_MARGIN_SECONDS;
+    if (!(silenceMs > 0)) {
+      out.push(violation('deregistration-delay', address, 'RELAY_DEREGISTRATION_SILENCE_MS is not set: the relay never drains while the load balancer still carries its clients'));
+    } else if (!(delay >= needed)) {
+      out.push(violation('deregistration-delay', address, `DeregistrationDelay ${Number.isNaN(delay) ? '(unset, 20 s)' : `${delay} s`} is shorter than silence ${silenceMs} ms + drain ${drainMs} ms + ${DRAIN_MARGIN_SECONDS} s = ${needed} s`));
+    }
+
+    const asg = `${address}.autoscaling_groups`;
+    const scaling = policies.filter((p) => p.policy_type === 'TargetTrackingScaling' && typeof p.autoscaling_group_name === 'string' && p.autoscaling_group_name.includes(asg));
+    const onWhatCosts = scaling.some((p) => {
+      const conf = asObject(asArray(p.target_tracking_configuration)[0]);
+      const predefined = asObject(asArray(conf.predefined_metric_specification)[0]).predefined_metric_type;
+      const custom = asObject(asArray(conf.customized_metric_specification)[0]);
+      return predefined === 'ASGAverageCPUUtilization' || (custom.namespace === 'Relay' && custom.metric_name === 'Connections');
+    });
+    if (!onWhatCosts) {
+      out.push(violation('scaling-policy', address, 'no target-tracking policy on connections or CPU for the environment\'s Auto Scaling group'));
+    }
+
+    const https = value('aws:elbv2:listener:443', 'Protocol') === 'HTTPS' && (value('aws:elbv2:listener:443', 'SSLCertificateArns') ?? '') !== '' && value('aws:elbv2:listener:443', 'ListenerEnabled') !== 'false';
+    const auth = (value(SECRETS_NS, 'RELAY_TOKEN_SECRET') ?? '') !== '';
+    if (!https || !auth) {
+      const missing = [https ? '' : 'no HTTPS listener on 443', auth ? '' : 'no RELAY_TOKEN_SECRET (token auth off)'].filter(Boolean).join(' and ');
+      out.push(violation('https-and-auth', address, missing));
+    }
+
+    if ((value('aws:autoscaling:launchconfiguration', 'DisableDefaultEC2SecurityGroup') ?? '').toLowerCase() !== 'true') {
+      out.push(violation('default-security-group', address, 'Beanstalk still attaches its default instance security group (DisableDefaultEC2SecurityGroup is not true)'));
+    }
+
+    const bare = asArray(env.setting).filter((s) => !('resource' in asObject(s))).length;
+    if (bare > 0) out.push(violation('setting-resource', address, `${bare} setting block${bare === 1 ? ' has' : 's have'} no "resource" key: the plan never settles`));
   }
   return out;
 }

@@ -14,6 +14,7 @@ import { RELEASE_SOURCE_DIR, releaseSourcePath, releaseZipName } from '../stacks
 import { buildArtifact } from './artifact';
 import { BOOTSTRAP_STACK_ID, bootstrapStackProps } from './bootstrap';
 import { loadConfig, type AppConfig, type EnvironmentConfig } from './config';
+import { infraStackProps } from './config-relay';
 import { assertSharedState } from './config-pipeline';
 import { displayPath, REPO_ROOT } from './paths';
 import { checkTerraformPolicy, formatViolation, judgePolicy, type PolicyViolation } from './policy';
@@ -120,6 +121,7 @@ export function relayStackProps(config: AppConfig, env: EnvironmentConfig, relea
     artifactBucket: env.artifactBucket,
     releases: releases.releases,
     activeRelease: releases.active.label,
+    ...infraStackProps(env),
   };
 }
 

@@ -92,6 +92,8 @@ export interface ServiceConfig {
   readonly historyTtlSeconds: number;
   /** RELAY_HISTORY_REPLAY_MAX: the most messages one join may replay; a larger gap is answered recovered:false. @default 1000 */
   readonly historyReplayMax: number;
+  /** RELAY_REPLAY_BUDGET_BYTES: replay bytes one connection may be sent per minute; a join over it gets recovered:false. @default 64 MiB */
+  readonly replayBudgetBytes: number;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -355,6 +357,9 @@ const schema = z.object({
   RELAY_HISTORY_SIZE: int(1000, 0, 1_000_000).meta({ description: 'Messages kept per room for message recovery; `0` turns recovery off (no `seq`/`epoch`, nothing stored in Redis).' }),
   RELAY_HISTORY_TTL_SECONDS: int(300, 1, 7 * 24 * 3600).meta({ description: 'A room\'s history and epoch are dropped after this long without a publish or join.' }),
   RELAY_HISTORY_REPLAY_MAX: int(1000, 1, 1_000_000).meta({ description: 'Most messages one join may replay; a larger gap is answered `recovered: false`.' }),
+  RELAY_REPLAY_BUDGET_BYTES: int(64 * 1024 * 1024, 1024, 1024 * 1024 * 1024).meta({
+    description: 'Replay bytes one connection may be sent per minute; a join whose gap does not fit what is left is answered `recovered: false` with `reason: "budget"` (nothing is replayed).',
+  }),
 });
 
 /**
@@ -446,6 +451,7 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
     historySize: v.RELAY_HISTORY_SIZE,
     historyTtlSeconds: v.RELAY_HISTORY_TTL_SECONDS,
     historyReplayMax: v.RELAY_HISTORY_REPLAY_MAX,
+    replayBudgetBytes: v.RELAY_REPLAY_BUDGET_BYTES,
   };
 }
 

@@ -150,6 +150,15 @@ export function encodeAck(id: string | undefined, extra: Record<string, unknown>
 }
 
 /**
+ * Tells a member that the room continues from `position` and what it had is not continued by the frames that
+ * follow: `epoch` when the room's history started again (Redis restarted, or the room expired), `lost` when the
+ * relay could not fill a gap from the history. The client resynchronises the room, then resumes from `position`.
+ */
+export function encodeResync(room: string, position: { readonly seq: number; readonly epoch: string }, reason: 'epoch' | 'lost'): string {
+  return JSON.stringify({ type: 'resync', room, position: { seq: String(position.seq), epoch: position.epoch }, reason });
+}
+
+/**
  * Tells a client its token expires at `exp` (seconds since the epoch) and the connection will be closed with
  * CLOSE_TOKEN_EXPIRED at `closeAt` (milliseconds since the epoch) unless it sends a `refresh` with a new token.
  */

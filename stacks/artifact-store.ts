@@ -52,6 +52,11 @@ export interface ArtifactStoreProps {
    * @default 30
    */
   readonly noncurrentVersionDays?: number;
+  /**
+   * Let `terraform destroy` empty the bucket (every object version) first; off where releases must survive.
+   * @default false
+   */
+  readonly forceDestroy?: boolean;
 }
 
 /** The artifact bucket, one content-addressed object + Beanstalk application version per release, and the application with its version lifecycle. */
@@ -64,7 +69,7 @@ export class ArtifactStore extends Construct {
   constructor(scope: Construct, id: string, props: ArtifactStoreProps) {
     super(scope, id);
     const bucketName = props.bucketName ?? `${props.namePrefix}-artifacts-${new DataAwsCallerIdentity(this, 'account').accountId}`;
-    this.bucket = new S3Bucket(this, 'bucket', { bucket: bucketName });
+    this.bucket = new S3Bucket(this, 'bucket', { bucket: bucketName, forceDestroy: props.forceDestroy ?? false });
     new S3BucketPublicAccessBlock(this, 'public-access-block', {
       bucket: this.bucket.id,
       blockPublicAcls: true,
@@ -94,6 +99,13 @@ export class ArtifactStore extends Construct {
           filter: [{ prefix: '' }],
           noncurrentVersionExpiration: [{ noncurrentDays: props.noncurrentVersionDays ?? 30 }],
           abortIncompleteMultipartUpload: [{ daysAfterInitiation: 7 }],
+        },
+        {
+          // A delete marker whose versions all expired only slows listings down.
+          id: 'remove-expired-delete-markers',
+          status: 'Enabled',
+          filter: [{ prefix: '' }],
+          expiration: [{ expiredObjectDeleteMarker: true }],
         },
       ],
     });

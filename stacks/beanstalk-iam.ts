@@ -1,3 +1,4 @@
+import type { ITerraformDependable } from 'cdktf';
 import { Construct } from 'constructs';
 import { DataAwsIamPolicyDocument } from '@cdktf/provider-aws/lib/data-aws-iam-policy-document';
 import { DataAwsPartition } from '@cdktf/provider-aws/lib/data-aws-partition';
@@ -11,6 +12,11 @@ export interface BeanstalkIamProps {
   readonly namePrefix: string;
   /** ARN of the Secrets Manager secret holding the Redis AUTH token: the only secret instances may read. */
   readonly authTokenSecretArn: string;
+  /**
+   * Other secrets the relay reads through environmentsecrets (the token secret).
+   * @default none
+   */
+  readonly otherSecretArns?: readonly string[];
 }
 
 /** Service role (also runs the app-version lifecycle) and the instance role + profile, least privilege. */
@@ -21,6 +27,8 @@ export class BeanstalkIam extends Construct {
   readonly lifecycleRole: IamRole;
   readonly instanceRole: IamRole;
   readonly instanceProfile: IamInstanceProfile;
+  /** Attachments and inline policies the environment must wait for on create and outlive on destroy. */
+  readonly dependables: ITerraformDependable[] = [];
 
   constructor(scope: Construct, id: string, props: BeanstalkIamProps) {
     super(scope, id);
@@ -42,11 +50,11 @@ export class BeanstalkIam extends Construct {
         ],
       }),
     });
-    new IamRolePolicyAttachment(this, 'service-enhanced-health', {
+    const enhancedHealth = new IamRolePolicyAttachment(this, 'service-enhanced-health', {
       role: this.serviceRole.name,
       policyArn: managed('service-role/AWSElasticBeanstalkEnhancedHealth'),
     });
-    new IamRolePolicyAttachment(this, 'service-managed-updates', {
+    const managedUpdates = new IamRolePolicyAttachment(this, 'service-managed-updates', {
       role: this.serviceRole.name,
       policyArn: managed('AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy'),
     });
@@ -61,7 +69,7 @@ export class BeanstalkIam extends Construct {
       }),
     });
     // WebTier also grants the logs:CreateLogStream/PutLogEvents on /aws/elasticbeanstalk* that log streaming needs.
-    new IamRolePolicyAttachment(this, 'instance-web-tier', {
+    const webTier = new IamRolePolicyAttachment(this, 'instance-web-tier', {
       role: this.instanceRole.name,
       policyArn: managed('AWSElasticBeanstalkWebTier'),
     });
@@ -71,11 +79,11 @@ export class BeanstalkIam extends Construct {
           sid: 'ReadRedisAuthToken',
           effect: 'Allow',
           actions: ['secretsmanager:GetSecretValue'],
-          resources: [props.authTokenSecretArn],
+          resources: [props.authTokenSecretArn, ...(props.otherSecretArns ?? [])],
         },
       ],
     });
-    new IamRolePolicy(this, 'instance-read-auth-token', {
+    const readPolicy = new IamRolePolicy(this, 'instance-read-auth-token', {
       name: 'read-redis-auth-token',
       role: this.instanceRole.id,
       policy: readSecret.json,
@@ -84,5 +92,6 @@ export class BeanstalkIam extends Construct {
       name: `${props.namePrefix}-eb-instance`,
       role: this.instanceRole.name,
     });
+    this.dependables.push(enhancedHealth, managedUpdates, webTier, readPolicy, this.instanceProfile);
   }
 }

@@ -136,6 +136,8 @@ export class BootstrapStack extends TerraformStack {
         const planId = `plan-role-${env.name}`;
         const plan = role(planId, `${props.app}-ci-plan-${env.name}`, `Read-only: the plan of ${env.name} made before a reviewer approves its apply`, `environment:${env.name}-plan`);
         readOnly(planId, plan, [env]);
+        // The saved plan waits in the state bucket for the approval (it holds state values, so it is no run artifact).
+        inline(planId, plan, 'store-plan', [{ sid: 'StorePlanFile', effect: 'Allow', actions: ['s3:PutObject'], resources: [`${bucketArn(env.stateBucket)}/${planPrefix(env)}*`] }]);
         reviewedPlanRoles.set(env.name, plan);
       }
       const deployId = `deploy-role-${env.name}`;
@@ -171,6 +173,7 @@ function deployStatements(partition: string, account: string, app: string, env: 
       actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
       resources: [`${stateBucketArn}/${env.stateKey}`, `${stateBucketArn}/${env.stateKey}.tflock`],
     },
+    { sid: 'ReadApprovedPlanFile', effect: 'Allow', actions: ['s3:GetObject'], resources: [`${stateBucketArn}/${planPrefix(env)}*`] },
     {
       sid: 'ArtifactBucket',
       effect: 'Allow',
@@ -258,6 +261,14 @@ function stateBucket(scope: Construct, id: string, name: string, noncurrentDays:
         noncurrentVersionExpiration: [{ noncurrentDays }],
         abortIncompleteMultipartUpload: [{ daysAfterInitiation: 7 }],
       },
+      {
+        // Saved plans are stale once applied or superseded; the state versions are the history that matters.
+        id: 'expire-saved-plans',
+        status: 'Enabled',
+        filter: [{ prefix: 'plans/' }],
+        expiration: [{ days: 30 }],
+        noncurrentVersionExpiration: [{ noncurrentDays: 1 }],
+      },
     ],
   });
   const tlsOnly = new DataAwsIamPolicyDocument(scope, `${id}-tls-only-policy`, {
@@ -274,6 +285,11 @@ function stateBucket(scope: Construct, id: string, name: string, noncurrentDays:
   });
   new S3BucketPolicy(scope, `${id}-policy`, { bucket: bucket.id, policy: tlsOnly.json });
   return bucket;
+}
+
+/** Where the workflow stores an environment's reviewed plan files: `plans/<state key>/<run id>.tfplan`. */
+export function planPrefix(env: BootstrapEnvironment): string {
+  return `plans/${env.stateKey}/`;
 }
 
 function unique(values: readonly string[]): string[] {

@@ -1,4 +1,5 @@
 import { Construct } from 'constructs';
+import { ElasticacheParameterGroup } from '@cdktf/provider-aws/lib/elasticache-parameter-group';
 import { ElasticacheReplicationGroup } from '@cdktf/provider-aws/lib/elasticache-replication-group';
 import { ElasticacheSubnetGroup } from '@cdktf/provider-aws/lib/elasticache-subnet-group';
 import { SecretsmanagerSecret } from '@cdktf/provider-aws/lib/secretsmanager-secret';
@@ -37,6 +38,21 @@ export interface ElastiCacheBackplaneProps {
    * @default 2
    */
   readonly shards?: number;
+  /**
+   * Engine: Redis OSS or Valkey (wire-compatible); the parameter group family follows it.
+   * @default 'redis'
+   */
+  readonly engine?: 'redis' | 'valkey';
+  /**
+   * Weekly maintenance window, `ddd:hh24:mi-ddd:hh24:mi` (UTC).
+   * @default 'sun:05:00-sun:06:00'
+   */
+  readonly maintenanceWindow?: string;
+  /**
+   * Keep data on destroy: the AUTH secret gets a 7-day recovery window (0 otherwise, so destroy-then-create works).
+   * @default false
+   */
+  readonly protectData?: boolean;
   /** Subnets of the ElastiCache subnet group. */
   readonly subnetIds: readonly string[];
   /** Security group admitting 6379 from the relay instances. */
@@ -57,6 +73,12 @@ export class ElastiCacheBackplane extends Construct {
   readonly url: string;
   /** What the relay's REDIS_MODE must say. */
   readonly mode: 'standalone' | 'cluster';
+  readonly authTokenVersion: SecretsmanagerSecretVersion;
+  readonly parameterGroup: ElasticacheParameterGroup;
+  /** Node ids (the CacheClusterId dimension of AWS/ElastiCache metrics). */
+  readonly nodeIds: string[];
+  /** Replica node ids. */
+  readonly replicaIds: string[];
 
   constructor(scope: Construct, id: string, props: ElastiCacheBackplaneProps) {
     super(scope, id);
@@ -84,18 +106,38 @@ export class ElastiCacheBackplane extends Construct {
     this.authTokenSecret = new SecretsmanagerSecret(this, 'auth-token-secret', {
       name: `${props.namePrefix}/redis-auth-token`,
       description: 'AUTH token of the relay Redis backplane',
-      recoveryWindowInDays: 7,
+      recoveryWindowInDays: props.protectData ? 7 : 0,
     });
-    new SecretsmanagerSecretVersion(this, 'auth-token-secret-value', {
+    this.authTokenVersion = new SecretsmanagerSecretVersion(this, 'auth-token-secret-value', {
       secretId: this.authTokenSecret.id,
       secretString: token.result,
+    });
+
+    const engine = props.engine ?? 'redis';
+    const engineVersion = props.engineVersion ?? '7.1';
+    const family = `${engine}${engineVersion.split('.')[0]}`;
+    this.parameterGroup = new ElasticacheParameterGroup(this, 'parameters', {
+      name: `${props.namePrefix}-${family}`,
+      family,
+      description: `Relay backplane (${family}${topology === 'cluster' ? ', cluster mode' : ''})`,
+      parameter: [
+        // Every key the relay writes (history, epochs) has a TTL; under memory pressure the rooms closest to expiry go
+        // first and publishes keep working (docs/infrastructure.md, "Redis memory policy").
+        { name: 'maxmemory-policy', value: 'volatile-ttl' },
+        ...(topology === 'cluster' ? [{ name: 'cluster-enabled', value: 'yes' }] : []),
+      ],
+      lifecycle: { createBeforeDestroy: true },
     });
 
     const common = {
       replicationGroupId: props.namePrefix,
       description: `Relay backplane (${topology})`,
-      engine: 'redis',
-      engineVersion: props.engineVersion ?? '7.1',
+      engine,
+      engineVersion,
+      parameterGroupName: this.parameterGroup.name,
+      maintenanceWindow: props.maintenanceWindow ?? 'sun:05:00-sun:06:00',
+      // Pub/sub and a few minutes of history: a snapshot would restore nothing anyone still needs.
+      snapshotRetentionLimit: 0,
       nodeType: props.nodeType ?? 'cache.t4g.micro',
       port: REDIS_PORT,
       subnetGroupName: subnetGroup.name,
@@ -110,7 +152,6 @@ export class ElastiCacheBackplane extends Construct {
       this.replicationGroup = new ElasticacheReplicationGroup(this, 'replication-group', {
         ...common,
         clusterMode: 'enabled',
-        parameterGroupName: 'default.redis7.cluster.on',
         numNodeGroups: props.shards ?? 2,
         replicasPerNodeGroup: replicas,
         // Cluster mode always fails over automatically; Multi-AZ needs a replica to move to.
@@ -124,13 +165,21 @@ export class ElastiCacheBackplane extends Construct {
       this.replicationGroup = new ElasticacheReplicationGroup(this, 'replication-group', {
         ...common,
         clusterMode: 'disabled',
-        parameterGroupName: 'default.redis7',
         numCacheClusters: 1 + replicas,
         automaticFailoverEnabled: replicated,
         multiAzEnabled: replicated,
       });
       this.endpointAddress = this.replicationGroup.primaryEndpointAddress;
       this.mode = 'standalone';
+    }
+    const pad = (n: number, width: number): string => String(n).padStart(width, '0');
+    if (topology === 'cluster') {
+      const shards = Array.from({ length: props.shards ?? 2 }, (_, i) => i + 1);
+      this.nodeIds = shards.flatMap((sh) => Array.from({ length: replicas + 1 }, (_, n) => `${props.namePrefix}-${pad(sh, 4)}-${pad(n + 1, 3)}`));
+      this.replicaIds = this.nodeIds.filter((id) => !id.endsWith('-001'));
+    } else {
+      this.nodeIds = Array.from({ length: replicas + 1 }, (_, n) => `${props.namePrefix}-${pad(n + 1, 3)}`);
+      this.replicaIds = this.nodeIds.slice(1);
     }
     this.url = `rediss://${this.endpointAddress}:${REDIS_PORT}`;
   }

@@ -8,6 +8,8 @@ import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-securit
 
 /** Port the relay listens on behind the load balancer (Beanstalk's default process, no nginx hop). */
 export const APP_PORT = 8080;
+/** The relay's internal port (RELAY_METRICS_PORT's default, APP_PORT + 1000): /metrics and /healthz/detail. */
+export const METRICS_PORT = APP_PORT + 1000;
 /** Port of every ElastiCache node. */
 export const REDIS_PORT = 6379;
 
@@ -65,12 +67,17 @@ export class Network extends Construct {
   readonly loadBalancerSecurityGroup: SecurityGroup;
   readonly instanceSecurityGroup: SecurityGroup;
   readonly redisSecurityGroup: SecurityGroup;
+  /** The VPC's CIDR block: the internal port's only source, and the peers whose X-Forwarded-For the relay believes. */
+  readonly vpcCidr: string;
+  /** Every security-group rule, for the environment to depend on (instances need them from their first boot). */
+  readonly rules: (VpcSecurityGroupIngressRule | VpcSecurityGroupEgressRule)[] = [];
 
   constructor(scope: Construct, id: string, props: NetworkProps) {
     super(scope, id);
     const scheme = props.loadBalancerScheme ?? 'public';
     const vpc = new DataAwsVpc(this, 'vpc', props.vpc ? { id: props.vpc.vpcId } : { default: true });
     this.vpcId = vpc.id;
+    this.vpcCidr = vpc.cidrBlock;
 
     if (props.vpc) {
       const instance = [...props.vpc.instanceSubnets];
@@ -97,59 +104,68 @@ export class Network extends Construct {
     const ports = props.https ? [80, 443] : [80];
     cidrs.forEach((cidr, i) => {
       for (const port of ports) {
-        new VpcSecurityGroupIngressRule(this, `load-balancer-in-${port}-${i}`, {
+        this.rules.push(new VpcSecurityGroupIngressRule(this, `load-balancer-in-${port}-${i}`, {
           securityGroupId: this.loadBalancerSecurityGroup.id,
           description: `HTTP${port === 443 ? 'S' : ''} from allowed clients`,
           ipProtocol: 'tcp',
           fromPort: port,
           toPort: port,
           cidrIpv4: cidr,
-        });
+        }));
       }
     });
-    new VpcSecurityGroupEgressRule(this, 'load-balancer-out-instances', {
+    this.rules.push(new VpcSecurityGroupEgressRule(this, 'load-balancer-out-instances', {
       securityGroupId: this.loadBalancerSecurityGroup.id,
       description: 'Relay port on the instances',
       ipProtocol: 'tcp',
       fromPort: APP_PORT,
       toPort: APP_PORT,
       referencedSecurityGroupId: this.instanceSecurityGroup.id,
-    });
+    }));
 
-    new VpcSecurityGroupIngressRule(this, 'instance-in-load-balancer', {
+    this.rules.push(new VpcSecurityGroupIngressRule(this, 'instance-in-load-balancer', {
       securityGroupId: this.instanceSecurityGroup.id,
       description: 'Relay port from the load balancer',
       ipProtocol: 'tcp',
       fromPort: APP_PORT,
       toPort: APP_PORT,
       referencedSecurityGroupId: this.loadBalancerSecurityGroup.id,
-    });
+    }));
+    // The internal port (/metrics, /healthz/detail) from inside the VPC only: scrapers and operators, never the ALB.
+    this.rules.push(new VpcSecurityGroupIngressRule(this, 'instance-in-metrics', {
+      securityGroupId: this.instanceSecurityGroup.id,
+      description: 'Relay internal port (metrics, health detail) from inside the VPC',
+      ipProtocol: 'tcp',
+      fromPort: METRICS_PORT,
+      toPort: METRICS_PORT,
+      cidrIpv4: vpc.cidrBlock,
+    }));
     // Instances reach AWS APIs (Beanstalk, CloudWatch Logs, Secrets Manager, package repos) over HTTPS only.
-    new VpcSecurityGroupEgressRule(this, 'instance-out-https', {
+    this.rules.push(new VpcSecurityGroupEgressRule(this, 'instance-out-https', {
       securityGroupId: this.instanceSecurityGroup.id,
       description: 'HTTPS to AWS APIs and package repositories',
       ipProtocol: 'tcp',
       fromPort: 443,
       toPort: 443,
       cidrIpv4: '0.0.0.0/0',
-    });
-    new VpcSecurityGroupEgressRule(this, 'instance-out-redis', {
+    }));
+    this.rules.push(new VpcSecurityGroupEgressRule(this, 'instance-out-redis', {
       securityGroupId: this.instanceSecurityGroup.id,
       description: 'Redis backplane',
       ipProtocol: 'tcp',
       fromPort: REDIS_PORT,
       toPort: REDIS_PORT,
       referencedSecurityGroupId: this.redisSecurityGroup.id,
-    });
+    }));
 
-    new VpcSecurityGroupIngressRule(this, 'redis-in-instances', {
+    this.rules.push(new VpcSecurityGroupIngressRule(this, 'redis-in-instances', {
       securityGroupId: this.redisSecurityGroup.id,
       description: 'Redis from the relay instances',
       ipProtocol: 'tcp',
       fromPort: REDIS_PORT,
       toPort: REDIS_PORT,
       referencedSecurityGroupId: this.instanceSecurityGroup.id,
-    });
+    }));
   }
 }
 

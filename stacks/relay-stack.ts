@@ -1,7 +1,14 @@
-import { LocalBackend, S3Backend, TerraformOutput, TerraformStack } from 'cdktf';
+import { Fn, LocalBackend, S3Backend, TerraformOutput, TerraformStack, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
 import { RandomProvider } from '@cdktf/provider-random/lib/provider';
+import { Password } from '@cdktf/provider-random/lib/password';
+import { SecretsmanagerSecret } from '@cdktf/provider-aws/lib/secretsmanager-secret';
+import { SecretsmanagerSecretVersion } from '@cdktf/provider-aws/lib/secretsmanager-secret-version';
+import { RelayAlarms } from './relay-alarms';
+import { RelayCertificate, type RelayHttpsProps } from './relay-https';
+import { EnvironmentLoadBalancer } from './relay-load-balancer';
+import { RelayScaling, connectionTarget } from './relay-scaling';
 import { ArtifactStore, type ApplicationRelease } from './artifact-store';
 import { BeanstalkIam } from './beanstalk-iam';
 import { ElastiCacheBackplane, type ElastiCacheBackplaneProps } from './elasticache-backplane';
@@ -114,7 +121,10 @@ export interface RelayInstances {
 }
 
 /** The ElastiCache backplane: topology, node type, engine version, replicas and shards. */
-export type RelayRedis = Pick<ElastiCacheBackplaneProps, 'topology' | 'nodeType' | 'engineVersion' | 'replicas' | 'shards'>;
+export type RelayRedis = Pick<ElastiCacheBackplaneProps, 'topology' | 'nodeType' | 'engineVersion' | 'replicas' | 'shards' | 'engine' | 'maintenanceWindow'>;
+
+/** Token auth: a secret the stack generates, an existing secret, or none (only with a policy waiver). */
+export type RelayTokenAuth = 'generate' | 'off' | { readonly secretArn: string };
 
 export interface RelayStackProps {
   /** Application name: the first half of every resource name `<app>-<environment>`, and the `project` tag. */
@@ -177,6 +187,49 @@ export interface RelayStackProps {
   readonly releases: readonly ApplicationRelease[];
   /** Label of the release the environment runs; must be one of `releases`. */
   readonly activeRelease: string;
+  /** Solution stack name, pinned, e.g. "64bit Amazon Linux 2023 v6.10.0 running Node.js 22". */
+  readonly platform: string;
+  /**
+   * HTTPS: an existing certificate, or a domain in a Route 53 zone (certificate and alias created); :80 redirects.
+   * @default `loadBalancer.certificateArn`, else HTTP only
+   */
+  readonly https?: RelayHttpsProps;
+  /**
+   * Token auth for clients.
+   * @default 'generate'
+   */
+  readonly tokenAuth?: RelayTokenAuth;
+  /**
+   * Relay settings as environment variables, validated by the config.
+   * @default none
+   */
+  readonly relayEnvironment?: Readonly<Record<string, string>>;
+  /**
+   * Target-tracking targets.
+   * @default connections derived from the instance type, CPU 60 %
+   */
+  readonly scaling?: { readonly connectionsPerInstance?: number; readonly cpuPercent?: number };
+  /**
+   * Spot instances.
+   * @default On-Demand only
+   */
+  readonly spot?: { readonly onDemandBase: number; readonly onDemandAbovePercent: number };
+  /**
+   * Email subscribed to the alarm topic.
+   * @default none
+   */
+  readonly alarmEmail?: string;
+  /**
+   * ALB deregistration delay, seconds.
+   * @default health-check silence + drain window + margin
+   */
+  readonly deregistrationDelaySeconds?: number;
+  /**
+   * Keep data on destroy: the artifact bucket refuses to be destroyed while it holds releases, secrets keep a 7-day
+   * recovery window.
+   * @default false
+   */
+  readonly protectData?: boolean;
 }
 
 /** One environment of the relay: provider, backend, tags, outputs, and the constructs that make it up. */
@@ -186,6 +239,9 @@ export class RelayStack extends TerraformStack {
   readonly network: Network;
   readonly redis: ElastiCacheBackplane;
   readonly relay: RelayEnvironment;
+  readonly loadBalancer: EnvironmentLoadBalancer;
+  readonly scaling: RelayScaling;
+  readonly alarms: RelayAlarms;
 
   constructor(scope: Construct, id: string, props: RelayStackProps) {
     super(scope, id);
@@ -219,7 +275,10 @@ export class RelayStack extends TerraformStack {
       new LocalBackend(this, { path: `terraform.${id}.tfstate` });
     }
 
-    const https = loadBalancer.certificateArn !== undefined;
+    const httpsProps: RelayHttpsProps | undefined =
+      props.https ?? (loadBalancer.certificateArn !== undefined ? { certificateArn: loadBalancer.certificateArn } : undefined);
+    const https = httpsProps !== undefined;
+    const protectData = props.protectData ?? false;
     this.network = new Network(this, 'network', {
       namePrefix: prefix,
       vpc: props.vpc,
@@ -232,8 +291,29 @@ export class RelayStack extends TerraformStack {
       namePrefix: prefix,
       subnetIds: this.network.redisSubnetIds,
       securityGroupId: this.network.redisSecurityGroup.id,
+      protectData,
     });
-    this.iam = new BeanstalkIam(this, 'iam', { namePrefix: prefix, authTokenSecretArn: this.redis.authTokenSecret.arn });
+    const tokenAuth = props.tokenAuth ?? 'generate';
+    const dependsOn = [this.redis.authTokenVersion, ...this.network.rules];
+    let tokenSecretArn: string | undefined;
+    if (tokenAuth === 'generate') {
+      const secret = new SecretsmanagerSecret(this, 'token-secret', {
+        name: `${prefix}/relay-token-secret`,
+        description: 'HS256 secret the relay verifies client tokens with (RELAY_TOKEN_SECRET); token issuers sign with it',
+        recoveryWindowInDays: protectData ? 7 : 0,
+      });
+      const value = new Password(this, 'token-secret-value', { length: 64, special: false });
+      dependsOn.push(new SecretsmanagerSecretVersion(this, 'token-secret-version', { secretId: secret.id, secretString: value.result }));
+      tokenSecretArn = secret.arn;
+    } else if (tokenAuth !== 'off') {
+      tokenSecretArn = tokenAuth.secretArn;
+    }
+    this.iam = new BeanstalkIam(this, 'iam', {
+      namePrefix: prefix,
+      authTokenSecretArn: this.redis.authTokenSecret.arn,
+      otherSecretArns: tokenSecretArn ? [tokenSecretArn] : [],
+    });
+    const certificate = httpsProps ? new RelayCertificate(this, 'https', httpsProps) : undefined;
     this.artifactStore = new ArtifactStore(this, 'artifacts', {
       namePrefix: prefix,
       bucketName: props.artifactBucket,
@@ -241,6 +321,7 @@ export class RelayStack extends TerraformStack {
       retainReleases: props.retainReleases ?? 5,
       lifecycleRoleArn: this.iam.lifecycleRole.arn,
       readerRole: this.iam.instanceRole.id,
+      forceDestroy: !protectData,
     });
     const active = this.artifactStore.versions.get(props.activeRelease);
     if (!active) {
@@ -262,9 +343,16 @@ export class RelayStack extends TerraformStack {
       instanceSecurityGroupId: this.network.instanceSecurityGroup.id,
       loadBalancerScheme: loadBalancer.scheme,
       idleTimeoutSeconds: loadBalancer.idleTimeoutSeconds,
-      certificateArn: loadBalancer.certificateArn,
+      certificateArn: certificate?.certificateArn,
       sslPolicy: loadBalancer.sslPolicy,
       instanceTypes: instances.types,
+      spot: props.spot,
+      solutionStackName: props.platform,
+      vpcCidr: this.network.vpcCidr,
+      relayEnvironment: props.relayEnvironment,
+      tokenSecretArn,
+      deregistrationDelaySeconds: props.deregistrationDelaySeconds,
+      dependsOn: [...dependsOn, ...this.iam.dependables],
       minInstances: instances.min,
       maxInstances: instances.max,
       deploymentPolicy: props.deploymentPolicy,
@@ -277,6 +365,26 @@ export class RelayStack extends TerraformStack {
     });
 
     const env$ = this.relay.environment;
+    const asg = Token.asString(Fn.element(env$.autoscalingGroups, 0));
+    this.loadBalancer = new EnvironmentLoadBalancer(this, 'load-balancer', { environment: env$, redirectHttp: https });
+    certificate?.aliasTo(this.loadBalancer.dnsName, this.loadBalancer.zoneId);
+    const maxConnections = Number(props.relayEnvironment?.RELAY_MAX_CONNECTIONS ?? 10_000);
+    this.scaling = new RelayScaling(this, 'scaling', {
+      namePrefix: prefix,
+      autoscalingGroupName: asg,
+      connectionsPerInstance: props.scaling?.connectionsPerInstance ?? connectionTarget(instances.types ?? ['t3.small'], maxConnections),
+      cpuPercent: props.scaling?.cpuPercent ?? 60,
+    });
+    this.alarms = new RelayAlarms(this, 'alarms', {
+      namePrefix: prefix,
+      region: props.region,
+      loadBalancerArnSuffix: this.loadBalancer.arnSuffix,
+      targetGroupArnSuffix: this.loadBalancer.targetGroupArnSuffix,
+      autoscalingGroupName: asg,
+      cacheNodes: this.redis.nodeIds,
+      cacheReplicas: this.redis.replicaIds,
+      email: props.alarmEmail,
+    });
     new TerraformOutput(this, 'environment_name', { value: env$.name, description: 'Beanstalk environment name' });
     new TerraformOutput(this, 'url', { value: this.relay.url, description: 'Load balancer URL' });
     new TerraformOutput(this, 'websocket_url', { value: this.relay.webSocketUrl, description: 'WebSocket endpoint clients connect to' });

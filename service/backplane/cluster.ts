@@ -38,6 +38,7 @@ import {
   type HistoryOptions,
   type HistoryPosition,
   type HistoryRead,
+  type ReadLimits,
 } from './history';
 
 // node-redis's defaults: no modules, functions, scripts or type mapping; RESP3.
@@ -126,11 +127,11 @@ export class ClusterBackplane implements Backplane {
     return appendWithScript((a) => cluster.sendCommand(keys[0], false, a, BUFFER_REPLIES), 'the redis cluster', keys, args);
   }
 
-  async readHistory(room: string, since: HistoryPosition | undefined): Promise<HistoryRead> {
+  async readHistory(room: string, since: HistoryPosition | undefined, limits?: ReadLimits): Promise<HistoryRead> {
     const cluster = this.#cluster;
     if (this.#reporter.state !== 'ready' || cluster === undefined) throw new BackplaneUnavailableError();
     const keys = historyKeys(this.#opts.channelPrefix, room);
-    const args = readArgs(this.#history, this.#epochs.next(), since);
+    const args = readArgs(this.#history, this.#epochs.next(), since, limits);
     return readWithScript((a) => cluster.sendCommand(keys[0], false, a, BUFFER_REPLIES), 'the redis cluster', room, keys, args);
   }
 
@@ -195,7 +196,7 @@ export class ClusterBackplane implements Backplane {
     const envelope = decodeEnvelope(message);
     if (envelope === null || isOwnEcho(envelope, this.#opts.instanceId)) return;
     try {
-      this.#handler(target, envelope.frame, envelope.seq);
+      this.#handler(target, envelope.frame, envelope.position);
     } catch (err) {
       this.#logger.error({ err }, 'frame handler threw');
     }

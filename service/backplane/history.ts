@@ -26,14 +26,20 @@ export interface HistoryPosition {
   readonly epoch: string;
 }
 
-/** Why a `since` could not be served; `none` when the join asked for no recovery. */
-export type RecoveryOutcome = 'ok' | 'none' | 'epoch' | 'trimmed' | 'cap' | 'future';
+/** Why a `since` could not be served; `none` when the join asked for no recovery, `budget` when the gap is over the connection's replay budget. */
+export type RecoveryOutcome = 'ok' | 'none' | 'epoch' | 'trimmed' | 'cap' | 'future' | 'budget';
+
+/** Limits of one history read. */
+export interface ReadLimits {
+  /** Most frames returned (a page); the rest of the gap is read with `since` = the last frame returned. @default the replay cap */
+  readonly limit?: number;
+}
 
 /** What a join learns from the history: the room's position and, when the gap can be filled, the frames after `since`. */
 export interface HistoryRead {
   readonly position: HistoryPosition;
   readonly outcome: RecoveryOutcome;
-  /** Frames after `since`, oldest first; empty unless outcome is 'ok'. */
+  /** Frames after `since`, oldest first, at most the read's limit; empty unless outcome is 'ok'. */
   readonly frames: readonly Buffer[];
 }
 
@@ -63,10 +69,10 @@ return seq
 `;
 
 /**
- * Position and replay. KEYS: meta hash, history stream. ARGV: TTL seconds, epoch to use if the room has none,
- * since seq ('' = no recovery asked), since epoch, replay cap. A join creates the room's epoch (seq 0), so a
- * client that joined before anything was published can still resume from that position.
- * Returns {epoch, seq, outcome, frame...}.
+ * Position and replay, one page at a time. KEYS: meta hash, history stream. ARGV: TTL seconds, epoch to use if the
+ * room has none, since seq ('' = no recovery asked), since epoch, replay cap, page size (most frames returned). A join
+ * creates the room's epoch (seq 0), so a client that joined before anything was published can still resume from
+ * that position. Returns {epoch, seq, outcome, frame...}.
  */
 const READ_LUA = `
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
@@ -86,10 +92,11 @@ if since > last then return {epoch, seq, 'future'} end
 local gap = last - since
 if gap == 0 then return {epoch, seq, 'ok'} end
 if gap > tonumber(ARGV[5]) then return {epoch, seq, 'cap'} end
-local entries = redis.call('XRANGE', KEYS[2], '(0-' .. ARGV[3], '+', 'COUNT', gap)
-if #entries ~= gap then return {epoch, seq, 'trimmed'} end
+local page = math.min(gap, tonumber(ARGV[6]))
+local entries = redis.call('XRANGE', KEYS[2], '(0-' .. ARGV[3], '+', 'COUNT', page)
+if #entries < page or entries[1][1] ~= '0-' .. (since + 1) then return {epoch, seq, 'trimmed'} end
 local out = {epoch, seq, 'ok'}
-for i, entry in ipairs(entries) do out[i + 3] = entry[2][2] end
+for i = 1, page do out[i + 3] = entries[i][2][2] end
 return out
 `;
 
@@ -169,11 +176,18 @@ export function appendArgs(
 }
 
 /** Arguments of the read script, in ARGV order. */
-export function readArgs(opts: HistoryOptions, epoch: string, since: HistoryPosition | undefined): string[] {
-  return [String(opts.ttlSeconds), epoch, since?.seq ?? '', since?.epoch ?? '', String(opts.replayMax)];
+export function readArgs(opts: HistoryOptions, epoch: string, since: HistoryPosition | undefined, limits: ReadLimits = {}): string[] {
+  return [
+    String(opts.ttlSeconds),
+    epoch,
+    since?.seq ?? '',
+    since?.epoch ?? '',
+    String(opts.replayMax),
+    String(limits.limit ?? opts.replayMax),
+  ];
 }
 
-const OUTCOMES: readonly RecoveryOutcome[] = ['ok', 'none', 'epoch', 'trimmed', 'cap', 'future'];
+const OUTCOMES: readonly RecoveryOutcome[] = ['ok', 'none', 'epoch', 'trimmed', 'cap', 'future', 'budget'];
 
 /** Turns the read script's reply into a HistoryRead; throws on a reply that does not have the script's shape. */
 export function parseReadReply(reply: unknown): HistoryRead {

@@ -6,7 +6,7 @@ import {
   type FrameHandler,
   type Target,
 } from './types';
-import { EpochSource, HISTORY_OFF, classify, frameHead, type HistoryOptions, type HistoryPosition, type HistoryRead } from './history';
+import { EpochSource, HISTORY_OFF, classify, frameHead, type HistoryOptions, type HistoryPosition, type HistoryRead, type ReadLimits } from './history';
 
 /** How often idle histories are dropped, at most; they are also checked lazily on every use. */
 const SWEEP_INTERVAL_MS = 30_000;
@@ -70,22 +70,23 @@ export class MemoryBackplane implements Backplane {
       // Trimmed in batches so a publish never shifts a thousand-element array.
       if (h.frames.length >= this.history.size * 2) h.frames.splice(0, h.frames.length - this.history.size);
     }
-    this.handler?.(target, numbered, h.seq);
+    this.handler?.(target, numbered, { seq: h.seq, epoch: h.epoch });
     return h.seq;
   }
 
-  readHistory(room: string, since: HistoryPosition | undefined): Promise<HistoryRead> {
-    return settle(() => this.readHistoryNow(room, since));
+  readHistory(room: string, since: HistoryPosition | undefined, limits: ReadLimits = {}): Promise<HistoryRead> {
+    return settle(() => this.readHistoryNow(room, since, limits));
   }
 
-  private readHistoryNow(room: string, since: HistoryPosition | undefined): HistoryRead {
+  private readHistoryNow(room: string, since: HistoryPosition | undefined, limits: ReadLimits): HistoryRead {
     this.assertReady();
     const h = this.room(room);
     const position = { seq: String(h.seq), epoch: h.epoch };
     const outcome = classify(since, h.epoch, h.seq, Math.min(h.frames.length, this.history.size), this.history.replayMax);
     if (outcome !== 'ok' || since === undefined) return { position, outcome, frames: [] };
     const gap = h.seq - Number(since.seq);
-    return { position, outcome, frames: gap === 0 ? [] : h.frames.slice(h.frames.length - gap) };
+    const frames = gap === 0 ? [] : h.frames.slice(h.frames.length - gap);
+    return { position, outcome, frames: frames.slice(0, limits.limit ?? frames.length) };
   }
 
   /** No channels: frames never arrive from elsewhere. */

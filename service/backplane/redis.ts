@@ -36,6 +36,7 @@ import {
   type HistoryOptions,
   type HistoryPosition,
   type HistoryRead,
+  type ReadLimits,
 } from './history';
 
 /** Options shared by the standalone and cluster Redis backplanes. */
@@ -171,10 +172,10 @@ export class RedisBackplane implements Backplane {
     return appendWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', historyKeys(this.#opts.channelPrefix, target), args);
   }
 
-  async readHistory(room: string, since: HistoryPosition | undefined): Promise<HistoryRead> {
+  async readHistory(room: string, since: HistoryPosition | undefined, limits?: ReadLimits): Promise<HistoryRead> {
     const pub = this.#pub;
     if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
-    const args = readArgs(this.#history, this.#epochs.next(), since);
+    const args = readArgs(this.#history, this.#epochs.next(), since, limits);
     return readWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', room, historyKeys(this.#opts.channelPrefix, room), args);
   }
 
@@ -239,7 +240,7 @@ export class RedisBackplane implements Backplane {
     const envelope = decodeEnvelope(message);
     if (envelope === null || isOwnEcho(envelope, this.#opts.instanceId)) return;
     try {
-      this.#handler(target, envelope.frame, envelope.seq);
+      this.#handler(target, envelope.frame, envelope.position);
     } catch (err) {
       this.#logger.error({ err }, 'frame handler threw');
     }

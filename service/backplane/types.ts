@@ -6,7 +6,7 @@
  * its local members without parsing or re-serialising them.
  */
 
-import type { HistoryPosition, HistoryRead } from './history';
+import type { HistoryPosition, HistoryRead, ReadLimits } from './history';
 
 /** `connecting` before the first connection, `ready` when publish and subscribe work, `down` while reconnecting, `closed` after close(). */
 export type BackplaneState = 'connecting' | 'ready' | 'down' | 'closed';
@@ -14,12 +14,18 @@ export type BackplaneState = 'connecting' | 'ready' | 'down' | 'closed';
 /** Room name, or null for the broadcast channel (every client on every instance). */
 export type Target = string | null;
 
+/** Where a numbered frame sits in its room's history, carried beside the frame's bytes. */
+export interface FramePosition {
+  readonly seq: number;
+  readonly epoch: string;
+}
+
 /**
  * Called for every frame to deliver locally: frames published by other instances and, with history on, this
- * instance's own numbered frames too. `frame` is the client-ready JSON text as UTF-8 bytes; `seq` is the frame's
- * position in its room's history (undefined with history off).
+ * instance's own numbered frames too. `frame` is the client-ready JSON text as UTF-8 bytes; `position` is the
+ * frame's place in its room's history (undefined with history off).
  */
-export type FrameHandler = (target: Target, frame: Buffer, seq?: number) => void;
+export type FrameHandler = (target: Target, frame: Buffer, position?: FramePosition) => void;
 
 export interface BackplaneStatus {
   readonly kind: 'memory' | 'redis' | 'cluster';
@@ -45,9 +51,10 @@ export interface Backplane {
   append(target: Target, frame: Buffer): Promise<number>;
   /**
    * History on: the room's current position (creating its epoch if it has none) and, when `since` is given and
-   * the gap can be filled, every frame after it in order. Rejects with BackplaneUnavailableError while down.
+   * the gap can be filled (and fits `limits.maxBytes`), the frames after it in order, at most `limits.limit` of
+   * them. Rejects with BackplaneUnavailableError while down.
    */
-  readHistory(room: string, since: HistoryPosition | undefined): Promise<HistoryRead>;
+  readHistory(room: string, since: HistoryPosition | undefined, limits?: ReadLimits): Promise<HistoryRead>;
   /** Subscribes to a room's channel; called by the hub on the room's first local member. */
   subscribe(room: string): Promise<void>;
   /** Unsubscribes from a room's channel; called by the hub after the room's last local member left. */
@@ -70,7 +77,7 @@ export class BackplaneUnavailableError extends Error {
   }
 }
 
-export type { HistoryPosition, HistoryRead, RecoveryOutcome } from './history';
+export type { HistoryPosition, HistoryRead, ReadLimits, RecoveryOutcome } from './history';
 
 /** Channel names shared by every backplane implementation; the prefix isolates apps sharing one Redis. */
 export function roomChannel(prefix: string, room: string): string {
@@ -94,7 +101,7 @@ export function encodeEnvelope(instanceId: string, frame: Buffer): Buffer {
 }
 
 /** Splits an envelope without copying the frame bytes; null when the envelope is malformed. */
-export function decodeEnvelope(raw: Buffer): { instanceId: string; seq?: number; frame: Buffer } | null {
+export function decodeEnvelope(raw: Buffer): { instanceId: string; position?: FramePosition; frame: Buffer } | null {
   const space = raw.indexOf(0x20);
   if (space <= 0) return null;
   const tag = raw.toString('latin1', 0, space);
@@ -103,10 +110,24 @@ export function decodeEnvelope(raw: Buffer): { instanceId: string; seq?: number;
   if (hash < 0) return { instanceId: tag, frame };
   const seq = Number(tag.slice(hash + 1));
   if (hash === 0 || !Number.isSafeInteger(seq)) return null;
-  return { instanceId: tag.slice(0, hash), seq, frame };
+  const epoch = numberedFrameEpoch(frame);
+  if (epoch === undefined) return null;
+  return { instanceId: tag.slice(0, hash), position: { seq, epoch }, frame };
+}
+
+const EPOCH_MARK = Buffer.from(',"epoch":"');
+
+/**
+ * The epoch the append script wrote at the end of a numbered frame (`…,"epoch":"<epoch>"}`). Read once per frame
+ * received from the channel, here, so nothing downstream looks inside frame bytes again.
+ */
+export function numberedFrameEpoch(frame: Buffer): string | undefined {
+  const at = frame.lastIndexOf(EPOCH_MARK);
+  if (at < 0 || frame.length - 2 <= at + EPOCH_MARK.length) return undefined;
+  return frame.toString('latin1', at + EPOCH_MARK.length, frame.length - 2);
 }
 
 /** Whether a received envelope is one this instance must skip: its own, published after it already delivered locally. */
-export function isOwnEcho(envelope: { instanceId: string; seq?: number }, instanceId: string): boolean {
-  return envelope.seq === undefined && envelope.instanceId === instanceId;
+export function isOwnEcho(envelope: { instanceId: string; position?: FramePosition }, instanceId: string): boolean {
+  return envelope.position === undefined && envelope.instanceId === instanceId;
 }

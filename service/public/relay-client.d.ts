@@ -47,8 +47,8 @@ export interface RelayAck {
 /** A rejoin whose gap the relay could not fill: the app must reload the room's state; delivery continues after `position`. */
 export interface RelayResyncEvent {
   readonly room: string;
-  /** What the client asked to resume from. */
-  readonly since: RelayPosition;
+  /** What the client asked to resume from, or the last position it had (absent when it had none). */
+  readonly since?: RelayPosition;
   /** Where the relay continues from (absent when the backplane was unavailable). */
   readonly position?: RelayPosition;
 }

@@ -326,6 +326,9 @@
       case 'message':
         this._onMessage(frame);
         return;
+      case 'resync':
+        this._onResync(frame);
+        return;
       case 'ack':
       case 'pong':
         this._settle(frame, null);
@@ -410,6 +413,22 @@
       this._lastSeen.set(frame.room, { seq: String(frame.seq), epoch: frame.epoch });
     }
     this._emit('message', frame);
+  };
+
+  /**
+   * The relay says a room continues from a new position (its history started again, or a gap could not be filled):
+   * what the page holds for that room is not continued by the messages that follow, so it emits `resync`.
+   */
+  RelayClient.prototype._onResync = function (frame) {
+    var position = frame.position;
+    if (typeof frame.room !== 'string' || !position || !isSeq(position.seq) || typeof position.epoch !== 'string') return;
+    var seen = this._lastSeen.get(frame.room);
+    this._lastSeen.set(frame.room, { seq: String(position.seq), epoch: position.epoch });
+    this._emit('resync', {
+      room: frame.room,
+      since: seen ? { seq: seen.seq, epoch: seen.epoch } : undefined,
+      position: { seq: String(position.seq), epoch: position.epoch },
+    });
   };
 
   /**

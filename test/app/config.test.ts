@@ -36,6 +36,12 @@ describe('parseConfig', () => {
       requireVerification: false,
       backend: { type: 'local' },
       policyWaivers: [],
+      platform: '64bit Amazon Linux 2023 v6.10.0 running Node.js 22',
+      relay: { tokenAuth: 'generate', logLevel: 'info', drainWindowMs: 20_000, backplaneGraceMs: 60_000 },
+      scaling: { cpuPercent: 60 },
+      alarms: {},
+      redisEngine: 'redis',
+      redisMaintenanceWindow: 'sun:05:00-sun:06:00',
     });
   });
 

@@ -15,6 +15,7 @@ const WAIVER_REASON = 'the monitoring agent on these instances still needs IMDSv
 const environment = (name: string, waived = false) => ({
   name,
   region: 'eu-west-1',
+  https: { certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/01234567-89ab-cdef-0123-456789abcdef' },
   ...(waived ? { policyWaivers: [{ rule: 'imdsv1', reason: WAIVER_REASON }] } : {}),
 });
 

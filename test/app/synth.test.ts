@@ -52,7 +52,9 @@ describe('npm run synth', () => {
     // THEN the output is the same bytes, names no folder, and carries every declared zip beside its stack
     expect({ code: ra.code, stderr: ra.stderr }).toEqual({ code: 0, stderr: '' });
     expect({ code: rb.code, stderr: rb.stderr }).toEqual({ code: 0, stderr: '' });
-    const lines = ra.stdout.trim().split('\n');
+    // dev runs on plain HTTP by its `insecure` reason: synth says so, then lists what it wrote.
+    expect(ra.stdout).toContain('relay-dev: waived [https-and-auth]');
+    const lines = ra.stdout.trim().split('\n').filter((l) => l.startsWith('wrote '));
     expect(lines).toHaveLength(3);
     expect(lines[0]).toBe(`wrote cdktf.out/stacks/relay-dev/cdk.tf.json (active ${labels[0]})`);
     ['staging', 'prod'].forEach((env, i) => {
@@ -142,7 +144,7 @@ describe('npm run synth', () => {
 
   it('reads and writes only the files it is given, by flags or by RELAY_* variables', async () => {
     // GIVEN a project holding only config, ledgers and zips, with a fourth environment
-    const project = makeProject({ config: { app: 'relay', environments: ['dev', 'qa'].map((name) => ({ name, region: 'eu-west-1' })) } });
+    const project = makeProject({ config: { app: 'relay', environments: ['dev', 'qa'].map((name) => ({ name, region: 'eu-west-1', insecure: { reason: 'test project' } })) } });
     projects.push(project);
     const labels = seedDevLedger(project);
     const flagsOut = join(project.root, 'by-flags');

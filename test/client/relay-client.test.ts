@@ -48,7 +48,21 @@ describe('relay-client.js module formats', () => {
 
 describe('RelayClient options', () => {
   it('fails when urls, WebSocket and backoff are invalid, listing every problem', () => {
-    expect(() => new RelayClient({ urls: ['http://127.0.0.1/ws'], backoff: { initialMs: 0, maxMs: 10 } })).toThrow(
+    // Some Node versions and jest environments provide a global WebSocket; this case is about a runtime without one.
+    const global = globalThis as { WebSocket?: unknown };
+    const saved = Object.getOwnPropertyDescriptor(global, 'WebSocket');
+    delete global.WebSocket;
+    let thrown: unknown;
+    try {
+      new RelayClient({ urls: ['http://127.0.0.1/ws'], backoff: { initialMs: 0, maxMs: 10 } });
+    } catch (err) {
+      thrown = err;
+    } finally {
+      if (saved) Object.defineProperty(global, 'WebSocket', saved);
+    }
+    expect(() => {
+      throw thrown;
+    }).toThrow(
       'Invalid RelayClient options: options.urls[0] must be a ws:// or wss:// URL, got "http://127.0.0.1/ws"; ' +
         'options.WebSocket must be a WebSocket constructor (in Node pass require("ws")); none was given and there is no global WebSocket; ' +
         'options.backoff.initialMs must be a number > 0, got 0.',

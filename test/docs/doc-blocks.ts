@@ -12,6 +12,7 @@ import {
   encodeError,
   encodeMessage,
   encodePong,
+  encodeResync,
   encodeTokenExpiring,
   encodeWelcome,
   parseClientFrame,
@@ -186,6 +187,14 @@ function encodeServerFrame(frame: Record<string, unknown>, errorCodes: ReadonlyS
     case 'token_expiring':
       if (typeof frame.exp !== 'number' || typeof frame.closeAt !== 'number') return { problem: '"exp" and "closeAt" must be numbers' };
       return encodeTokenExpiring(frame.exp, frame.closeAt);
+    case 'resync': {
+      const position = frame.position as { seq?: unknown; epoch?: unknown } | undefined;
+      if (typeof position?.seq !== 'string' || !/^\d+$/.test(position.seq) || typeof position.epoch !== 'string') {
+        return { problem: '"position" must be {"seq": decimal string, "epoch": string}' };
+      }
+      if (frame.reason !== 'epoch' && frame.reason !== 'lost') return { problem: '"reason" must be "epoch" or "lost"' };
+      return encodeResync(String(frame.room), { seq: Number(position.seq), epoch: position.epoch }, frame.reason);
+    }
     case 'error': {
       const code = String(frame.code);
       if (!errorCodes.has(code)) return { problem: `unknown error code ${JSON.stringify(code)}; service/protocol.ts has ${[...errorCodes].join(', ')}` };

@@ -15,9 +15,9 @@ export function exampleConfig(): { app: string; environments: Record<string, unk
   return {
     app: 'relay',
     environments: [
-      { name: 'dev', region: 'eu-west-1', instances: { min: 2, max: 2 }, redis: { topology: 'single' }, retainReleases: 3 },
-      { name: 'staging', region: 'eu-west-1', redis: { topology: 'replicated', replicas: 1 }, retainReleases: 5 },
-      { name: 'prod', region: 'eu-west-1', instances: { types: ['c7g.large'], min: 3, max: 12 }, redis: { topology: 'cluster', shards: 2, replicas: 1 }, retainReleases: 10 },
+      { name: 'dev', region: 'eu-west-1', instances: { min: 2, max: 2 }, redis: { topology: 'single' }, retainReleases: 3, insecure: { reason: 'sandbox without a domain' } },
+      { name: 'staging', region: 'eu-west-1', redis: { topology: 'replicated', replicas: 1 }, retainReleases: 5, https: { domain: 'relay-staging.example.com', hostedZone: 'example.com' } },
+      { name: 'prod', region: 'eu-west-1', instances: { types: ['c7g.large'], min: 3, max: 12 }, redis: { topology: 'cluster', shards: 2, replicas: 1 }, retainReleases: 10, https: { domain: 'relay.example.com', hostedZone: 'example.com' } },
     ],
   };
 }

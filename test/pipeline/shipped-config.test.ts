@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parse } from 'yaml';
 import { parseConfig } from '../../app/config';
 import { resolvePipeline } from '../../app/config-pipeline';
 import { REPO_ROOT } from '../../app/paths';
@@ -27,6 +28,21 @@ describe('the shipped relay.config.json', () => {
     expect(pipeline).toMatchObject({ environments: ['dev', 'staging', 'prod'], reviewed: ['prod'] });
     for (const name of pipeline?.environments ?? []) {
       expect(config.environments.find((e) => e.name === name)?.backend.type).toBe('s3');
+    }
+  });
+
+  it('is what the workflow deploys: the same environments in the same order, the reviewed one planned before its apply', () => {
+    const pipeline = resolvePipeline(parseConfig(shipped()));
+    const infra = parse(readFileSync(join(REPO_ROOT, '.github', 'workflows', 'infra.yml'), 'utf8')) as {
+      jobs: Record<string, { uses?: string; with?: { environment?: string; mode?: string }; strategy?: { matrix: { environment?: string[] } } }>;
+    };
+    // Pull requests plan every deployed environment.
+    expect(infra.jobs['pr-plan'].strategy?.matrix.environment).toEqual(pipeline?.environments);
+    const runs = Object.values(infra.jobs).filter((j) => j.uses === './.github/workflows/terraform-environment.yml').map((j) => j.with);
+    expect([...new Set(runs.map((r) => r?.environment))]).toEqual(pipeline?.environments);
+    for (const env of pipeline?.environments ?? []) {
+      const modes = runs.filter((r) => r?.environment === env).map((r) => r?.mode);
+      expect([env, modes]).toEqual([env, pipeline?.reviewed.includes(env) ? ['plan', 'apply'] : ['plan-and-apply']]);
     }
   });
 

@@ -3,9 +3,11 @@ import { classify, historyKeys, parseReadReply } from '../../service/backplane/h
 import { decodeEnvelope, isOwnEcho, roomChannel } from '../../service/backplane/types';
 
 describe('envelopes', () => {
-  it('reads `<instanceId>#<seq> <frame>` and keeps the plain `<instanceId> <frame>` form', () => {
-    const numbered = decodeEnvelope(Buffer.from('relay-a#42 {"type":"message"}'));
-    expect(numbered).toEqual({ instanceId: 'relay-a', seq: 42, frame: Buffer.from('{"type":"message"}') });
+  it('reads `<instanceId>#<seq> <frame>` with the epoch at the frame\'s end, and keeps the plain `<instanceId> <frame>` form', () => {
+    const frame = '{"type":"message","seq":"42","epoch":"E1"}';
+    const numbered = decodeEnvelope(Buffer.from(`relay-a#42 ${frame}`));
+    expect(numbered).toEqual({ instanceId: 'relay-a', position: { seq: 42, epoch: 'E1' }, frame: Buffer.from(frame) });
+    expect(decodeEnvelope(Buffer.from('relay-a#42 {"type":"message"}'))).toBeNull();
     const plain = decodeEnvelope(Buffer.from('relay-a 0'));
     expect(plain).toEqual({ instanceId: 'relay-a', frame: Buffer.from('0') });
     expect(decodeEnvelope(Buffer.from('relay-a#x {}'))).toBeNull();
@@ -15,7 +17,7 @@ describe('envelopes', () => {
 
   it('skips only its own un-numbered envelopes: numbered ones are delivered from the channel by every instance', () => {
     expect(isOwnEcho({ instanceId: 'me' }, 'me')).toBe(true);
-    expect(isOwnEcho({ instanceId: 'me', seq: 1 }, 'me')).toBe(false);
+    expect(isOwnEcho({ instanceId: 'me', position: { seq: 1, epoch: 'E' } }, 'me')).toBe(false);
     expect(isOwnEcho({ instanceId: 'other' }, 'me')).toBe(false);
   });
 });

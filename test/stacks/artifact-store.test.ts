@@ -73,7 +73,10 @@ describe('ArtifactStore', () => {
 
   it('expires noncurrent object versions', () => {
     const lifecycle = Object.values(parse(synth()).resource.aws_s3_bucket_lifecycle_configuration)[0];
-    expect(lifecycle.rule).toEqual([expect.objectContaining({ status: 'Enabled', noncurrent_version_expiration: [{ noncurrent_days: 30 }] })]);
+    expect(lifecycle.rule).toEqual([
+      expect.objectContaining({ status: 'Enabled', noncurrent_version_expiration: [{ noncurrent_days: 30 }] }),
+      expect.objectContaining({ status: 'Enabled', expiration: [{ expired_object_delete_marker: true }] }),
+    ]);
   });
 
   it('names the bucket after the account, never a random id, unless a name is configured', () => {

@@ -138,6 +138,10 @@ describe('BootstrapStack', () => {
     const { s } = synth();
     expect(subjectOf(s, 'relay-ci-plan-prod')).toEqual(['repo:acme/relay-stack:environment:prod-plan']);
     expect(managedOf(s, 'relay-ci-plan-prod')).toEqual(['ReadOnlyAccess']);
+    // Its only other write: the saved plan, under plans/<state key>/, which prod's deploy role reads after approval.
+    const prefix = 'arn:${data.aws_partition.partition.partition}:s3:::acme-relay-state/plans/relay/prod/terraform.tfstate/*';
+    expect(inlineOf(s, 'relay-ci-plan-prod').find((st) => st.sid === 'StorePlanFile')).toMatchObject({ actions: ['s3:PutObject'], resources: [prefix] });
+    expect(inlineOf(s, 'relay-ci-deploy-prod').find((st) => st.sid === 'ReadApprovedPlanFile')).toMatchObject({ actions: ['s3:GetObject'], resources: [prefix] });
     expect(Object.values(s.resource.aws_iam_role).map((r) => r.name).sort()).toEqual([
       'relay-ci-deploy-dev',
       'relay-ci-deploy-prod',

@@ -34,6 +34,18 @@ describe('ElastiCacheBackplane', () => {
     expect(g.security_group_ids).toEqual(['sg-0123456789abcdef0']);
   });
 
+  it.each([
+    ['redis', 'single', 'redis7', []],
+    ['redis', 'cluster', 'redis7', [{ name: 'maxmemory-policy', value: 'volatile-ttl' }, { name: 'cluster-enabled', value: 'yes' }]],
+    ['valkey', 'replicated', 'valkey7', []],
+  ] as const)('engine %s, topology %s: parameter group family %s with an explicit maxmemory-policy', (engine, topology, family, params) => {
+    const { json } = synth({ engine, topology, engineVersion: '7.2' });
+    const pg = Object.values((JSON.parse(json) as { resource: Record<string, Record<string, Record<string, unknown>>> }).resource.aws_elasticache_parameter_group)[0];
+    expect(pg.family).toBe(family);
+    expect(pg.parameter).toEqual(params.length > 0 ? params : [{ name: 'maxmemory-policy', value: 'volatile-ttl' }]);
+    expect(group(json)).toMatchObject({ engine, maintenance_window: 'sun:05:00-sun:06:00', snapshot_retention_limit: 0 });
+  });
+
   it('single: one node, no failover, the cluster-mode-disabled parameter group, primary endpoint', () => {
     const { json, redis } = synth({ topology: 'single' });
     expect(group(json)).toMatchObject({
@@ -41,7 +53,7 @@ describe('ElastiCacheBackplane', () => {
       num_cache_clusters: 1,
       automatic_failover_enabled: false,
       multi_az_enabled: false,
-      parameter_group_name: 'default.redis7',
+      parameter_group_name: expect.stringMatching(/^\$\{aws_elasticache_parameter_group\./) as unknown,
     });
     expect(redis.mode).toBe('standalone');
     expect(redis.url).toMatch(/^rediss:\/\/\$\{TfToken\[TOKEN\.\d+\]\}:6379$/);
@@ -55,7 +67,7 @@ describe('ElastiCacheBackplane', () => {
       num_cache_clusters: 3,
       automatic_failover_enabled: true,
       multi_az_enabled: true,
-      parameter_group_name: 'default.redis7',
+      parameter_group_name: expect.stringMatching(/^\$\{aws_elasticache_parameter_group\./) as unknown,
     });
     expect(g.num_node_groups).toBeUndefined();
   });
@@ -69,7 +81,7 @@ describe('ElastiCacheBackplane', () => {
       replicas_per_node_group: 1,
       automatic_failover_enabled: true,
       multi_az_enabled: true,
-      parameter_group_name: 'default.redis7.cluster.on',
+      parameter_group_name: expect.stringMatching(/^\$\{aws_elasticache_parameter_group\./) as unknown,
     });
     expect(g.num_cache_clusters).toBeUndefined();
     expect(redis.mode).toBe('cluster');

@@ -59,7 +59,8 @@ describe('Network', () => {
     expect(redis[0].cidr_ipv4).toBeUndefined();
 
     const instance = ingress.filter((r) => ref(r.security_group_id).includes('instance-sg'));
-    expect(instance).toHaveLength(1);
+    expect(instance.filter((r) => r.from_port === 8080)).toHaveLength(1);
+    expect(instance.filter((r) => r.from_port === 9080)).toEqual([expect.objectContaining({ cidr_ipv4: expect.stringMatching(/^\$\{data\.aws_vpc\..*\.cidr_block\}$/) as unknown, to_port: 9080 })]);
     expect(instance[0]).toMatchObject({ ip_protocol: 'tcp', from_port: 8080, to_port: 8080 });
     expect(ref(instance[0].referenced_security_group_id)).toContain('load-balancer-sg');
   });

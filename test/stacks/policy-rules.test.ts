@@ -17,6 +17,8 @@ import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
 import { IamRolePolicyAttachment } from '@cdktf/provider-aws/lib/iam-role-policy-attachment';
 import { ElasticBeanstalkEnvironment } from '@cdktf/provider-aws/lib/elastic-beanstalk-environment';
 import { DataAwsElasticBeanstalkSolutionStack } from '@cdktf/provider-aws/lib/data-aws-elastic-beanstalk-solution-stack';
+import { AutoscalingPolicy } from '@cdktf/provider-aws/lib/autoscaling-policy';
+import { Fn, Token } from 'cdktf';
 import { checkTerraformPolicy, formatViolation, judgePolicy, POLICY_FIXES, POLICY_RULES, type PolicyRule } from '../../app/policy';
 
 type Breakage =
@@ -35,7 +37,17 @@ type Breakage =
   | 'imdsv1'
   | 'plain-token-env'
   | 'password-in-url'
-  | 'hardcoded-stack';
+  | 'unpinned-stack'
+  | 'percentage-batches'
+  | 'all-at-once'
+  | 'short-deregistration-delay'
+  | 'no-silence-watch'
+  | 'no-scaling-policy'
+  | 'network-out-scaling-only'
+  | 'no-https'
+  | 'no-token-auth'
+  | 'default-security-group'
+  | 'setting-without-resource';
 
 /** A small stack that follows every rule unless told to break one. */
 function synthStack(breakage?: Breakage): unknown {
@@ -153,16 +165,29 @@ function synthStack(breakage?: Breakage): unknown {
       : 'arn:aws:iam::aws:policy/AWSElasticBeanstalkWebTier',
   });
 
-  const solution = new DataAwsElasticBeanstalkSolutionStack(stack, 'solution', {
-    mostRecent: true,
-    nameRegex: '^64bit Amazon Linux 2023 (.*) running Node.js 22$',
-  });
-  const env = (namespace: string, name: string, value: string) => ({ namespace, name, value });
-  new ElasticBeanstalkEnvironment(stack, 'env', {
+  const solution = is('unpinned-stack')
+    ? new DataAwsElasticBeanstalkSolutionStack(stack, 'solution', { mostRecent: true, nameRegex: '^64bit Amazon Linux 2023 (.*) running Node.js 22$' }).name
+    : '64bit Amazon Linux 2023 v6.10.0 running Node.js 22';
+  const env = (namespace: string, name: string, value: string) =>
+    is('setting-without-resource') && name === 'PORT' ? { namespace, name, value } : { namespace, name, value, resource: '' };
+  const command = (name: string, value: string) => env('aws:elasticbeanstalk:command', name, value);
+  const listener = (name: string, value: string) => env('aws:elbv2:listener:443', name, value);
+  const eb = new ElasticBeanstalkEnvironment(stack, 'env', {
     name: 'fixture',
     application: 'fixture',
-    solutionStackName: is('hardcoded-stack') ? '64bit Amazon Linux 2 v5.8.0 running Node.js 18' : solution.name,
+    solutionStackName: solution,
     setting: [
+      command('DeploymentPolicy', is('all-at-once') ? 'AllAtOnce' : 'RollingWithAdditionalBatch'),
+      command('BatchSizeType', is('percentage-batches') ? 'Percentage' : 'Fixed'),
+      command('BatchSize', is('percentage-batches') ? '30' : '1'),
+      env('aws:elasticbeanstalk:environment:process:default', 'DeregistrationDelay', is('short-deregistration-delay') ? '20' : '45'),
+      env('aws:elasticbeanstalk:application:environment', 'RELAY_DRAIN_WINDOW_MS', '20000'),
+      ...(is('no-silence-watch') ? [] : [env('aws:elasticbeanstalk:application:environment', 'RELAY_DEREGISTRATION_SILENCE_MS', '15000')]),
+      listener('ListenerEnabled', 'true'),
+      listener('Protocol', is('no-https') ? 'HTTP' : 'HTTPS'),
+      ...(is('no-https') ? [] : [listener('SSLCertificateArns', 'arn:aws:acm:eu-west-1:123456789012:certificate/0f7c8c1e-7a43-4e0e-9d9b-3f1c3d0a1b2c')]),
+      ...(is('no-token-auth') ? [] : [env('aws:elasticbeanstalk:application:environmentsecrets', 'RELAY_TOKEN_SECRET', 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:token')]),
+      env('aws:autoscaling:launchconfiguration', 'DisableDefaultEC2SecurityGroup', is('default-security-group') ? 'false' : 'true'),
       env('aws:elbv2:loadbalancer', 'SecurityGroups', lbSg.id),
       env('aws:autoscaling:launchconfiguration', 'DisableIMDSv1', is('imdsv1') ? 'false' : 'true'),
       env('aws:elasticbeanstalk:application:environment', 'REDIS_URL', is('password-in-url') ? 'rediss://default:hunter2@redis.example:6379' : 'rediss://redis.example:6379'),
@@ -172,6 +197,16 @@ function synthStack(breakage?: Breakage): unknown {
         : env('aws:elasticbeanstalk:application:environmentsecrets', 'REDIS_AUTH_TOKEN', 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:fixture'),
     ],
   });
+  if (!is('no-scaling-policy')) {
+    new AutoscalingPolicy(stack, 'scale', {
+      name: 'fixture-scale',
+      autoscalingGroupName: Token.asString(Fn.element(eb.autoscalingGroups, 0)),
+      policyType: is('network-out-scaling-only') ? 'SimpleScaling' : 'TargetTrackingScaling',
+      ...(is('network-out-scaling-only')
+        ? { adjustmentType: 'ChangeInCapacity', scalingAdjustment: 1 }
+        : { targetTrackingConfiguration: { targetValue: 60, predefinedMetricSpecification: { predefinedMetricType: 'ASGAverageCPUUtilization' } } }),
+    });
+  }
   return JSON.parse(Testing.synth(stack));
 }
 
@@ -201,7 +236,17 @@ describe('infrastructure policy rules', () => {
     ['imdsv1', 'imdsv1'],
     ['plain-token-env', 'plain-secret'],
     ['password-in-url', 'plain-secret'],
-    ['hardcoded-stack', 'hardcoded-solution-stack'],
+    ['unpinned-stack', 'unpinned-solution-stack'],
+    ['percentage-batches', 'deploy-batch-size'],
+    ['all-at-once', 'deploy-batch-size'],
+    ['short-deregistration-delay', 'deregistration-delay'],
+    ['no-silence-watch', 'deregistration-delay'],
+    ['no-scaling-policy', 'scaling-policy'],
+    ['network-out-scaling-only', 'scaling-policy'],
+    ['no-https', 'https-and-auth'],
+    ['no-token-auth', 'https-and-auth'],
+    ['default-security-group', 'default-security-group'],
+    ['setting-without-resource', 'setting-resource'],
   ];
 
   it.each(cases)('fails when the stack has %s (rule %s fires, and only it)', (breakage, rule) => {
@@ -209,12 +254,12 @@ describe('infrastructure policy rules', () => {
   });
 
   it('names the resource and says what to do', () => {
-    const [violation] = checkTerraformPolicy(synthStack('hardcoded-stack'));
+    const [violation] = checkTerraformPolicy(synthStack('short-deregistration-delay'));
     expect(violation.address).toMatch(/^aws_elastic_beanstalk_environment\./);
-    expect(violation.message).toBe('solution_stack_name is hard-coded ("64bit Amazon Linux 2 v5.8.0 running Node.js 18"), so the platform never moves on');
-    expect(violation.fix).toBe('look the solution stack up with the aws_elastic_beanstalk_solution_stack data source (most_recent and a name regex)');
+    expect(violation.message).toBe('DeregistrationDelay 20 s is shorter than silence 15000 ms + drain 20000 ms + 10 s = 45 s');
+    expect(violation.fix).toMatch(/^set aws:elasticbeanstalk:environment:process:default DeregistrationDelay to at least/);
     expect(formatViolation('relay-dev', violation).split('\n')).toEqual([
-      `relay-dev: [hardcoded-solution-stack] ${violation.address}: ${violation.message}`,
+      `relay-dev: [deregistration-delay] ${violation.address}: ${violation.message}`,
       `  fix: ${violation.fix}`,
     ]);
   });

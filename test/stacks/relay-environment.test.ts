@@ -1,7 +1,6 @@
 import { Testing } from 'cdktf';
 // Importing the adapter (not only calling Testing.setupJest) brings its matcher types into scope.
 import { setupJest } from 'cdktf/lib/testing/adapters/jest';
-import { DataAwsElasticBeanstalkSolutionStack } from '@cdktf/provider-aws/lib/data-aws-elastic-beanstalk-solution-stack';
 import { RelayEnvironment, type RelayEnvironmentProps } from '../../stacks/relay-environment';
 
 setupJest();
@@ -29,6 +28,8 @@ const BASE: RelayEnvironmentProps = {
   redisMode: 'standalone',
   redisAuthTokenSecretArn: SECRET_ARN,
   channelPrefix: 'relay-dev',
+  solutionStackName: '64bit Amazon Linux 2023 v6.10.0 running Node.js 22',
+  vpcCidr: '10.0.0.0/16',
 };
 
 function synth(props: Partial<RelayEnvironmentProps> = {}): { json: string; env: Body; settings: Setting[]; relay: RelayEnvironment } {
@@ -44,13 +45,34 @@ const get = (settings: Setting[], namespace: string, name: string) =>
   settings.filter((s) => s.namespace === namespace && s.name === name).map((s) => s.value);
 
 describe('RelayEnvironment', () => {
-  it('finds the newest Amazon Linux 2023 Node.js 22 platform with the data source', () => {
+  it('gives every setting resource "" so the plan settles', () => {
+    const { settings } = synth();
+    expect(settings.filter((x) => (x as unknown as Body).resource !== '')).toEqual([]);
+  });
+
+  it('keeps the deregistration delay longer than the health-check silence plus the drain window', () => {
+    const { settings, relay } = synth({ relayEnvironment: { RELAY_DRAIN_WINDOW_MS: '30000' } });
+    expect(relay.deregistrationDelaySeconds).toBe(15 + 30 + 15);
+    expect(get(settings, 'aws:elasticbeanstalk:environment:process:default', 'DeregistrationDelay')).toEqual(['60']);
+    expect(get(settings, 'aws:elasticbeanstalk:application:environment', 'RELAY_SHUTDOWN_TIMEOUT_MS')).toEqual(['40000']);
+  });
+
+  it('passes the relay settings and the token secret through, the secret only as environmentsecrets', () => {
+    const token = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:relay-dev/relay-token-secret-AbCdEf';
+    const { settings } = synth({ relayEnvironment: { LOG_LEVEL: 'warn', RELAY_ALLOWED_ORIGINS: 'https://a.example' }, tokenSecretArn: token });
+    expect(get(settings, 'aws:elasticbeanstalk:application:environment', 'LOG_LEVEL')).toEqual(['warn']);
+    expect(get(settings, 'aws:elasticbeanstalk:application:environment', 'RELAY_ALLOWED_ORIGINS')).toEqual(['https://a.example']);
+    expect(get(settings, 'aws:elasticbeanstalk:application:environmentsecrets', 'RELAY_TOKEN_SECRET')).toEqual([token]);
+  });
+
+  it('fails when several instance types are given without Spot', () => {
+    expect(() => synth({ instanceTypes: ['c7g.large', 'c6g.large'] })).toThrow(/2 instance types without Spot; On-Demand uses only the first/);
+  });
+
+  it('runs the pinned platform, so an upgrade is a config change that shows in the diff', () => {
     const { json, env } = synth();
-    expect(json).toHaveDataSourceWithProperties(DataAwsElasticBeanstalkSolutionStack, {
-      most_recent: true,
-      name_regex: '^64bit Amazon Linux 2023 (.*) running Node.js 22$',
-    });
-    expect(env.solution_stack_name).toMatch(/^\$\{data\.aws_elastic_beanstalk_solution_stack\..*\.name\}$/);
+    expect(json).not.toContain('aws_elastic_beanstalk_solution_stack');
+    expect(env.solution_stack_name).toBe('64bit Amazon Linux 2023 v6.10.0 running Node.js 22');
     expect(env).toMatchObject({ tier: 'WebServer', version_label: 'relay-0.1.0-aaaaaaaaaaaa', name: 'relay-dev' });
   });
 
@@ -60,10 +82,18 @@ describe('RelayEnvironment', () => {
     ['aws:elbv2:loadbalancer', 'IdleTimeout', '300'],
     ['aws:elbv2:loadbalancer', 'SecurityGroups', 'sg-00000000000000001'],
     ['aws:elbv2:loadbalancer', 'ManagedSecurityGroup', 'sg-00000000000000001'],
-    ['aws:elasticbeanstalk:environment:proxy', 'ProxyServer', 'none'],
+    ['aws:elasticbeanstalk:environment:proxy', 'ProxyServer', 'nginx'],
+    ['aws:elasticbeanstalk:environment:process:default', 'DeregistrationDelay', '50'],
+    ['aws:elasticbeanstalk:environment:process:default', 'HealthCheckInterval', '5'],
+    ['aws:elasticbeanstalk:command', 'BatchSizeType', 'Fixed'],
+    ['aws:elasticbeanstalk:command', 'BatchSize', '1'],
+    ['aws:autoscaling:launchconfiguration', 'DisableDefaultEC2SecurityGroup', 'true'],
+    ['aws:autoscaling:trigger', 'UpperThreshold', '100'],
+    ['aws:elasticbeanstalk:application:environment', 'RELAY_DEREGISTRATION_SILENCE_MS', '15000'],
+    ['aws:elasticbeanstalk:application:environment', 'RELAY_TRUSTED_PROXY', '10.0.0.0/16'],
     ['aws:elasticbeanstalk:environment:process:default', 'Port', '8080'],
     ['aws:elasticbeanstalk:environment:process:default', 'Protocol', 'HTTP'],
-    ['aws:elasticbeanstalk:environment:process:default', 'HealthCheckPath', '/healthz'],
+    ['aws:elasticbeanstalk:environment:process:default', 'HealthCheckPath', '/healthz/lb'],
     ['aws:elasticbeanstalk:environment:process:default', 'StickinessEnabled', 'false'],
     ['aws:autoscaling:launchconfiguration', 'IamInstanceProfile', 'relay-dev-eb-instance'],
     ['aws:autoscaling:launchconfiguration', 'SecurityGroups', 'sg-00000000000000002'],
@@ -99,7 +129,18 @@ describe('RelayEnvironment', () => {
     const { settings } = synth();
     expect(get(settings, 'aws:elasticbeanstalk:application:environmentsecrets', 'REDIS_AUTH_TOKEN')).toEqual([SECRET_ARN]);
     const plain = settings.filter((s) => s.namespace === 'aws:elasticbeanstalk:application:environment');
-    expect(plain.map((s) => s.name).sort()).toEqual(['NODE_ENV', 'PORT', 'REDIS_MODE', 'REDIS_URL', 'RELAY_CHANNEL_PREFIX']);
+    expect(plain.map((s) => s.name).sort()).toEqual([
+      'NODE_ENV',
+      'PORT',
+      'REDIS_MODE',
+      'REDIS_URL',
+      'RELAY_CHANNEL_PREFIX',
+      'RELAY_DEREGISTRATION_SILENCE_MS',
+      'RELAY_DRAIN_WINDOW_MS',
+      'RELAY_EMF_FILE',
+      'RELAY_SHUTDOWN_TIMEOUT_MS',
+      'RELAY_TRUSTED_PROXY',
+    ]);
     expect(settings.filter((s) => /token|password|auth/i.test(s.name) && s.namespace !== 'aws:elasticbeanstalk:application:environmentsecrets')).toEqual([]);
   });
 
@@ -127,6 +168,7 @@ describe('RelayEnvironment', () => {
   it('passes the configured sizes, policy, window and retention through', () => {
     const { settings } = synth({
       instanceTypes: ['c7g.large', 'c6g.large'],
+      spot: { onDemandBase: 1, onDemandAbovePercent: 25 },
       minInstances: 3,
       maxInstances: 9,
       deploymentPolicy: 'Immutable',
@@ -137,6 +179,9 @@ describe('RelayEnvironment', () => {
       redisMode: 'cluster',
     });
     expect(get(settings, 'aws:ec2:instances', 'InstanceTypes')).toEqual(['c7g.large,c6g.large']);
+    expect(get(settings, 'aws:ec2:instances', 'EnableSpot')).toEqual(['true']);
+    expect(get(settings, 'aws:ec2:instances', 'SpotFleetOnDemandBase')).toEqual(['1']);
+    expect(get(settings, 'aws:ec2:instances', 'SpotFleetOnDemandAboveBasePercentage')).toEqual(['25']);
     expect(get(settings, 'aws:autoscaling:asg', 'MinSize')).toEqual(['3']);
     expect(get(settings, 'aws:autoscaling:asg', 'MaxSize')).toEqual(['9']);
     expect(get(settings, 'aws:elasticbeanstalk:command', 'DeploymentPolicy')).toEqual(['Immutable']);

@@ -17,9 +17,10 @@ interface Synth {
 const release = (hex: string): ApplicationRelease => ({ label: `relay-0.1.0-${hex.repeat(12)}`, sha256: hex.repeat(64), md5: hex.repeat(32) });
 const A = release('a');
 const B = release('b');
+const PLATFORM = '64bit Amazon Linux 2023 v6.10.0 running Node.js 22';
 
 function synth(props: Partial<RelayStackProps> = {}): { json: string; s: Synth } {
-  const stack = new RelayStack(Testing.app(), 'relay-dev', { app: 'relay', environment: 'dev', region: 'eu-west-1', releases: [A], activeRelease: A.label, ...props });
+  const stack = new RelayStack(Testing.app(), 'relay-dev', { app: 'relay', environment: 'dev', region: 'eu-west-1', platform: PLATFORM, releases: [A], activeRelease: A.label, ...props });
   const json = Testing.synth(stack);
   return { json, s: JSON.parse(json) as Synth };
 }
@@ -92,7 +93,7 @@ describe('RelayStack', () => {
     const policyDoc = Object.values((JSON.parse(JSON.stringify(s)) as { data: Record<string, Record<string, Body>> }).data.aws_iam_policy_document).find(
       (d) => JSON.stringify(d).includes('secretsmanager:GetSecretValue'),
     ) as Body;
-    expect((policyDoc.statement as { resources: string[] }[])[0].resources).toEqual([secretArn]);
+    expect((policyDoc.statement as { resources: string[] }[])[0].resources).toEqual([secretArn, '${aws_secretsmanager_secret.token-secret.arn}']);
     expect(setting(s, 'aws:autoscaling:launchconfiguration', 'IamInstanceProfile')).toMatch(/aws_iam_instance_profile\./);
     expect(setting(s, 'aws:elasticbeanstalk:environment', 'ServiceRole')).toMatch(/aws_iam_role\.iam_service-role_/);
     expect(setting(s, 'aws:ec2:vpc', 'Subnets')).toMatch(/^\$\{join\(",", data\.aws_subnets\./);

@@ -1,0 +1,54 @@
+/** The per-environment infrastructure fields of relay.config.json: shared relay rules, cross-field rules, stack props. */
+import { parseConfig } from '../../app/config';
+import { infraStackProps, overlaps } from '../../app/config-relay';
+
+const env = (over: Record<string, unknown> = {}): Record<string, unknown> => ({ name: 'dev', region: 'eu-west-1', ...over });
+const problems = (over: Record<string, unknown>): string => {
+  try {
+    parseConfig({ environments: [env(over)] }, 'test.json');
+    return '';
+  } catch (err) {
+    return (err as Error).message;
+  }
+};
+
+describe('infrastructure fields', () => {
+  it('validates relay settings with the relay\'s own rules', () => {
+    expect(problems({ relay: { rateLimit: 0 } })).toContain('environments[0].relay.rateLimit: received 0; allowed: expected an integer from 1 to 1000000 (default 100) (the relay\'s RELAY_RATE_LIMIT)');
+    expect(problems({ relay: { allowedOrigins: ['https://a.example/path'] } })).toContain('not an origin: https://a.example/path');
+    expect(problems({ relay: { drainWindowMs: 700_000 } })).toContain('RELAY_DRAIN_WINDOW_MS');
+  });
+
+  it('fails when several instance types are given without spot, and accepts them with it', () => {
+    expect(problems({ instances: { types: ['c7g.large', 'c6g.large'] } })).toContain('a single instance type unless "spot" is set');
+    expect(problems({ instances: { types: ['c7g.large', 'c6g.large'] }, spot: {} })).toBe('');
+  });
+
+  it('fails when the ElastiCache window overlaps the Beanstalk managed-update window', () => {
+    expect(problems({ maintenanceWindow: 'Sun:03:00', redisMaintenanceWindow: 'sun:04:00-sun:05:00' })).toContain('does not overlap the Beanstalk managed-update hour starting Sun:03:00');
+    expect(overlaps('Sun:03:00', 'sun:05:00-sun:06:00')).toBe(false);
+    expect(overlaps('Sat:23:30', 'sun:00:00-sun:01:00')).toBe(true);
+  });
+
+  it('turns "insecure" into the waiver of the https-and-auth rule, and fails on an empty reason', () => {
+    const config = parseConfig({ environments: [env({ insecure: { reason: 'sandbox' } })] });
+    expect(config.environments[0].policyWaivers).toEqual([{ rule: 'https-and-auth', reason: 'sandbox' }]);
+    expect(problems({ insecure: { reason: ' ' } })).toContain('environments[0].insecure.reason');
+  });
+
+  it('maps the fields to stack props: relay variables, token auth, engine, data protection only in prod', () => {
+    const config = parseConfig({
+      environments: [env({ relay: { logLevel: 'warn', allowedOrigins: ['https://a.example'], maxConnections: 5000 }, redisEngine: 'valkey', https: { domain: 'relay.example.com', hostedZone: 'example.com' } })],
+    });
+    const props = infraStackProps(config.environments[0]);
+    expect(props.relayEnvironment).toEqual({
+      LOG_LEVEL: 'warn',
+      RELAY_DRAIN_WINDOW_MS: '20000',
+      RELAY_BACKPLANE_GRACE_MS: '60000',
+      RELAY_ALLOWED_ORIGINS: 'https://a.example',
+      RELAY_MAX_CONNECTIONS: '5000',
+    });
+    expect(props).toMatchObject({ tokenAuth: 'generate', protectData: false, redis: { engine: 'valkey', maintenanceWindow: 'sun:05:00-sun:06:00' } });
+    expect(props.https).toEqual({ domain: 'relay.example.com', hostedZone: 'example.com' });
+  });
+});
