@@ -5,11 +5,13 @@ import { join } from 'node:path';
 import { ZipFile } from 'yazl';
 import { localReleaseZip } from '../stacks/release-layout';
 import { bundleService, RELAY_START_COMMAND } from './bundle';
+import { headCommitIfAny } from './git';
+import { MAX_LABEL_LENGTH } from './ledger';
 import { DEFAULT_ARTIFACTS_DIR, REPO_ROOT } from './paths';
 
 /** One built application bundle, named by its content. */
 export interface Artifact {
-  /** Version label, `relay-<package version>-<first 12 hex of sha256>`. */
+  /** Version label, `relay-<package version>-<short commit>-<first 12 hex of sha256>` (see releaseLabel). */
   readonly label: string;
   /** package.json version of the repository. */
   readonly version: string;
@@ -34,6 +36,29 @@ export interface BuildArtifactOptions {
    * @default false
    */
   readonly reuse?: boolean;
+  /**
+   * The commit the source comes from, named in the label; `null` for a folder that is not a git checkout.
+   * @default the checkout's HEAD
+   */
+  readonly commit?: string | null;
+}
+
+/** Length of the commit part of a label (git's usual short hash). */
+export const LABEL_COMMIT_CHARS = 7;
+
+/**
+ * `relay-<package version>-<first 7 hex of the commit>-<first 12 hex of the zip's sha256>`: people read which version
+ * and commit it is, and the label still names the bytes. Outside a git checkout the commit part is left out.
+ */
+export function releaseLabel(version: string, commit: string | null, sha256: string): string {
+  const label = `relay-${version}-${commit ? `${commit.slice(0, LABEL_COMMIT_CHARS)}-` : ''}${sha256.slice(0, 12)}`;
+  if (label.length > MAX_LABEL_LENGTH) {
+    // A stable code: the ops CLI prints the message alone, as for every other refusal.
+    throw Object.assign(new Error(`the version label ${label} is ${label.length} characters, over Elastic Beanstalk's ${MAX_LABEL_LENGTH}; shorten the version in package.json`), {
+      code: 'label_too_long',
+    });
+  }
+  return label;
 }
 
 /** Files whose content decides the zip's bytes (with the dependency versions pinned by package-lock.json). */
@@ -46,11 +71,13 @@ const FILE_MODE = 0o100644;
 /** Bundles the relay and writes a byte-reproducible Beanstalk source bundle named by its SHA-256. */
 export async function buildArtifact(opts: BuildArtifactOptions = {}): Promise<Artifact> {
   const outDir = opts.outDir ?? DEFAULT_ARTIFACTS_DIR;
-  if (!opts.reuse) return build(outDir);
-  const record = join(outDir, '.inputs', `${inputsDigest()}.json`);
+  const commit = opts.commit === undefined ? (headCommitIfAny(REPO_ROOT) ?? null) : opts.commit;
+  if (!opts.reuse) return build(outDir, commit);
+  // The commit is part of the label, so a build of the same source at another commit is recorded apart.
+  const record = join(outDir, '.inputs', `${inputsDigest()}-${commit ?? 'none'}.json`);
   const reused = reusable(record);
   if (reused) return reused;
-  const artifact = await build(outDir);
+  const artifact = await build(outDir, commit);
   mkdirSync(join(outDir, '.inputs'), { recursive: true });
   writeFileSync(record, `${JSON.stringify(artifact)}\n`);
   return artifact;
@@ -90,7 +117,7 @@ function inputsDigest(): string {
   return hash.digest('hex');
 }
 
-async function build(outDir: string): Promise<Artifact> {
+async function build(outDir: string, commit: string | null): Promise<Artifact> {
   const pkg = readRepoPackage();
   const work = mkdtempSync(join(tmpdir(), 'relay-artifact-'));
   try {
@@ -104,7 +131,7 @@ async function build(outDir: string): Promise<Artifact> {
     const zip = await zipEntries(entries);
     const sha256 = createHash('sha256').update(zip).digest('hex');
     const md5 = createHash('md5').update(zip).digest('hex');
-    const label = `relay-${pkg.version}-${sha256.slice(0, 12)}`;
+    const label = releaseLabel(pkg.version, commit, sha256);
     mkdirSync(outDir, { recursive: true });
     const zipPath = localReleaseZip(outDir, label);
     // Write then rename so a concurrent reader never sees half a zip.

@@ -1,31 +1,19 @@
 /**
- * Ops commands: `npm run ops -- <command>` (release, promote, rollback, list, mark-deployed, diff, synth).
- * `npm run synth` runs the synth command (app/main.ts); `npm run ops` runs app/ops.ts.
+ * Ops commands: `npm run ops -- <command>` (release, promote, rollback, prune, list, rebuild, resolve, mark-deployed,
+ * diff, synth). `npm run synth` runs the synth command (app/main.ts); `npm run ops` runs app/ops.ts. The ledger
+ * commands themselves are in release-commands.ts.
  *
  * Every command validates all its input before writing anything, so a refused command leaves the ledger byte-identical.
  */
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { Command, CommanderError } from 'commander';
-import { localReleaseZip } from '../stacks/release-layout';
-import { buildArtifact } from './artifact';
-import { loadConfig, type EnvironmentConfig } from './config';
-import { ledgerPath, readLedger, writeLedger, type Ledger, type LedgerRelease, LEDGER_VERSION } from './ledger';
-import { DEFAULT_ARTIFACTS_DIR, DEFAULT_CONFIG_FILE, DEFAULT_LEDGER_DIR, DEFAULT_SYNTH_OUT_DIR, displayPath, REPO_ROOT } from './paths';
+import { Command, CommanderError, Option } from 'commander';
+import { DEFAULT_ARTIFACTS_DIR, DEFAULT_CONFIG_FILE, DEFAULT_LEDGER_DIR, DEFAULT_SYNTH_OUT_DIR } from './paths';
 import { addPlatformCommand } from './platform-command';
+import { list, markDeployed, promote, prune, rebuild, release, resolve, rollback, type CommandContext, type Override } from './release-commands';
 import { synthesize } from './synth';
+import { verifyCommand, type VerifyCommandOptions } from './verify-command';
 import { diffSynth, loadSynthTree, renderMarkdown, renderText } from './synth-diff';
 
-/** A refused command: bad input or a state the command cannot act on. */
-export class CliError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.name = 'CliError';
-    this.code = code;
-  }
-}
+export { CliError } from './release-commands';
 
 export interface CliIo {
   readonly stdout: (text: string) => void;
@@ -57,48 +45,100 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr, outputError: (text, write) => write(text) });
 
   const globals = (cmd: Command): GlobalOptions => cmd.optsWithGlobals<GlobalOptions>();
+  const context = (cmd: Command): CommandContext => {
+    const g = globals(cmd);
+    return { configFile: g.config, ledgerDir: g.ledgerDir, artifactsDir: g.artifactsDir, out: io.stdout, err: io.stderr, env: io.env, now: now() };
+  };
+  const forceOptions = (cmd: Command): Command =>
+    cmd
+      .addOption(new Option('--force', 'override a promotion guard (needs --reason)'))
+      .addOption(new Option('--reason <text>', 'why: recorded in the ledger\'s history (required with --force)'));
 
-  program
-    .command('release')
-    .description('build the current source, add it to <env>\'s ledger, make it active and prune to the newest N (retainReleases)')
-    .argument('<env>', 'environment name from the config')
-    .action(async (env: string, _opts: unknown, cmd: Command) => {
-      await release(env, globals(cmd), io, now());
-    });
+  forceOptions(
+    program
+      .command('release')
+      .description('build the committed source, add it to <env>\'s ledger, make it active and prune (see prune)')
+      .argument('<env>', 'environment name from the config (the first of the promotion order)')
+      .option('--allow-dirty', 'release uncommitted changes, recorded as dirty: true (never promoted past the first environment)'),
+  ).action(async (env: string, opts: Override & { allowDirty?: boolean }, cmd: Command) => {
+    await release(env, opts, context(cmd));
+  });
 
-  program
-    .command('promote')
-    .description('make the release active in <from> active in <to> (same label, same bytes)')
-    .argument('<from>', 'environment to take the active release from')
-    .argument('<to>', 'environment to make it active in')
-    .action(async (from: string, to: string, _opts: unknown, cmd: Command) => {
-      await promote(from, to, globals(cmd), io);
-    });
+  forceOptions(
+    program
+      .command('promote')
+      .description('make the release active in <from> active in <to> (same label, same bytes); it must have been active in the environment before <to>')
+      .argument('<from>', 'environment to take the active release from')
+      .argument('<to>', 'environment to make it active in'),
+  ).action((from: string, to: string, opts: Override, cmd: Command) => {
+    promote(from, to, opts, context(cmd));
+  });
 
   program
     .command('rollback')
-    .description('make the retained release just older than the active one (or the named one) active')
+    .description('make the previously active release (or the named retained one) active again')
     .argument('<env>', 'environment name from the config')
     .argument('[label]', 'retained release to make active')
-    .action((env: string, label: string | undefined, _opts: unknown, cmd: Command) => {
-      rollback(env, label, globals(cmd), io);
+    .option('--reason <text>', 'why: recorded in the ledger\'s history')
+    .action((env: string, label: string | undefined, opts: Override, cmd: Command) => {
+      rollback(env, label, opts, context(cmd));
+    });
+
+  program
+    .command('prune')
+    .description('drop releases beyond retainReleases (or the named ones); never the active one nor the last two previously active')
+    .argument('<env>', 'environment name from the config')
+    .argument('[labels...]', 'retained releases to drop')
+    .action((env: string, labels: string[], _opts: unknown, cmd: Command) => {
+      prune(env, labels, context(cmd));
     });
 
   program
     .command('list')
-    .description('show the retained releases of <env>, oldest first, marking the active one with *')
+    .description('show the retained releases of <env> (oldest first, * = active) and its activation history')
     .argument('<env>', 'environment name from the config')
     .action((env: string, _opts: unknown, cmd: Command) => {
-      list(env, globals(cmd), io, now());
+      list(env, context(cmd));
+    });
+
+  program
+    .command('rebuild')
+    .description('rebuild a release from its recorded commit in a temporary git worktree (npm ci, build) and verify its sha256')
+    .argument('<label>', 'a label retained by any ledger')
+    .action(async (label: string, _opts: unknown, cmd: Command) => {
+      await rebuild(label, context(cmd));
+    });
+
+  program
+    .command('resolve')
+    .description('combine both sides of a merge-conflicted ledger: every release of either, the most recently activated one active')
+    .argument('<env>', 'environment whose ledger has conflict markers')
+    .action((env: string, _opts: unknown, cmd: Command) => {
+      resolve(env, context(cmd));
+    });
+
+  program
+    .command('verify')
+    .description('run a delivery canary against <env>\'s websocket_url (or --urls) and count gaps, duplicates and reorderings; exit 0 only with none')
+    .argument('[env]', 'environment: its websocket_url output is the target, and the result is recorded in its ledger')
+    .option('--urls <ws-urls>', 'comma-separated ws:// URLs of the instances, instead of the environment\'s output')
+    .option('--duration <time>', 'how long the canary publishes (e.g. 60s, 2m)', '60s')
+    .option('--clients <n>', 'canary clients, spread over the URLs', '4')
+    .option('--rate <r>', 'messages per second, over all clients', '20')
+    .option('--json <file>', 'also write the report as JSON')
+    .option('--during <command>', 'run this shell command (a deploy, a rolling restart) while the canary publishes')
+    .option('--out <dir>', 'synthesized stacks (for <env>\'s terraform outputs)', io.env.RELAY_SYNTH_OUT ?? DEFAULT_SYNTH_OUT_DIR)
+    .action(async (env: string | undefined, opts: VerifyCommandOptions, cmd: Command) => {
+      exitCode = await verifyCommand(env, opts, context(cmd));
     });
 
   program
     .command('mark-deployed')
-    .description('record that <env>\'s active (or the named) release was deployed, so synth needs no local zip for it')
+    .description('record that <env>\'s active (or the named) release was deployed')
     .argument('<env>', 'environment name from the config')
     .argument('[label]', 'retained release that was deployed')
     .action((env: string, label: string | undefined, _opts: unknown, cmd: Command) => {
-      markDeployed(env, label, globals(cmd), io);
+      markDeployed(env, label, context(cmd));
     });
 
   program
@@ -134,226 +174,6 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     io.stderr(known ? `${err.message}\n` : `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return 1;
   }
-}
-
-async function release(envName: string, opts: GlobalOptions, io: CliIo, now: Date): Promise<void> {
-  const env = environment(envName, opts);
-  const ledger = readLedger(opts.ledgerDir, env.name);
-  const artifact = await buildArtifact({ outDir: opts.artifactsDir });
-  const file = shownLedger(opts, env.name);
-  const existing = ledger?.releases.find((r) => r.label === artifact.label);
-  if (ledger && existing && ledger.active === artifact.label) {
-    io.stdout(`${env.name}: ${artifact.label} is already the active release in ${file}; nothing changed.\n`);
-    return;
-  }
-  const entry: LedgerRelease = existing ?? {
-    label: artifact.label,
-    sha256: artifact.sha256,
-    md5: artifact.md5,
-    created: now.toISOString(),
-    commit: gitCommit(),
-  };
-  const releases = existing ? [...(ledger?.releases ?? [])] : [...(ledger?.releases ?? []), entry];
-  const { kept, pruned } = prune(releases, entry.label, env.retainReleases);
-  writeLedger(opts.ledgerDir, { version: LEDGER_VERSION, environment: env.name, active: entry.label, releases: kept });
-  io.stdout(
-    existing
-      ? `${env.name}: ${artifact.label} was already retained; it is now the active release (was ${ledger?.active}).\n`
-      : `${env.name}: released ${artifact.label} (now active${ledger ? `, was ${ledger.active}` : ''}).\n`,
-  );
-  reportPruned(env, pruned, io);
-  io.stdout(`Wrote ${file}; commit it and deploy to roll it out.\n`);
-}
-
-async function promote(fromName: string, toName: string, opts: GlobalOptions, io: CliIo): Promise<void> {
-  const from = environment(fromName, opts);
-  const to = environment(toName, opts);
-  if (from.name === to.name) throw new CliError('same_environment', `cannot promote ${from.name} to itself; name two different environments`);
-  const source = requireLedger(from.name, opts);
-  const target = readLedger(opts.ledgerDir, to.name);
-  const entry = source.releases.find((r) => r.label === source.active) as LedgerRelease;
-  const shownSource = shownLedger(opts, from.name);
-
-  const zipPath = localReleaseZip(opts.artifactsDir, entry.label);
-  if (existsSync(zipPath)) {
-    const actual = sha256Of(zipPath);
-    if (actual !== entry.sha256) {
-      throw new CliError(
-        'zip_mismatch',
-        `refusing to promote ${entry.label}: ${displayPath(zipPath)} has sha256 ${actual} but ${shownSource} records ${entry.sha256}. ` +
-          `The local zip is not the released bytes: delete it and run the command again to rebuild it from source.`,
-      );
-    }
-  } else {
-    // Builds are reproducible: the current source may give exactly the recorded bytes, which is as good as the original zip.
-    const rebuilt = await buildArtifact({ outDir: opts.artifactsDir });
-    if (rebuilt.sha256 !== entry.sha256) {
-      throw new CliError(
-        'zip_unavailable',
-        `refusing to promote ${entry.label}: its zip is not in ${displayPath(opts.artifactsDir)} and the current source builds ${rebuilt.label} instead. ` +
-          `Rebuild it from its commit (\`git checkout ${entry.commit} && npm run ops -- promote ${from.name} ${to.name}\`), then return to your branch.`,
-      );
-    }
-  }
-
-  const shownTarget = shownLedger(opts, to.name);
-  const existing = target?.releases.find((r) => r.label === entry.label);
-  if (target && existing && target.active === entry.label) {
-    io.stdout(`${to.name}: ${entry.label} is already the active release in ${shownTarget}; nothing changed.\n`);
-    return;
-  }
-  // The target's own deployment state starts over: the zip is in the source environment's bucket, not the target's.
-  const copy: LedgerRelease = { label: entry.label, sha256: entry.sha256, md5: entry.md5, created: entry.created, commit: entry.commit };
-  const releases = existing ? [...(target?.releases ?? [])] : [...(target?.releases ?? []), copy];
-  const { kept, pruned } = prune(releases, entry.label, to.retainReleases);
-  writeLedger(opts.ledgerDir, { version: LEDGER_VERSION, environment: to.name, active: entry.label, releases: kept });
-  io.stdout(`${to.name}: promoted ${entry.label} from ${from.name} (now active${target ? `, was ${target.active}` : ''}).\n`);
-  reportPruned(to, pruned, io);
-  io.stdout(`Wrote ${shownTarget}; commit it and deploy to roll it out.\n`);
-}
-
-function rollback(envName: string, label: string | undefined, opts: GlobalOptions, io: CliIo): void {
-  const env = environment(envName, opts);
-  const ledger = requireLedger(env.name, opts);
-  const file = shownLedger(opts, env.name);
-  const activeIndex = ledger.releases.findIndex((r) => r.label === ledger.active);
-  let target: LedgerRelease;
-  if (label !== undefined) {
-    target = findRelease(ledger, label, file);
-    if (target.label === ledger.active) {
-      io.stdout(`${env.name}: ${label} is already the active release in ${file}; nothing changed.\n`);
-      return;
-    }
-  } else {
-    if (activeIndex === 0) {
-      throw new CliError(
-        'nothing_older',
-        `cannot roll back ${env.name}: the active release ${ledger.active} is the oldest retained in ${file}; ` +
-          `name a newer one instead (\`npm run ops -- rollback ${env.name} <label>\`, see \`npm run ops -- list ${env.name}\`)`,
-      );
-    }
-    target = ledger.releases[activeIndex - 1];
-  }
-  writeLedger(opts.ledgerDir, { ...ledger, active: target.label });
-  io.stdout(`${env.name}: active release ${ledger.active} -> ${target.label}.\nWrote ${file}; commit it and deploy to roll it out.\n`);
-}
-
-function list(envName: string, opts: GlobalOptions, io: CliIo, now: Date): void {
-  const env = environment(envName, opts);
-  const ledger = readLedger(opts.ledgerDir, env.name);
-  const file = shownLedger(opts, env.name);
-  if (!ledger) {
-    io.stdout(`${env.name}: no ledger (${file} does not exist); the environment tracks the current build. Run \`npm run ops -- release ${env.name}\` to start one.\n`);
-    return;
-  }
-  const rows = [
-    ['', 'LABEL', 'AGE', 'CREATED', 'COMMIT', 'DEPLOYED'],
-    ...ledger.releases.map((r) => [
-      r.label === ledger.active ? '*' : '',
-      r.label,
-      formatAge(now.getTime() - Date.parse(r.created)),
-      r.created,
-      r.commit.slice(0, 12),
-      r.deployed ? 'yes' : 'no',
-    ]),
-  ];
-  const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
-  const lines = rows.map((row) => row.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd());
-  io.stdout(`${lines.join('\n')}\n${ledger.releases.length} retained (keeping the newest ${env.retainReleases}); * = active\n`);
-}
-
-function markDeployed(envName: string, label: string | undefined, opts: GlobalOptions, io: CliIo): void {
-  const env = environment(envName, opts);
-  const ledger = requireLedger(env.name, opts);
-  const file = shownLedger(opts, env.name);
-  const target = findRelease(ledger, label ?? ledger.active, file);
-  if (target.deployed) {
-    io.stdout(`${env.name}: ${target.label} is already marked deployed in ${file}; nothing changed.\n`);
-    return;
-  }
-  const releases = ledger.releases.map((r) => (r.label === target.label ? { ...r, deployed: true } : r));
-  writeLedger(opts.ledgerDir, { ...ledger, releases });
-  io.stdout(`${env.name}: marked ${target.label} deployed in ${file}.\n`);
-}
-
-function environment(name: string, opts: GlobalOptions): EnvironmentConfig {
-  const config = loadConfig(opts.config);
-  const env = config.environments.find((e) => e.name === name);
-  if (!env) {
-    throw new CliError(
-      'unknown_environment',
-      `unknown environment "${name}": ${displayPath(opts.config)} defines ${config.environments.map((e) => e.name).join(', ')}`,
-    );
-  }
-  return env;
-}
-
-function requireLedger(envName: string, opts: GlobalOptions): Ledger {
-  const ledger = readLedger(opts.ledgerDir, envName);
-  if (!ledger) {
-    throw new CliError(
-      'no_ledger',
-      `${envName} has no ledger (${shownLedger(opts, envName)} does not exist) and tracks the current build; ` +
-        `run \`npm run ops -- release ${envName}\` first`,
-    );
-  }
-  return ledger;
-}
-
-function findRelease(ledger: Ledger, label: string, file: string): LedgerRelease {
-  const found = ledger.releases.find((r) => r.label === label);
-  if (!found) {
-    throw new CliError(
-      'unknown_label',
-      `unknown label "${label}" for ${ledger.environment}: ${file} retains ${ledger.releases.map((r) => r.label).join(', ')}`,
-    );
-  }
-  return found;
-}
-
-/** Keeps the newest `keep` releases (the list is oldest first) and never drops the active one. */
-export function prune(releases: readonly LedgerRelease[], active: string, keep: number): { kept: LedgerRelease[]; pruned: LedgerRelease[] } {
-  const kept = [...releases];
-  const pruned: LedgerRelease[] = [];
-  while (kept.length > keep) {
-    const oldest = kept.findIndex((r) => r.label !== active);
-    if (oldest < 0) break;
-    pruned.push(...kept.splice(oldest, 1));
-  }
-  return { kept, pruned };
-}
-
-function reportPruned(env: EnvironmentConfig, pruned: readonly LedgerRelease[], io: CliIo): void {
-  if (pruned.length === 0) return;
-  io.stdout(`${env.name}: pruned ${pruned.map((r) => r.label).join(', ')} (keeping the newest ${env.retainReleases}).\n`);
-}
-
-function shownLedger(opts: GlobalOptions, envName: string): string {
-  return displayPath(ledgerPath(opts.ledgerDir, envName));
-}
-
-function sha256Of(file: string): string {
-  return createHash('sha256').update(readFileSync(file)).digest('hex');
-}
-
-// The commit is provenance only: outside a git checkout the release is still valid.
-function gitCommit(): string {
-  try {
-    const sha = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return /^[0-9a-f]{40}$/.test(sha) ? sha : 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
-
-function formatAge(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) return '-';
-  const minutes = Math.floor(ms / 60_000);
-  if (minutes < 1) return 'now';
-  if (minutes < 60) return `${minutes}m`;
-  const hours = Math.floor(minutes / 60);
-  if (hours < 48) return `${hours}h`;
-  return `${Math.floor(hours / 24)}d`;
 }
 
 /** Runs the CLI as this process: its streams and environment, and its exit code. */

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { pipelineProblems, pipelineSchema } from './config-pipeline';
 import { DEFAULT_CONFIG_FILE, displayPath } from './paths';
 import { POLICY_RULES } from './policy';
+import { checkPromotionOrder, promotionOrderSchema, requireVerificationSchema, withReleaseDefaults } from './config-releases';
 import { infraEnvironmentFields, withInfraRules } from './config-relay';
 
 /** The relay pings every client this often; the load balancer must never time out a healthy socket first. */
@@ -178,6 +179,7 @@ const environmentSchema = withInfraRules(z.strictObject({
   policyWaivers: policyWaiversSchema
     .default([])
     .meta({ description: 'Security policy rules this environment may break, each with its reason; the only way past a rule (see infrastructure.md). A waiver that matches nothing draws a warning.' }),
+  requireVerification: requireVerificationSchema,
   ...infraEnvironmentFields,
 }));
 
@@ -185,6 +187,7 @@ const configSchema = z
   .strictObject({
     app: dnsName(16).default('relay').meta({ description: 'Application name, the start of every resource name.', allowed: '1-16 characters of `a-z 0-9 -`, starting with a letter, not ending with `-`' }),
     environments: z.array(environmentSchema, { error: 'a list of environments' }).min(1, { error: 'at least one environment' }).meta({ description: 'The environments, one stack `relay-<name>` each.' }),
+    promotionOrder: promotionOrderSchema,
     pipeline: pipelineSchema.optional().meta({ description: 'The CI/CD pipeline: GitHub repository, deployed environments, the bootstrap stack (see pipeline.md).', unset: 'no `relay-bootstrap` stack; CI requires shared state for every environment' }),
   })
   .superRefine((v, ctx) => {
@@ -194,7 +197,9 @@ const configSchema = z
       seen.add(e.name);
     });
     for (const p of pipelineProblems(v.environments, v.pipeline)) ctx.addIssue({ code: 'custom', ...p });
-  });
+    checkPromotionOrder(v, ctx);
+  })
+  .transform(withReleaseDefaults);
 
 /** The schema of relay.config.json, for the generated reference (docs/generate-configuration.ts). */
 export { configSchema as relayConfigSchema };

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 /** Attribute names whose values are never printed. */
 const SENSITIVE_NAME = /password|passwd|secret|token|private_?key|credential|api_?key/i;
 const MASK = '(sensitive)';
-const MAX_VALUE_CHARS = 120;
+const MAX_VALUE_CHARS = 160;
 
 export class SynthDiffError extends Error {
   readonly code = 'synth_diff_input';

@@ -16,9 +16,9 @@ import { BOOTSTRAP_STACK_ID, bootstrapStackProps } from './bootstrap';
 import { loadConfig, type AppConfig, type EnvironmentConfig } from './config';
 import { infraStackProps } from './config-relay';
 import { assertSharedState } from './config-pipeline';
-import { displayPath } from './paths';
+import { displayPath, REPO_ROOT } from './paths';
 import { checkTerraformPolicy, formatViolation, judgePolicy, type PolicyViolation } from './policy';
-import { resolveReleases, type ResolvedReleases } from './releases';
+import { resolveAllReleases, type ResolvedReleases } from './releases';
 
 /** What synth reads and where it writes; every path absolute or relative to the working directory. */
 export interface SynthOptions {
@@ -30,6 +30,30 @@ export interface SynthOptions {
   readonly artifactsDir: string;
   /** Output folder (cdktf.out): manifest.json and stacks/<stack>/. */
   readonly outDir: string;
+  /**
+   * The git checkout whose commits the ledgers record (missing zips are rebuilt from them).
+   * @default the repository this program runs from
+   */
+  readonly repoRoot?: string;
+}
+
+/** A stack folder of an environment no longer configured that holds terraform state: synth will not delete it. */
+export class OrphanedStateError extends Error {
+  readonly code = 'orphaned_state';
+  constructor(folders: readonly { dir: string; files: readonly string[] }[], configFile: string) {
+    super(
+      folders
+        .map(
+          ({ dir, files }) =>
+            `${displayPath(dir)} is the stack folder of an environment ${displayPath(configFile)} no longer configures, and it holds terraform state (${files.join(', ')}).`,
+        )
+        .join('\n') +
+        '\nSynth removes the folders of removed environments, but never state: the resources it tracks may still exist. Either destroy them first ' +
+        `(add the environment back to ${displayPath(configFile)}, \`npm run synth\`, \`npx cdktf-cli@0.21.0 destroy relay-<env>\`, then remove it again), ` +
+        'or move the state out of cdktf.out (e.g. `mv cdktf.out/stacks/relay-<env> ../relay-<env>-state`) to import or destroy it later; then run synth again.',
+    );
+    this.name = 'OrphanedStateError';
+  }
 }
 
 export interface SynthIo {
@@ -104,6 +128,9 @@ export function relayStackProps(config: AppConfig, env: EnvironmentConfig, relea
 async function synthesizeInto(staging: string, opts: SynthOptions, io: SynthIo): Promise<PlannedStack[]> {
   const config = loadConfig(opts.configFile);
   assertSharedState(config, process.env, displayPath(opts.configFile));
+  const stackIds = [...config.environments.map((e) => `relay-${e.name}`), ...(bootstrapStackProps(config) ? [BOOTSTRAP_STACK_ID] : [])];
+  const withState = orphanedStacks(opts.outDir, stackIds).filter((o) => o.files.length > 0);
+  if (withState.length > 0) throw new OrphanedStateError(withState, opts.configFile);
   // The bundle is built by esbuild's own process: start it first so it overlaps loading cdktf and the provider classes.
   const building = buildArtifact({ reuse: true, outDir: opts.artifactsDir });
   // Handled where it is awaited below; this only keeps an early failure from counting as unhandled meanwhile.
@@ -111,14 +138,18 @@ async function synthesizeInto(staging: string, opts: SynthOptions, io: SynthIo):
   const { App } = await import('cdktf');
   const { RelayStack } = await import('../stacks/relay-stack');
   const artifact = await building;
+  const resolved = await resolveAllReleases(
+    config.environments.map((e) => e.name),
+    artifact,
+    { ledgerDir: opts.ledgerDir, artifactsDir: opts.artifactsDir, configFile: opts.configFile, repoRoot: opts.repoRoot ?? REPO_ROOT, log: (line) => io.stderr(`${line}\n`) },
+  );
 
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { recursive: true });
   // cdktf records no outdir in what it writes, so the staging folder's name never reaches the output.
   const app = new App({ outdir: staging });
   const planned = config.environments.map((env): PlannedStack => {
-    const releases = resolveReleases(env.name, artifact, opts.ledgerDir, opts.artifactsDir);
-    for (const warning of releases.warnings) io.stderr(`warning: ${warning}\n`);
+    const releases = resolved.get(env.name) as ResolvedReleases;
     const id = `relay-${env.name}`;
     new RelayStack(app, id, relayStackProps(config, env, releases));
     return { id, env, releases };
@@ -155,9 +186,20 @@ function checkPolicy(staging: string, planned: readonly PlannedStack[], configFi
   );
 }
 
+/** Stack folders in `outDir` that are not in `ids`, each with the terraform state files it holds. */
+function orphanedStacks(outDir: string, ids: readonly string[]): { dir: string; files: string[] }[] {
+  const stacksDir = join(outDir, 'stacks');
+  if (!existsSync(stacksDir)) return [];
+  return readdirSync(stacksDir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && !ids.includes(e.name))
+    .map((e) => ({ dir: join(stacksDir, e.name), files: readdirSync(join(stacksDir, e.name)).filter((f) => /^terraform\..*\.tfstate/.test(f)).sort() }));
+}
+
 /** Moves the staged stacks into the output folder; manifest.json goes last, so it only ever lists complete stacks. */
 function moveIntoPlace(staging: string, planned: readonly PlannedStack[], outDir: string): void {
   rmSync(join(outDir, MANIFEST), { force: true });
+  // Environments no longer configured: their folders go (checked for state before anything was built).
+  for (const orphan of orphanedStacks(outDir, planned.map((p) => p.id))) rmSync(orphan.dir, { recursive: true, force: true });
   for (const { id, releases } of planned) {
     const dir = join(outDir, 'stacks', id);
     mkdirSync(dir, { recursive: true });
@@ -166,7 +208,6 @@ function moveIntoPlace(staging: string, planned: readonly PlannedStack[], outDir
     // Only stale zips go: the stack folder also holds terraform's local state, which must never be touched.
     pruneZips(join(dir, RELEASE_SOURCE_DIR), new Set(declared.map((r) => releaseZipName(r.label))));
     for (const release of declared) {
-      if (release.zipPath === undefined || !existsSync(release.zipPath)) continue;
       const dest = join(dir, releaseSourcePath(release.label));
       mkdirSync(join(dest, '..'), { recursive: true });
       copyFileSync(release.zipPath, dest);

@@ -1,11 +1,11 @@
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { open, type Entry } from 'yauzl';
-import { buildArtifact, type Artifact } from '../../app/artifact';
+import { buildArtifact, releaseLabel, type Artifact } from '../../app/artifact';
 import { REPO_ROOT } from '../../app/paths';
 
 const run = promisify(execFile);
@@ -82,9 +82,20 @@ describe('buildArtifact', () => {
     expect(first.version).toBe(version);
     expect(first.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     expect(first.md5).toBe(createHash('md5').update(bytes).digest('hex'));
-    expect(first.label).toBe(`relay-${version}-${first.sha256.slice(0, 12)}`);
+    // This checkout's HEAD is the commit part (the tests run in a git checkout).
+    const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
+    expect(first.label).toBe(`relay-${version}-${head.slice(0, 7)}-${first.sha256.slice(0, 12)}`);
+    expect(first.label.length).toBeLessThanOrEqual(100);
     expect(first.zipPath).toMatch(new RegExp(`/${first.label}\\.zip$`));
     expect(first.sizeBytes).toBe(bytes.length);
+  });
+
+  it('labels without a commit outside git, and refuses a label over 100 characters', () => {
+    expect(releaseLabel('1.2.3', null, 'ab'.repeat(32))).toBe('relay-1.2.3-abababababab');
+    expect(releaseLabel('1.2.3-rc.1', '0123456789abcdef0123456789abcdef01234567', 'cd'.repeat(32))).toBe('relay-1.2.3-rc.1-0123456-cdcdcdcdcdcd');
+    expect(() => releaseLabel(`1.0.0-${'x'.repeat(80)}`, '0123456789abcdef0123456789abcdef01234567', 'cd'.repeat(32))).toThrow(
+      /^the version label relay-1\.0\.0-x+-0123456-cdcdcdcdcdcd is \d+ characters, over Elastic Beanstalk's 100; shorten the version in package.json$/,
+    );
   });
 
   it('holds server.js, a dependency-free package.json and the Procfile, sorted, with fixed mode and time', async () => {

@@ -33,6 +33,7 @@ describe('parseConfig', () => {
       maintenanceWindow: 'Sun:03:00',
       logRetentionDays: 30,
       retainReleases: 5,
+      requireVerification: false,
       backend: { type: 'local' },
       policyWaivers: [],
       platform: '64bit Amazon Linux 2023 v6.10.0 running Node.js 22',

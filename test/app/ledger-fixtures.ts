@@ -57,7 +57,7 @@ export async function runOps(ws: Project, ...args: string[]): Promise<CliResult>
   const code = await runCli(args, {
     stdout: (t) => (out += t),
     stderr: (t) => (err += t),
-    env: ws.env,
+    env: { ...ws.env, GIT_AUTHOR_NAME: 'Relay Tester' },
     now: () => CLI_NOW,
   });
   return { code, out, err };

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from '@jest/globals';
@@ -11,7 +12,16 @@ jest.setTimeout(600_000);
 let project: Project;
 beforeAll(() => {
   project = makeProject({ code: true });
+  // Releases record the commit they are built from: the checkout is a git repository with its source committed.
+  writeFileSync(join(project.root, '.gitignore'), 'node_modules\ndist/\ncdktf.out/\n.build/\n');
+  git('init', '--quiet');
+  git('add', '--all');
+  git('commit', '--quiet', '--message', 'a checkout');
 });
+
+function git(...args: string[]): string {
+  return execFileSync('git', ['-c', 'user.name=Relay Test', '-c', 'user.email=relay-test@example.invalid', ...args], { cwd: project.root, encoding: 'utf8' });
+}
 afterAll(() => project.cleanup());
 
 /** `npm run <script> -- <args>` in the checkout, which must succeed; resolves to its stdout. */
@@ -33,7 +43,8 @@ it('a rollback changes exactly one attribute, the environment version label, in 
   await ok('ops', ['release', 'dev']);
   const pkgFile = join(project.root, 'package.json');
   const pkg = JSON.parse(readFileSync(pkgFile, 'utf8')) as { version: string };
-  writeFileSync(pkgFile, JSON.stringify({ ...pkg, version: `${pkg.version}-rollbacktest` }, null, 2));
+  writeFileSync(pkgFile, JSON.stringify({ ...pkg, version: `${pkg.version}-rb` }, null, 2));
+  git('commit', '--quiet', '--all', '--message', 'version bump');
   await ok('ops', ['release', 'dev']);
   const ledger = readLedger(project.ledgerDir, 'dev');
   expect(ledger?.releases).toHaveLength(2);

@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeLedger } from '../../app/ledger';
 import { REPO_ROOT } from '../../app/paths';
-import { makeProject, runNpm, type Project } from '../helpers/project';
+import { exampleConfig, makeProject, runNpm, type Project } from '../helpers/project';
 import { fixtureRelease } from './ledger-fixtures';
 
 // Several synths, each building the artifact once: minutes on a loaded machine.
@@ -25,7 +25,7 @@ function synthIn(project: Project, args: string[] = []) {
 /** Two releases of dev in its ledger, the older active, both zips built on this machine. */
 function seedDevLedger(project: Project): string[] {
   const releases = [1, 2].map((n) => fixtureRelease(project.artifactsDir, n));
-  writeLedger(project.ledgerDir, { version: 1, environment: 'dev', active: releases[0].label, releases });
+  writeLedger(project.ledgerDir, { version: 2, environment: 'dev', active: releases[0].label, releases, history: [] });
   return releases.map((r) => r.label);
 }
 
@@ -91,6 +91,43 @@ describe('npm run synth', () => {
     expect(existsSync(join(stackDir, 'releases/relay-0.0.0-000000000000.zip'))).toBe(false);
     expect(readFileSync(join(stackDir, 'terraform.relay-dev.tfstate'), 'utf8')).toBe('{"version":4}');
     expect(readdirSync(join(stackDir, 'releases'))).toHaveLength(1);
+  });
+
+  it('removes the stack folder of an environment no longer configured, and refuses while one holds terraform state', async () => {
+    // GIVEN a synth of dev, staging and prod
+    const project = checkout();
+    expect((await synthIn(project)).code).toBe(0);
+    const prodDir = join(project.outDir, 'stacks/relay-prod');
+    const stagingDir = join(project.outDir, 'stacks/relay-staging');
+    writeFileSync(join(prodDir, 'terraform.relay-prod.tfstate'), '{"version":4}');
+    const before = readFileSync(join(project.outDir, 'stacks/relay-dev/cdk.tf.json'));
+    const stagingBefore = readFileSync(join(stagingDir, 'cdk.tf.json'));
+
+    // WHEN staging and prod leave the config THEN synth refuses: prod's folder holds state, and nothing is written
+    project.writeConfig({ app: 'relay', environments: [exampleConfig().environments[0]] });
+    const refused = await synthIn(project);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /^cdktf\.out\/stacks\/relay-prod is the stack folder of an environment relay\.config\.json no longer configures, and it holds terraform state \(terraform\.relay-prod\.tfstate\)\.\n/,
+    );
+    expect(refused.stderr).toContain('destroy relay-<env>');
+    expect(existsSync(stagingDir)).toBe(true);
+    expect(readFileSync(join(prodDir, 'terraform.relay-prod.tfstate'), 'utf8')).toBe('{"version":4}');
+    expect(existsSync(join(project.outDir, 'stacks/relay-dev/cdk.tf.json'))).toBe(false);
+
+    // WHEN the state is moved away THEN both folders go, and the diff reports the stacks as removed
+    renameSync(prodDir, join(project.root, 'relay-prod-state'));
+    const base = join(project.root, 'base');
+    mkdirSync(join(base, 'stacks/relay-dev'), { recursive: true });
+    writeFileSync(join(base, 'stacks/relay-dev/cdk.tf.json'), before);
+    mkdirSync(join(base, 'stacks/relay-staging'), { recursive: true });
+    writeFileSync(join(base, 'stacks/relay-staging/cdk.tf.json'), stagingBefore);
+    const ok = await synthIn(project);
+    expect({ code: ok.code, stderr: ok.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(readdirSync(join(project.outDir, 'stacks'))).toEqual(['relay-dev']);
+    const diff = await runNpm(project.root, 'ops', ['diff', base, project.outDir]);
+    expect(diff.code).toBe(2);
+    expect(diff.stdout).toMatch(/^relay-dev: unchanged\nrelay-staging: 0 added, \d+ removed, 0 changed \(stack removed\)\n/);
   });
 
   it('fails with the config problems and exit code 1, without a stack trace', async () => {

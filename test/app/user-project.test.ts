@@ -14,7 +14,7 @@ import { exampleConfig, makeProject, runCommand, runNpm, type Project } from '..
 jest.setTimeout(900_000);
 
 /** Suites not run inside the copy: this one (it would recurse) and the type-check/lint probe, which reads no project file. */
-const NOT_RUN_INSIDE = ['test/app/user-project.test.ts', 'test/app/checks.test.ts'];
+const NOT_RUN_INSIDE = ['test/app/user-project.test.ts', 'test/app/checks.test.ts', 'test/app/release-flow.test.ts'];
 
 let project: Project;
 beforeAll(() => {
@@ -42,7 +42,8 @@ it('passes the app and stacks suites in a copy with a qa environment and committ
   // GIVEN the repository as a user has it: four environments, and ledgers they committed
   const config = exampleConfig();
   config.environments.push({ name: 'qa', region: 'eu-central-1', redis: { topology: 'replicated', replicas: 1 }, retainReleases: 2 });
-  project.writeConfig(config);
+  // qa stands outside the promotion order: releases go to it from dev directly.
+  project.writeConfig({ ...config, promotionOrder: ['dev', 'staging', 'prod'] });
   for (const name of readdirSync(project.ledgerDir).filter((f) => f.endsWith('.json'))) rmSync(join(project.ledgerDir, name));
   git('init', '--quiet');
   git('add', '--all');
@@ -53,16 +54,19 @@ it('passes the app and stacks suites in a copy with a qa environment and committ
   await ops('release', 'dev');
   await ops('promote', 'dev', 'staging');
   setVersion(`${original}-user.1`);
+  git('commit', '--quiet', '--all', '--message', 'version user.1');
   await ops('release', 'dev');
   await ops('promote', 'dev', 'qa');
   setVersion(`${original}-user.2`);
+  git('commit', '--quiet', '--all', '--message', 'version user.2');
   await ops('release', 'dev');
   await ops('promote', 'dev', 'qa');
   await ops('rollback', 'dev');
   await ops('mark-deployed', 'staging');
   setVersion(original);
   git('add', '--all');
-  git('commit', '--quiet', '--message', 'releases: dev, staging and qa');
+  git('commit', '--quiet', '--message', 'version back');
+  git('commit', '--quiet', '--allow-empty', '--message', 'releases: dev, staging and qa');
 
   const dev = readLedger(project.ledgerDir, 'dev');
   const qa = readLedger(project.ledgerDir, 'qa');

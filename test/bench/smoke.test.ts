@@ -110,7 +110,7 @@ describe('bench smoke runs', () => {
 
   it('artifact: builds the zip and starts the unzipped relay until /healthz answers 200', async () => {
     const result = await runArtifact({ runs: 1, log });
-    expect(result.label).toMatch(/^relay-\d+\.\d+\.\d+-[0-9a-f]{12}$/);
+    expect(result.label).toMatch(/^relay-\d+\.\d+\.\d+-(?:[0-9a-f]{7}-)?[0-9a-f]{12}$/);
     expect(result.zipBytes).toBeGreaterThan(1000);
     expect(result.entries).toEqual(expect.arrayContaining(['server.js', 'package.json', 'Procfile']));
     expect(result.startup.map((s) => s.mode)).toEqual(['redis', 'memory']);

@@ -14,12 +14,13 @@ const release: ArtifactRef = {
   label: 'relay-0.1.0-0123456789ab',
   sha256: '0123456789ab'.padEnd(64, '0'),
   md5: '0'.repeat(32),
+  zipPath: '/nonexistent/relay-0.1.0-0123456789ab.zip',
 };
 
 function violationsOf(config: AppConfig): string {
   const lines: string[] = [];
   for (const env of config.environments) {
-    const stack = new RelayStack(Testing.app(), `relay-${env.name}`, relayStackProps(config, env, { releases: [release], active: release, warnings: [] }));
+    const stack = new RelayStack(Testing.app(), `relay-${env.name}`, relayStackProps(config, env, { releases: [release], active: release }));
     const doc: unknown = JSON.parse(Testing.synth(stack));
     // An environment's waivers (its `insecure` reason among them) take a rule out, as in synth.
     lines.push(...judgePolicy(checkTerraformPolicy(doc), env.policyWaivers).failing.map((v) => formatViolation(stack.node.id, v)));

@@ -1,0 +1,111 @@
+/**
+ * `ops verify` against real relays: two instances on one Redis deliver everything; two instances whose channel
+ * prefixes differ (cross-instance delivery broken) lose messages, and verify says so with exit 1.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readLedger, writeLedger } from '../../app/ledger';
+import { verifyDelivery, type VerifyReport } from '../../app/verify';
+import { useRedis, useRelays } from '../helpers/fixtures';
+import type { Project } from '../helpers/project';
+import type { RelayProcess } from '../helpers/relay-process';
+import { fixtureRelease, makeWorkspace, runOps } from './ledger-fixtures';
+
+jest.setTimeout(120_000);
+
+const redis = useRedis();
+const relays = useRelays();
+let ws: Project;
+beforeEach(() => {
+  ws = makeWorkspace();
+});
+afterEach(() => ws.cleanup());
+
+describe('ops verify', () => {
+  it('passes against two relays on one Redis, prints the table, writes the JSON and records the result in the ledger', async () => {
+    const server = await redis.start();
+    const [a, b] = await relays.pair({ REDIS_URL: server.url });
+    const release = fixtureRelease(ws.artifactsDir, 1);
+    writeLedger(ws.ledgerDir, { version: 2, environment: 'staging', active: release.label, releases: [release], history: [] });
+    const json = join(ws.root, 'verify.json');
+
+    const r = await runOps(ws, 'verify', 'staging', '--urls', `${a.wsUrl},${b.wsUrl}`, '--duration', '2s', '--clients', '4', '--rate', '50', '--json', json);
+
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^CLIENT +INSTANCES +RECEIVED +GAPS +DUPLICATES +REORDERED +RECONNECTS +RECOVERED\n/);
+    expect(r.out).toMatch(/ over 2 instances; 0 gaps, 0 duplicates, 0 reordered, 0 seq anomalies; /);
+    expect(r.out).toContain('PASSED: every acknowledged message reached every client exactly once\n');
+    const report = JSON.parse(readFileSync(json, 'utf8')) as VerifyReport;
+    expect(report.instances).toHaveLength(2);
+    expect(report.acknowledged).toBeGreaterThan(50);
+    expect(report.clients.every((c) => c.received === report.acknowledged)).toBe(true);
+    expect(report.p99Ms).not.toBeNull();
+    expect(readLedger(ws.ledgerDir, 'staging')?.verification).toMatchObject({ label: release.label, passed: true, gaps: 0, duplicates: 0, clients: 4, instances: 2 });
+  });
+
+  it('reports the gaps and exits 1 when the instances do not share a channel prefix', async () => {
+    const server = await redis.start();
+    const a = await relays.start({ REDIS_URL: server.url, RELAY_CHANNEL_PREFIX: 'blue' });
+    const b = await relays.start({ REDIS_URL: server.url, RELAY_CHANNEL_PREFIX: 'green' });
+    await Promise.all([a.waitHealthy(20_000), b.waitHealthy(20_000)]);
+    const json = join(ws.root, 'verify.json');
+
+    const r = await runOps(ws, 'verify', '--urls', `${a.wsUrl},${b.wsUrl}`, '--duration', '1s', '--clients', '4', '--rate', '40', '--json', json);
+
+    expect(r.code).toBe(1);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as VerifyReport;
+    // Each client misses what the two publishers on the other instance sent: half of everything.
+    expect(report.gaps).toBe(report.clients.length * (report.acknowledged / 2));
+    expect(report.passed).toBe(false);
+    expect(r.out).toContain('FAILED: messages were lost or duplicated (or none was acknowledged)\n');
+  });
+
+  it('refuses bad arguments with what is allowed', async () => {
+    for (const [args, message] of [
+      [['verify'], 'verify needs an environment (`verify <env>`) or `--urls ws://host:port/ws[,…]`\n'],
+      [['verify', '--urls', 'http://x'], '--urls: "http://x" is not a ws:// or wss:// URL (e.g. ws://127.0.0.1:8081/ws)\n'],
+      [['verify', '--urls', 'ws://127.0.0.1:1/ws', '--duration', 'soon'], '--duration: expected a time like 60s, 2m or 500ms, got "soon"\n'],
+      [['verify', 'qa', '--urls', 'ws://127.0.0.1:1/ws'], `unknown environment "qa": ${ws.configFile} defines dev, staging, prod\n`],
+    ] as const) {
+      expect(await runOps(ws, ...args)).toEqual({ code: 1, out: '', err: message });
+    }
+  });
+});
+
+describe('verify during a rolling restart', () => {
+  /** Drains and restarts each relay in turn on its own port, as a deploy replaces one instance at a time. */
+  async function rollingRestart(pair: RelayProcess[], env: Record<string, string>): Promise<void> {
+    for (let i = 0; i < pair.length; i++) {
+      const old = pair[i];
+      old.signal('SIGTERM');
+      await old.waitExit(20_000);
+      pair[i] = await relays.start({ ...env, PORT: String(old.port), RELAY_METRICS_PORT: String(old.port + 1000) });
+      await pair[i].waitHealthy(20_000);
+    }
+  }
+
+  it.each([
+    ['with recovery on, nothing is lost', {}, true],
+    ['with RELAY_HISTORY_SIZE=0, the gaps are reported', { RELAY_HISTORY_SIZE: '0' }, false],
+  ] as const)('%s', async (_name, extra, passes) => {
+    const server = await redis.start();
+    const env = { REDIS_URL: server.url, RELAY_DRAIN_WINDOW_MS: '200', ...extra };
+    const pair: RelayProcess[] = await relays.pair(env);
+    const report = await verifyDelivery({
+      urls: pair.map((r) => r.wsUrl),
+      durationMs: 1000,
+      clients: 4,
+      rate: 50,
+      during: () => rollingRestart(pair, env),
+    });
+    expect(report.reconnects).toBeGreaterThanOrEqual(4);
+    if (passes) {
+      expect({ gaps: report.gaps, duplicates: report.duplicates, passed: report.passed }).toEqual({ gaps: 0, duplicates: 0, passed: true });
+      expect(report.recoveredRate).toBe(1);
+    } else {
+      expect(report.gaps).toBeGreaterThan(0);
+      expect(report.passed).toBe(false);
+    }
+  });
+});
