@@ -58,6 +58,13 @@ const relaySettingsSchema = z.strictObject({
   maxConnections: relayInt('RELAY_MAX_CONNECTIONS', 'Connections one instance accepts.'),
   historySize: relayInt('RELAY_HISTORY_SIZE', 'Messages kept per room for recovery.'),
   historyTtlSeconds: relayInt('RELAY_HISTORY_TTL_SECONDS', 'Seconds a quiet room keeps its history.'),
+  defaultRoomAccess: z
+    .enum(['all', 'none'], { error: '"all" or "none"' })
+    .optional()
+    .meta({
+      description: 'What a token without a `rooms` claim may join and publish to. Sets `RELAY_DEFAULT_ROOM_ACCESS`.',
+      unset: '`none` with token auth on (tokens must name their rooms), the relay\'s default `all` with `tokenAuth: "off"`',
+    }),
   drainWindowMs: relayRule(z.int({ error: 'an integer' }), 'RELAY_DRAIN_WINDOW_MS')
     .default(20_000)
     .meta({ description: 'Window over which an instance leaving the load balancer closes its clients with 1001. Sets `RELAY_DRAIN_WINDOW_MS`; the deregistration delay follows it.' }),
@@ -204,6 +211,9 @@ export function relayEnvironmentVariables(relay: z.output<typeof relaySettingsSc
     RELAY_DRAIN_WINDOW_MS: String(relay.drainWindowMs),
     RELAY_BACKPLANE_GRACE_MS: String(relay.backplaneGraceMs),
   };
+  // With token auth on, rooms are closed unless a token opens them: an app's backend decides who joins what.
+  const roomAccess = relay.defaultRoomAccess ?? (relay.tokenAuth === 'off' ? undefined : 'none');
+  if (roomAccess !== undefined) vars.RELAY_DEFAULT_ROOM_ACCESS = roomAccess;
   const optional: [EnvVar, string | number | readonly string[] | undefined][] = [
     ['RELAY_ALLOWED_ORIGINS', relay.allowedOrigins],
     ['RELAY_RATE_LIMIT', relay.rateLimit],

@@ -47,8 +47,18 @@ describe('infrastructure fields', () => {
       RELAY_BACKPLANE_GRACE_MS: '60000',
       RELAY_ALLOWED_ORIGINS: 'https://a.example',
       RELAY_MAX_CONNECTIONS: '5000',
+      RELAY_DEFAULT_ROOM_ACCESS: 'none',
     });
     expect(props).toMatchObject({ tokenAuth: 'generate', protectData: false, redis: { engine: 'valkey', maintenanceWindow: 'sun:05:00-sun:06:00' } });
     expect(props.https).toEqual({ domain: 'relay.example.com', hostedZone: 'example.com' });
+  });
+
+  it('closes rooms to tokens without a rooms claim when token auth is on, unless the environment says otherwise', () => {
+    const vars = (relay: Record<string, unknown>) =>
+      infraStackProps(parseConfig({ environments: [env({ relay, insecure: { reason: 'test' } })] }).environments[0]).relayEnvironment;
+    expect(vars({})?.RELAY_DEFAULT_ROOM_ACCESS).toBe('none');
+    expect(vars({ defaultRoomAccess: 'all' })?.RELAY_DEFAULT_ROOM_ACCESS).toBe('all');
+    expect(vars({ tokenAuth: 'off' })?.RELAY_DEFAULT_ROOM_ACCESS).toBeUndefined();
+    expect(problems({ relay: { defaultRoomAccess: 'some' } })).toContain('environments[0].relay.defaultRoomAccess');
   });
 });
