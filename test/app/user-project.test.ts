@@ -41,7 +41,8 @@ function setVersion(version: string): void {
 it('passes the app and stacks suites in a copy with a qa environment and committed ledgers of several releases', async () => {
   // GIVEN the repository as a user has it: four environments, and ledgers they committed
   const config = exampleConfig();
-  config.environments.push({ name: 'qa', region: 'eu-central-1', redis: { topology: 'replicated', replicas: 1 }, retainReleases: 2 });
+  // Like the shipped dev environment, qa has no domain yet: without HTTPS and token auth it must say why.
+  config.environments.push({ name: 'qa', region: 'eu-central-1', redis: { topology: 'replicated', replicas: 1 }, retainReleases: 2, insecure: { reason: 'internal QA, no domain yet' } });
   // qa stands outside the promotion order: releases go to it from dev directly.
   project.writeConfig({ ...config, promotionOrder: ['dev', 'staging', 'prod'] });
   for (const name of readdirSync(project.ledgerDir).filter((f) => f.endsWith('.json'))) rmSync(join(project.ledgerDir, name));
@@ -81,7 +82,8 @@ it('passes the app and stacks suites in a copy with a qa environment and committ
   expect({ code: synth.code, stderr: synth.stderr }).toEqual({ code: 0, stderr: '' });
   expect(synth.stdout).toContain(`wrote cdktf.out/stacks/relay-dev/cdk.tf.json (active ${dev?.active})\n`);
   expect(synth.stdout).toContain(`wrote cdktf.out/stacks/relay-qa/cdk.tf.json (active ${qa?.active})\n`);
-  expect(synth.stdout.trim().split('\n')).toHaveLength(4);
+  expect(synth.stdout.trim().split('\n').filter((line) => line.startsWith('wrote '))).toHaveLength(4);
+  expect(synth.stdout).toContain('relay-qa: waived [https-and-auth]');
 
   // WHEN the app and stacks suites run inside the copy
   const env: Record<string, string> = { CI: '1' };
