@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 
 /**
  * A port the OS just handed out on `host` and that is closed again, so it is free unless another process takes it
@@ -19,4 +19,22 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
       });
     });
   });
+}
+
+/** `count` distinct free ports: each probe stays bound until all are chosen, so two calls cannot return one port twice. */
+export async function freePorts(count: number, host = '127.0.0.1'): Promise<number[]> {
+  const servers: Server[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const server = createServer();
+      servers.push(server);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (err) => reject(Object.assign(new Error(`could not bind an ephemeral port on ${host}: ${err.message}`), { code: 'no_free_port' })));
+        server.listen(0, host, resolve);
+      });
+    }
+    return servers.map((s) => (s.address() as AddressInfo).port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))));
+  }
 }

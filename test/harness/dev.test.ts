@@ -2,7 +2,7 @@
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { expect } from '@jest/globals';
-import { freePort } from '../../app/free-port';
+import { freePorts } from '../../app/free-port';
 import { startProcess } from '../../app/processes';
 import { useClients } from '../helpers/fixtures';
 import { requireRedisServer } from '../helpers/redis-server';
@@ -29,7 +29,7 @@ function listening(port: number): Promise<boolean> {
 describe('npm run dev', () => {
   it('relays between its two relays through its Redis, and stops all three on SIGTERM', async () => {
     requireRedisServer();
-    const [portA, portB] = [await freePort(), await freePort()];
+    const [portA, portB] = await freePorts(2);
     const dev = startProcess('dev', process.execPath, DEV, {
       cwd: REPO_ROOT,
       env: { ...process.env, DEV_PORT_A: String(portA), DEV_PORT_B: String(portB) },
@@ -60,9 +60,10 @@ describe('npm run dev', () => {
   });
 
   it('exits 1 with the install hint when redis-server is missing', async () => {
+    const [portA, portB] = await freePorts(2);
     const dev = startProcess('dev', process.execPath, DEV, {
       cwd: REPO_ROOT,
-      env: { ...process.env, REDIS_SERVER: 'no-such-redis-server', DEV_PORT_A: String(await freePort()), DEV_PORT_B: String(await freePort()) },
+      env: { ...process.env, REDIS_SERVER: 'no-such-redis-server', DEV_PORT_A: String(portA), DEV_PORT_B: String(portB) },
       keepLines: Infinity,
     });
     try {
