@@ -82,8 +82,12 @@ export class Hub {
   private readonly outbound: Outbound;
   private readonly timers = new Set<NodeJS.Timeout>();
   private pingTimer: NodeJS.Timeout | undefined;
-  /** Where the heartbeat continues: a live iterator over the connections, one slice per tick. */
-  private heartbeatCursor: IterableIterator<Session> | undefined;
+  /**
+   * The connections of the current heartbeat pass and where it continues. A snapshot, not a live Set iterator: V8
+   * keeps a Set's old tables (and every connection in them) alive for as long as an iterator over it lives.
+   */
+  private heartbeatPass: (Session | undefined)[] = [];
+  private heartbeatNext = 0;
   private readonly closeGraceMs: number;
   private backplaneState: BackplaneState;
 
@@ -205,6 +209,8 @@ export class Hub {
     if (!this.registry.members.delete(session)) return;
     session.closing = true;
     this.core.tokens?.detach(session);
+    if (session.heartbeatSlot >= 0 && this.heartbeatPass[session.heartbeatSlot] === session) this.heartbeatPass[session.heartbeatSlot] = undefined;
+    session.heartbeatSlot = -1;
     if (session.closeTimer !== null) {
       clearTimeout(session.closeTimer);
       this.timers.delete(session.closeTimer);
@@ -249,17 +255,21 @@ export class Hub {
 
   /** One slice of the heartbeat: every connection is visited once per ping interval, spread over it. */
   private heartbeat(): void {
-    const members = this.registry.members;
-    let budget = Math.ceil(members.size / HEARTBEAT_SLICES);
-    this.heartbeatCursor ??= members.values();
-    while (budget-- > 0) {
-      const next = this.heartbeatCursor.next();
-      if (next.done === true) {
-        // A full pass ends here; the next tick starts the next one.
-        this.heartbeatCursor = undefined;
-        return;
-      }
-      this.ping(next.value);
+    if (this.heartbeatNext >= this.heartbeatPass.length) {
+      // A full pass ended: the next one covers the connections open now.
+      this.heartbeatPass = [...this.registry.members];
+      this.heartbeatPass.forEach((session, i) => {
+        if (session) session.heartbeatSlot = i;
+      });
+      this.heartbeatNext = 0;
+    }
+    const end = Math.min(this.heartbeatPass.length, this.heartbeatNext + Math.ceil(this.heartbeatPass.length / HEARTBEAT_SLICES));
+    for (; this.heartbeatNext < end; this.heartbeatNext++) {
+      const session = this.heartbeatPass[this.heartbeatNext];
+      if (!session) continue;
+      this.heartbeatPass[this.heartbeatNext] = undefined;
+      session.heartbeatSlot = -1;
+      this.ping(session);
     }
   }
 

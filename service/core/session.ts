@@ -46,6 +46,8 @@ export class Session implements Member, OutboundPeer, TokenBucket, Authenticated
   rejectWindowStart = 0;
   /** Whether a pong arrived since the last ping. */
   alive = true;
+  /** Index in the hub's heartbeat pass, so a closed session's entry is cleared at once; -1 when not in it. */
+  heartbeatSlot = -1;
   closing = false;
   corked = false;
   overSince = 0;
