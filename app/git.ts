@@ -5,17 +5,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { isAbsolute, relative } from 'node:path';
+import { CodedError } from './coded-error';
 
 export type GitErrorCode = 'git_missing' | 'not_a_git_repository' | 'commit_unreachable' | 'git_failed';
 
-export class GitError extends Error {
-  readonly code: GitErrorCode;
-  constructor(code: GitErrorCode, message: string) {
-    super(message);
-    this.name = 'GitError';
-    this.code = code;
-  }
-}
+export class GitError extends CodedError<GitErrorCode> {}
 
 /** Runs git in `cwd` and returns its stdout; throws GitError with git's own message on failure. */
 export function git(cwd: string, args: readonly string[]): string {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { localReleaseZip } from '../stacks/release-layout';
 import { git, GitError, requireCommit } from './git';
 import { displayPath } from './paths';
+import { CodedError } from './coded-error';
 
 /** What a rebuild needs to know of a release. */
 export interface RebuildTarget {
@@ -23,14 +24,7 @@ export interface RebuildTarget {
 export type RebuildErrorCode = 'rebuild_mismatch' | 'rebuild_impossible' | 'rebuild_failed';
 
 /** A release that could not be rebuilt to its recorded bytes; `message` says why and names both hashes on a mismatch. */
-export class RebuildError extends Error {
-  readonly code: RebuildErrorCode;
-  constructor(code: RebuildErrorCode, message: string) {
-    super(message);
-    this.name = 'RebuildError';
-    this.code = code;
-  }
-}
+export class RebuildError extends CodedError<RebuildErrorCode> {}
 
 export interface RebuildOptions {
   /** The git checkout the commits belong to. */

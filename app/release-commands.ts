@@ -11,16 +11,10 @@ import { git, gitUserName, headCommit, uncommittedChanges } from './git';
 import { ledgerPath, LEDGER_VERSION, parseLedger, readLedger, writeLedger, type Activation, type Ledger, type LedgerRelease } from './ledger';
 import { displayPath, REPO_ROOT } from './paths';
 import { rebuildCacheDir, rebuildKey, rebuildReleases } from './rebuild';
+import { CodedError } from './coded-error';
 
 /** A refused command: bad input or a state the command cannot act on. */
-export class CliError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.name = 'CliError';
-    this.code = code;
-  }
-}
+export class CliError extends CodedError<string> {}
 
 export interface CommandContext {
   readonly configFile: string;

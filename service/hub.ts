@@ -257,10 +257,9 @@ export class Hub {
   private heartbeat(): void {
     if (this.heartbeatNext >= this.heartbeatPass.length) {
       // A full pass ended: the next one covers the connections open now.
-      this.heartbeatPass = [...this.registry.members];
-      this.heartbeatPass.forEach((session, i) => {
-        if (session) session.heartbeatSlot = i;
-      });
+      const pass = [...this.registry.members];
+      pass.forEach((session, i) => (session.heartbeatSlot = i));
+      this.heartbeatPass = pass;
       this.heartbeatNext = 0;
     }
     const end = Math.min(this.heartbeatPass.length, this.heartbeatNext + Math.ceil(this.heartbeatPass.length / HEARTBEAT_SLICES));
