@@ -16,7 +16,6 @@ import {
   COMMAND_TIMEOUT_MS,
   PUBLISH_TIMEOUT_MS,
   StateReporter,
-  appendWithScript,
   readWithScript,
   backoffWithJitter,
   describeError,
@@ -29,10 +28,8 @@ import {
 import type { RedisBackplaneOptions } from './redis';
 import {
   BUFFER_REPLIES,
-  EpochSource,
   HISTORY_OFF,
-  appendArgs,
-  historyKeys,
+  historyKey,
   loadScripts,
   readArgs,
   type HistoryOptions,
@@ -40,6 +37,7 @@ import {
   type HistoryRead,
   type ReadLimits,
 } from './history';
+import { AppendBatcher } from './append-batch';
 
 // node-redis's defaults: no modules, functions, scripts or type mapping; RESP3.
 type Cluster = RedisClusterType;
@@ -58,7 +56,7 @@ export class ClusterBackplane implements Backplane {
   readonly historyEnabled: boolean;
   readonly #opts: RedisBackplaneOptions;
   readonly #history: HistoryOptions;
-  readonly #epochs = new EpochSource();
+  readonly #batcher: AppendBatcher;
   readonly #settings: RedisConnectionSettings;
   readonly #reporter: StateReporter;
   readonly #logger: Logger;
@@ -83,6 +81,15 @@ export class ClusterBackplane implements Backplane {
   constructor(opts: RedisBackplaneOptions) {
     this.#opts = opts;
     this.#history = opts.history ?? HISTORY_OFF;
+    this.#batcher = new AppendBatcher({
+      publishCommand: 'SPUBLISH',
+      prefix: opts.channelPrefix,
+      instanceId: opts.instanceId,
+      history: this.#history,
+      oneSlot: false,
+      store: 'the redis cluster',
+      timeoutMs: PUBLISH_TIMEOUT_MS,
+    });
     this.historyEnabled = this.#history.size > 0;
     this.#settings = resolveConnectionSettings(opts.url, opts.authToken, opts.tlsCaFile);
     this.#logger = opts.logger.child({ url: redactUrl(opts.url), redisMode: 'cluster' });
@@ -119,20 +126,17 @@ export class ClusterBackplane implements Backplane {
     const cluster = this.#cluster;
     if (this.#reporter.state !== 'ready' || cluster === undefined) throw new BackplaneUnavailableError();
     const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
-    // Broadcasts are numbered but not stored: no join can ask for them.
-    const stored = target === null ? 0 : this.#history.size;
-    const keys = historyKeys(this.#opts.channelPrefix, target);
-    const args = appendArgs('SPUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
     // The keys carry the channel's hash tag, so the script and its SPUBLISH run on the shard that owns the room.
-    return appendWithScript((a) => cluster.sendCommand(keys[0], false, a, BUFFER_REPLIES), 'the redis cluster', keys, args);
+    return this.#batcher.append(target, channel, frame, (key, a) => cluster.sendCommand(key, false, a, BUFFER_REPLIES));
   }
 
   async readHistory(room: string, since: HistoryPosition | undefined, limits?: ReadLimits): Promise<HistoryRead> {
     const cluster = this.#cluster;
     if (this.#reporter.state !== 'ready' || cluster === undefined) throw new BackplaneUnavailableError();
-    const keys = historyKeys(this.#opts.channelPrefix, room);
-    const args = readArgs(this.#history, this.#epochs.next(), since, limits);
-    return readWithScript((a) => cluster.sendCommand(keys[0], false, a, BUFFER_REPLIES), 'the redis cluster', room, keys, args);
+    const key = historyKey(this.#opts.channelPrefix, room);
+    const read = await readWithScript((a) => cluster.sendCommand(key, false, a, BUFFER_REPLIES), 'the redis cluster', room, [key], readArgs(this.#history, since, limits));
+    this.#batcher.noteRead(room, read.position);
+    return read;
   }
 
   async subscribe(room: string): Promise<void> {

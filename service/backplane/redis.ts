@@ -16,7 +16,6 @@ import {
   COMMAND_TIMEOUT_MS,
   PUBLISH_TIMEOUT_MS,
   StateReporter,
-  appendWithScript,
   readWithScript,
   describeError,
   redactUrl,
@@ -27,10 +26,8 @@ import {
 } from './redis-common';
 import {
   BUFFER_REPLIES,
-  EpochSource,
   HISTORY_OFF,
-  appendArgs,
-  historyKeys,
+  historyKey,
   loadScripts,
   readArgs,
   type HistoryOptions,
@@ -38,6 +35,7 @@ import {
   type HistoryRead,
   type ReadLimits,
 } from './history';
+import { AppendBatcher } from './append-batch';
 
 /** Options shared by the standalone and cluster Redis backplanes. */
 export interface RedisBackplaneOptions {
@@ -92,7 +90,7 @@ export class RedisBackplane implements Backplane {
   readonly historyEnabled: boolean;
   readonly #opts: RedisBackplaneOptions;
   readonly #history: HistoryOptions;
-  readonly #epochs = new EpochSource();
+  readonly #batcher: AppendBatcher;
   readonly #settings: RedisConnectionSettings;
   readonly #configured: Address;
   readonly #reporter: StateReporter;
@@ -125,6 +123,15 @@ export class RedisBackplane implements Backplane {
   constructor(opts: RedisBackplaneOptions) {
     this.#opts = opts;
     this.#history = opts.history ?? HISTORY_OFF;
+    this.#batcher = new AppendBatcher({
+      publishCommand: 'PUBLISH',
+      prefix: opts.channelPrefix,
+      instanceId: opts.instanceId,
+      history: this.#history,
+      oneSlot: true,
+      store: 'redis',
+      timeoutMs: PUBLISH_TIMEOUT_MS,
+    });
     this.historyEnabled = this.#history.size > 0;
     this.#settings = resolveConnectionSettings(opts.url, opts.authToken, opts.tlsCaFile);
     this.#configured = { host: this.#settings.endpoint.host, port: this.#settings.endpoint.port };
@@ -166,17 +173,16 @@ export class RedisBackplane implements Backplane {
     const pub = this.#pub;
     if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
     const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
-    // Broadcasts are numbered but not stored: no join can ask for them.
-    const stored = target === null ? 0 : this.#history.size;
-    const args = appendArgs('PUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
-    return appendWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', historyKeys(this.#opts.channelPrefix, target), args);
+    return this.#batcher.append(target, channel, frame, (_key, a) => pub.sendCommand(a, BUFFER_REPLIES));
   }
 
   async readHistory(room: string, since: HistoryPosition | undefined, limits?: ReadLimits): Promise<HistoryRead> {
     const pub = this.#pub;
     if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
-    const args = readArgs(this.#history, this.#epochs.next(), since, limits);
-    return readWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', room, historyKeys(this.#opts.channelPrefix, room), args);
+    const key = historyKey(this.#opts.channelPrefix, room);
+    const read = await readWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', room, [key], readArgs(this.#history, since, limits));
+    this.#batcher.noteRead(room, read.position);
+    return read;
   }
 
   async subscribe(room: string): Promise<void> {
