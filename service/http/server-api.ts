@@ -178,8 +178,10 @@ function parseBody<T>(schema: z.ZodType<T>, body: unknown, example: string): T {
 
 async function publish(body: unknown, deps: ServerApiDeps): Promise<unknown> {
   const example = '{"room":"lobby","data":{"text":"hi"}}';
+  if (body !== null && typeof body === 'object' && !Array.isArray(body) && !('data' in body)) {
+    throw new ApiError(400, 'bad_frame', `publish needs a "data" field (any JSON value), e.g. ${example}`);
+  }
   const input = parseBody(publishSchema, body, example);
-  if (!('data' in (body as object))) throw new ApiError(400, 'bad_frame', `publish needs a "data" field (any JSON value), e.g. ${example}`);
   if (exceedsDepth(input.data, MAX_DATA_DEPTH)) throw new ApiError(400, 'bad_frame', `"data" nests arrays/objects more than ${MAX_DATA_DEPTH} levels deep; send a flatter value`);
   if (input.room !== undefined && input.user !== undefined) throw new ApiError(400, 'bad_frame', 'give "room" or "user", not both (no room and no user = a broadcast)');
   const { config, backplane } = deps;
