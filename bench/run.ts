@@ -169,7 +169,14 @@ async function main(): Promise<void> {
     artifact = await runArtifact({ runs: opts.quick ? 1 : 5, log });
   }
   if (opts.only.has('api')) {
-    serverApi = await runServerApiBench({ target: relayTarget('api', DEFAULT_RECOVERY_ENV), members: opts.quick ? 20 : 200, rate: opts.quick ? 100 : 1000, durationMs: opts.quick ? 2000 : 30_000, log });
+    serverApi = await runServerApiBench({
+      target: relayTarget('api', DEFAULT_RECOVERY_ENV),
+      members: opts.quick ? 20 : 200,
+      rate: opts.quick ? 100 : 1000,
+      durationMs: opts.quick ? 2000 : 30_000,
+      pinning: opts.pin ? defaultPinning() : null,
+      log,
+    });
   }
 
   const loadAfter = sampleLoad();

@@ -6,6 +6,7 @@
  */
 import { Agent, request } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import { pinSelf, type CpuPinning } from './lib/cpu-pinning';
 import { LatencyHistogram } from './lib/histogram';
 import { connectRawMember } from './lib/raw-subscriber';
 import { startBenchRedis, startBenchRelay, type BenchRelay, type BenchTarget } from './lib/servers';
@@ -30,6 +31,8 @@ export interface ServerApiBenchOptions {
   readonly durationMs: number;
   /** Published before the measured window at the same rate, not counted (connections, JIT, script cache). @default 2000 */
   readonly warmupMs?: number;
+  /** The generator and the servers on separate CPUs, as in the fan-out (see lib/cpu-pinning.ts). @default none */
+  readonly pinning?: CpuPinning | null;
   readonly log: (line: string) => void;
 }
 
@@ -57,12 +60,14 @@ export const SERVER_API_P99_TARGET_MS = 25;
 
 export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<ServerApiBenchResult> {
   const { log } = opts;
-  const redis = await startBenchRedis();
+  const pinning = opts.pinning ?? null;
+  const redis = await startBenchRedis(pinning?.servers);
+  const unpin = pinning ? pinSelf(pinning.generator) : () => undefined;
   const relays: BenchRelay[] = [];
   const members: LoadSocket[] = [];
   try {
     for (const name of ['api-a', 'api-b']) {
-      relays.push(await startBenchRelay(name, opts.target, { REDIS_URL: redis.url, RELAY_API_KEY: API_KEY, RELAY_CHANNEL_PREFIX: 'bench-api' }));
+      relays.push(await startBenchRelay(name, opts.target, { REDIS_URL: redis.url, RELAY_API_KEY: API_KEY, RELAY_CHANNEL_PREFIX: 'bench-api' }, pinning?.servers));
     }
     const sink = new DeliverySink();
     for (let i = 0; i < opts.members; i++) members.push(await connectRawMember((relays[i % relays.length] as BenchRelay).wsUrl, ROOM, sink.onFrame));
@@ -87,8 +92,17 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
         return;
       }
       inFlight[r] = (inFlight[r] ?? 0) + 1;
-      const body = JSON.stringify({ room: ROOM, data: timestampPayload() });
       const started = performance.now();
+      let settled = false;
+      const settle = (error: string | null): void => {
+        if (settled) return;
+        settled = true;
+        inFlight[r] = (inFlight[r] ?? 1) - 1;
+        answered++;
+        if (error !== null) fail(error);
+        else if (i >= warm) latency.record(performance.now() - started);
+      };
+      const body = JSON.stringify({ room: ROOM, data: timestampPayload() });
       const req = request(
         {
           host: '127.0.0.1',
@@ -100,19 +114,10 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
         },
         (res) => {
           res.resume();
-          res.on('end', () => {
-            inFlight[r] = (inFlight[r] ?? 1) - 1;
-            answered++;
-            if (i >= warm) latency.record(performance.now() - started);
-            if (res.statusCode !== 200) fail(`HTTP ${res.statusCode ?? '?'}`);
-          });
+          res.on('end', () => settle(res.statusCode === 200 ? null : `HTTP ${res.statusCode ?? '?'}`));
         },
       );
-      req.on('error', (err) => {
-        inFlight[r] = (inFlight[r] ?? 1) - 1;
-        answered++;
-        fail(err.message);
-      });
+      req.on('error', (err) => settle(err.message));
       req.end(body);
     };
     const total = warm + Math.round((opts.rate * opts.durationMs) / 1000);
@@ -162,6 +167,7 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
     );
     return result;
   } finally {
+    unpin();
     await Promise.all(members.map((m) => m.close()));
     await Promise.all(relays.map((r) => r.stop()));
     await redis.stop();
@@ -176,7 +182,7 @@ export function serverApiSection(r: ServerApiBenchResult): string[] {
     '## Server API',
     '',
     `\`POST /api/publish\` at ${r.rate} requests/s for ${r.durationSec} s, alternating between two relays over one redis-server, ` +
-      `to one room of ${r.members} members spread evenly over both relays, after a warm-up at the same rate; message recovery on (each publish runs the history script). ` +
+      `to one room of ${r.members} members spread evenly over both relays (raw WebSocket subscribers; generator and servers pinned to separate CPUs as in the fan-out when taskset is there), after a warm-up at the same rate; message recovery on (each publish runs the history script). ` +
       'Request latency: from sending the request to the end of its response (keep-alive connections). Delivery latency: from sending ' +
       `the request to a member reading the message. Target: 0 errors and p99 request latency ≤ ${SERVER_API_P99_TARGET_MS} ms.`,
     '',
