@@ -1,4 +1,4 @@
-import { Fn, LocalBackend, S3Backend, TerraformOutput, TerraformStack, Token } from 'cdktf';
+import { type ITerraformDependable, Fn, LocalBackend, S3Backend, TerraformOutput, TerraformStack, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
 import { RandomProvider } from '@cdktf/provider-random/lib/provider';
@@ -8,6 +8,7 @@ import { SecretsmanagerSecretVersion } from '@cdktf/provider-aws/lib/secretsmana
 import { RelayAlarms } from './relay-alarms';
 import { RelayCertificate, type RelayHttpsProps } from './relay-https';
 import { EnvironmentLoadBalancer } from './relay-load-balancer';
+import { RelayMetricsLog } from './relay-metrics-log';
 import { RelayScaling, connectionTarget } from './relay-scaling';
 import { ArtifactStore, type ApplicationRelease } from './artifact-store';
 import { BeanstalkIam } from './beanstalk-iam';
@@ -242,6 +243,7 @@ export class RelayStack extends TerraformStack {
   readonly loadBalancer: EnvironmentLoadBalancer;
   readonly scaling: RelayScaling;
   readonly alarms: RelayAlarms;
+  readonly metricsLog: RelayMetricsLog;
 
   constructor(scope: Construct, id: string, props: RelayStackProps) {
     super(scope, id);
@@ -294,7 +296,7 @@ export class RelayStack extends TerraformStack {
       protectData,
     });
     const tokenAuth = props.tokenAuth ?? 'generate';
-    const dependsOn = [this.redis.authTokenVersion, ...this.network.rules];
+    const dependsOn: ITerraformDependable[] = [this.redis.authTokenVersion, ...this.network.rules];
     let tokenSecretArn: string | undefined;
     if (tokenAuth === 'generate') {
       const secret = new SecretsmanagerSecret(this, 'token-secret', {
@@ -323,6 +325,9 @@ export class RelayStack extends TerraformStack {
       readerRole: this.iam.instanceRole.id,
       forceDestroy: !protectData,
     });
+    // Exists before the first instance streams into it: the instance role may write to it, not create it.
+    this.metricsLog = new RelayMetricsLog(this, 'metrics-log', { environmentName: prefix, retentionDays: props.logRetentionDays ?? 30 });
+    dependsOn.push(this.metricsLog.logGroup);
     const active = this.artifactStore.versions.get(props.activeRelease);
     if (!active) {
       const declared = props.releases.map((r) => r.label).join(', ') || 'none';
