@@ -86,6 +86,11 @@ export interface RelayEnvironmentProps {
    * @default no token auth
    */
   readonly tokenSecretArn?: string;
+  /**
+   * Secret holding RELAY_API_KEY (one key, or two comma-separated during a rotation), passed through environmentsecrets.
+   * @default no server API (the relay answers 404 on /api)
+   */
+  readonly apiKeySecretArn?: string;
   /** CIDR of the VPC: the only peers whose X-Forwarded-For the relay believes (the load balancer lives there). */
   readonly vpcCidr: string;
   /**
@@ -242,6 +247,7 @@ export class RelayEnvironment extends Construct {
       // Beanstalk resolves the ARN to the secret's value at instance start; the token never sits in the environment's config.
       s('aws:elasticbeanstalk:application:environmentsecrets', 'REDIS_AUTH_TOKEN', props.redisAuthTokenSecretArn),
       ...(props.tokenSecretArn ? [s('aws:elasticbeanstalk:application:environmentsecrets', 'RELAY_TOKEN_SECRET', props.tokenSecretArn)] : []),
+      ...(props.apiKeySecretArn ? [s('aws:elasticbeanstalk:application:environmentsecrets', 'RELAY_API_KEY', props.apiKeySecretArn)] : []),
     ];
     if (https) {
       settings.push(

@@ -124,8 +124,14 @@ export interface RelayInstances {
 /** The ElastiCache backplane: topology, node type, engine version, replicas and shards. */
 export type RelayRedis = Pick<ElastiCacheBackplaneProps, 'topology' | 'nodeType' | 'engineVersion' | 'replicas' | 'shards' | 'engine' | 'maintenanceWindow'>;
 
+/** A secret the stack generates in Secrets Manager, an existing secret by ARN, or none. */
+export type RelaySecretSetting = 'generate' | 'off' | { readonly secretArn: string };
+
 /** Token auth: a secret the stack generates, an existing secret, or none (only with a policy waiver). */
-export type RelayTokenAuth = 'generate' | 'off' | { readonly secretArn: string };
+export type RelayTokenAuth = RelaySecretSetting;
+
+/** The server API's bearer key: generated, an existing secret, or off (the relay then answers 404 on /api). */
+export type RelayApiKey = RelaySecretSetting;
 
 export interface RelayStackProps {
   /** Application name: the first half of every resource name `<app>-<environment>`, and the `project` tag. */
@@ -200,6 +206,11 @@ export interface RelayStackProps {
    * @default 'generate'
    */
   readonly tokenAuth?: RelayTokenAuth;
+  /**
+   * The server API's key (RELAY_API_KEY), only ever through `environmentsecrets`.
+   * @default 'off'
+   */
+  readonly apiKey?: RelayApiKey;
   /**
    * Relay settings as environment variables, validated by the config.
    * @default none
@@ -295,25 +306,34 @@ export class RelayStack extends TerraformStack {
       securityGroupId: this.network.redisSecurityGroup.id,
       protectData,
     });
-    const tokenAuth = props.tokenAuth ?? 'generate';
     const dependsOn: ITerraformDependable[] = [this.redis.authTokenVersion, ...this.network.rules];
-    let tokenSecretArn: string | undefined;
-    if (tokenAuth === 'generate') {
-      const secret = new SecretsmanagerSecret(this, 'token-secret', {
-        name: `${prefix}/relay-token-secret`,
-        description: 'HS256 secret the relay verifies client tokens with (RELAY_TOKEN_SECRET); token issuers sign with it',
-        recoveryWindowInDays: protectData ? 7 : 0,
-      });
-      const value = new Password(this, 'token-secret-value', { length: 64, special: false });
-      dependsOn.push(new SecretsmanagerSecretVersion(this, 'token-secret-version', { secretId: secret.id, secretString: value.result }));
-      tokenSecretArn = secret.arn;
-    } else if (tokenAuth !== 'off') {
-      tokenSecretArn = tokenAuth.secretArn;
-    }
+    const secretArn = (setting: RelaySecretSetting, id: string, name: string, description: string, length: number): string | undefined => {
+      if (setting === 'off') return undefined;
+      if (setting !== 'generate') return setting.secretArn;
+      const secret = new SecretsmanagerSecret(this, id, { name: `${prefix}/${name}`, description, recoveryWindowInDays: protectData ? 7 : 0 });
+      const value = new Password(this, `${id}-value`, { length, special: false });
+      // The environment waits for the value: an instance started before it would read an empty secret.
+      dependsOn.push(new SecretsmanagerSecretVersion(this, `${id}-version`, { secretId: secret.id, secretString: value.result }));
+      return secret.arn;
+    };
+    const tokenSecretArn = secretArn(
+      props.tokenAuth ?? 'generate',
+      'token-secret',
+      'relay-token-secret',
+      'HS256 secret the relay verifies client tokens with (RELAY_TOKEN_SECRET); token issuers sign with it',
+      64,
+    );
+    const apiKeySecretArn = secretArn(
+      props.apiKey ?? 'off',
+      'api-key',
+      'relay-api-key',
+      'Bearer key of the relay\'s server API (RELAY_API_KEY): one key, or "old,new" while callers move to a new one',
+      48,
+    );
     this.iam = new BeanstalkIam(this, 'iam', {
       namePrefix: prefix,
       authTokenSecretArn: this.redis.authTokenSecret.arn,
-      otherSecretArns: tokenSecretArn ? [tokenSecretArn] : [],
+      otherSecretArns: [tokenSecretArn, apiKeySecretArn].filter((arn): arn is string => arn !== undefined),
     });
     const certificate = httpsProps ? new RelayCertificate(this, 'https', httpsProps) : undefined;
     this.artifactStore = new ArtifactStore(this, 'artifacts', {
@@ -356,6 +376,7 @@ export class RelayStack extends TerraformStack {
       vpcCidr: this.network.vpcCidr,
       relayEnvironment: props.relayEnvironment,
       tokenSecretArn,
+      apiKeySecretArn,
       deregistrationDelaySeconds: props.deregistrationDelaySeconds,
       dependsOn: [...dependsOn, ...this.iam.dependables],
       minInstances: instances.min,

@@ -30,6 +30,21 @@ describe('infrastructure fields', () => {
     expect(overlaps('Sat:23:30', 'sun:00:00-sun:01:00')).toBe(true);
   });
 
+  it('takes the server API key as "generate", "off" (the default) or an existing secret, and never as a plain value', () => {
+    const keyOf = (relay?: Record<string, unknown>) => infraStackProps(parseConfig({ environments: [env(relay ? { relay } : {})] }).environments[0]).apiKey;
+    expect(keyOf()).toBe('off');
+    expect(keyOf({ apiKey: 'generate' })).toBe('generate');
+    const secretArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:relay-prod/api-key-AbCdEf';
+    expect(keyOf({ apiKey: { secretArn } })).toEqual({ secretArn });
+    // The key itself in the config would land in the plan and the state in plain text.
+    expect(problems({ relay: { apiKey: 'k3y-in-plain-text' } })).toContain(
+      'environments[0].relay.apiKey: received "k3y-in-plain-text"; allowed: "generate", "off" or { "secretArn": "<Secrets Manager ARN>" }',
+    );
+    expect(problems({ relay: { apiKey: { secretArn: 'relay-prod/api-key' } } })).toContain('environments[0].relay.apiKey');
+    // The relay's variables never carry it: it travels only as a secret reference.
+    expect(Object.keys(infraStackProps(parseConfig({ environments: [env({ relay: { apiKey: 'generate' } })] }).environments[0]).relayEnvironment ?? {})).not.toContain('RELAY_API_KEY');
+  });
+
   it('turns "insecure" into the waiver of the https-and-auth rule, and fails on an empty reason', () => {
     const config = parseConfig({ environments: [env({ insecure: { reason: 'sandbox' } })] });
     expect(config.environments[0].policyWaivers).toEqual([{ rule: 'https-and-auth', reason: 'sandbox' }]);
