@@ -146,8 +146,8 @@ interface InfraFields {
   readonly loadBalancer: { readonly certificateArn?: string };
   readonly insecure?: { readonly reason: string };
   readonly relay: { readonly tokenAuth: unknown };
-  readonly instances: { readonly types: readonly string[] };
-  readonly spot?: unknown;
+  readonly instances: { readonly types: readonly string[]; readonly max: number };
+  readonly spot?: { readonly onDemandBase: number };
   readonly policyWaivers: readonly { readonly rule: string; readonly reason: string }[];
 }
 
@@ -161,12 +161,21 @@ export function withInfraRules<S extends z.ZodType<InfraFields>>(schema: S) {
       if (env.instances.types.length > 1 && env.spot === undefined) {
         ctx.addIssue({ code: 'custom', path: ['instances', 'types'], input: env.instances.types, message: 'a single instance type unless "spot" is set (On-Demand uses only the first)' });
       }
+      // SpotFleetOnDemandBase: "0 to MaxSize option in aws:autoscaling:asg" (Beanstalk's general options).
+      if (env.spot !== undefined && env.spot.onDemandBase > env.instances.max) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['spot', 'onDemandBase'],
+          input: env.spot.onDemandBase,
+          message: `an integer <= instances.max (${env.instances.max}): Beanstalk accepts an On-Demand base from 0 to MaxSize`,
+        });
+      }
       if (overlaps(env.maintenanceWindow, env.redisMaintenanceWindow)) {
         ctx.addIssue({
           code: 'custom',
           path: ['redisMaintenanceWindow'],
           input: env.redisMaintenanceWindow,
-          message: `a window that does not overlap the Beanstalk managed-update hour starting ${env.maintenanceWindow}`,
+          message: `a window that does not overlap the two-hour Beanstalk managed-update window starting ${env.maintenanceWindow}`,
         });
       }
     })
@@ -193,7 +202,7 @@ export function overlaps(beanstalkStart: string, redisWindow: string): boolean {
   const rStart = minuteOfWeek(r[1], r[2], r[3]);
   let rEnd = minuteOfWeek(r[4], r[5], r[6]);
   if (rEnd <= rStart) rEnd += MINUTES_PER_WEEK;
-  // Beanstalk's managed-update window lasts two hours from its start.
+  // "Maintenance windows are two hours long" (Beanstalk's managed platform updates page, docs/infrastructure.md).
   for (const shift of [-MINUTES_PER_WEEK, 0, MINUTES_PER_WEEK]) {
     const s = bStart + shift;
     if (s < rEnd && rStart < s + 120) return true;

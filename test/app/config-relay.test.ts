@@ -22,10 +22,15 @@ describe('infrastructure fields', () => {
   it('fails when several instance types are given without spot, and accepts them with it', () => {
     expect(problems({ instances: { types: ['c7g.large', 'c6g.large'] } })).toContain('a single instance type unless "spot" is set');
     expect(problems({ instances: { types: ['c7g.large', 'c6g.large'] }, spot: {} })).toBe('');
+    // SpotFleetOnDemandBase is documented as 0 to MaxSize.
+    expect(problems({ instances: { types: ['c7g.large', 'c6g.large'], max: 4 }, spot: { onDemandBase: 5 } })).toContain(
+      'environments[0].spot.onDemandBase: received 5; allowed: an integer <= instances.max (4): Beanstalk accepts an On-Demand base from 0 to MaxSize',
+    );
+    expect(problems({ instances: { types: ['c7g.large', 'c6g.large'], max: 4 }, spot: { onDemandBase: 4 } })).toBe('');
   });
 
   it('fails when the ElastiCache window overlaps the Beanstalk managed-update window', () => {
-    expect(problems({ maintenanceWindow: 'Sun:03:00', redisMaintenanceWindow: 'sun:04:00-sun:05:00' })).toContain('does not overlap the Beanstalk managed-update hour starting Sun:03:00');
+    expect(problems({ maintenanceWindow: 'Sun:03:00', redisMaintenanceWindow: 'sun:04:00-sun:05:00' })).toContain('does not overlap the two-hour Beanstalk managed-update window starting Sun:03:00');
     expect(overlaps('Sun:03:00', 'sun:05:00-sun:06:00')).toBe(false);
     expect(overlaps('Sat:23:30', 'sun:00:00-sun:01:00')).toBe(true);
   });
