@@ -12,7 +12,8 @@ import { Outbound } from './core/outbound';
 import { Registry } from './core/registry';
 import { Session, type Core } from './core/session';
 import type { RelayMetrics } from './metrics';
-import { CLOSE_TOKEN_EXPIRED, encodeWelcome } from './protocol';
+import { CLOSE_DISCONNECTED, CLOSE_TOKEN_EXPIRED, encodeWelcome } from './protocol';
+import { ConnectionIndex } from './core/connection-index';
 import { createTokenLifetime } from './token-lifetime';
 
 /** How long a socket we closed may take to finish the close handshake before it is terminated. */
@@ -80,6 +81,8 @@ export class Hub {
   private readonly core: HubCore;
   private readonly registry: Registry<Session>;
   private readonly outbound: Outbound;
+  /** Connections by id and by user, for the server API. */
+  private readonly index = new ConnectionIndex<Session>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private pingTimer: NodeJS.Timeout | undefined;
   /**
@@ -157,6 +160,7 @@ export class Hub {
     const { config, logger } = this.opts;
     const session = new Session(this.core, id, ws, logger);
     this.registry.members.add(session);
+    this.index.add(session, meta.claims?.sub);
     logger.info({ connectionId: id, remoteAddress: meta.remoteAddress }, 'connection opened');
     (ws as OwnedSocket)[SESSION] = session;
     ws.on('message', onSocketMessage);
@@ -166,6 +170,40 @@ export class Hub {
     if (meta.claims) this.core.tokens?.attach(session, meta.claims);
     session.send(encodeWelcome(id, config.instanceId));
     return session;
+  }
+
+  /** Members of a room on this instance. */
+  roomMembers(room: string): number {
+    return this.registry.rooms.get(room)?.members.size ?? 0;
+  }
+
+  /** Delivers a frame to this instance's members of a room (or every connection: null), as the backplane does. */
+  deliver(room: string | null, frame: Buffer): number {
+    return this.registry.deliver(room, frame);
+  }
+
+  /** Sends a frame to every local connection of a user (the token's `sub`); returns how many were sent it. */
+  deliverToUser(user: string, frame: string | Buffer): number {
+    let sent = 0;
+    for (const session of this.index.ofUser(user)) if (session.send(frame)) sent++;
+    if (sent > 0) this.opts.metrics.messagesOut.inc(sent);
+    return sent;
+  }
+
+  /**
+   * Closes the local connections of a user, or one connection by id, with CLOSE_DISCONNECTED (the client must not
+   * reconnect); returns how many were closed.
+   */
+  disconnect(target: { readonly user: string } | { readonly connectionId: string }): number {
+    const sessions = 'user' in target ? this.index.ofUser(target.user) : [this.index.byConnectionId(target.connectionId)];
+    let closed = 0;
+    for (const session of sessions) {
+      if (session === undefined || session.closing) continue;
+      session.log.info('closing connection: disconnected through the server API');
+      this.closeSession(session, CLOSE_DISCONNECTED, 'disconnected by the server');
+      closed++;
+    }
+    return closed;
   }
 
   /**
@@ -207,6 +245,7 @@ export class Hub {
   /** The socket closed (its 'close' listener): leaves every room and resolves `closed`. */
   remove(session: Session, code: number, reason: string): void {
     if (!this.registry.members.delete(session)) return;
+    this.index.remove(session);
     session.closing = true;
     this.core.tokens?.detach(session);
     if (session.heartbeatSlot >= 0 && this.heartbeatPass[session.heartbeatSlot] === session) this.heartbeatPass[session.heartbeatSlot] = undefined;

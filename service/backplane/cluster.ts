@@ -3,15 +3,21 @@ import type { Logger } from 'pino';
 import {
   BackplaneUnavailableError,
   broadcastChannel,
+  controlChannel,
   decodeEnvelope,
+  idempotencyKey,
   encodeEnvelope,
   isOwnEcho,
   roomChannel,
   type Backplane,
   type BackplaneStatus,
+  type ControlHandler,
   type FrameHandler,
+  type Once,
+  type OnceAppend,
   type Target,
 } from './types';
+import { appendOnceWithScript, publishOnceWithScript } from './idempotency';
 import {
   COMMAND_TIMEOUT_MS,
   PUBLISH_TIMEOUT_MS,
@@ -65,6 +71,8 @@ export class ClusterBackplane implements Backplane {
   readonly #broadcast: string;
   readonly #channels = new Map<string, Target>();
   #handler: FrameHandler | undefined;
+  #controlHandler: ControlHandler | undefined;
+  readonly #control: string;
 
   #cluster: Cluster | undefined;
   #connected = false;
@@ -89,6 +97,9 @@ export class ClusterBackplane implements Backplane {
     this.#reporter = new StateReporter('cluster', this.#logger);
     this.#broadcast = broadcastChannel(opts.channelPrefix);
     this.#channels.set(this.#broadcast, null);
+    this.#control = controlChannel(opts.channelPrefix);
+    // Recorded like the broadcast channel so every (re)subscription includes it; #onMessage routes it first.
+    this.#channels.set(this.#control, null);
   }
 
   start(): Promise<void> {
@@ -125,6 +136,66 @@ export class ClusterBackplane implements Backplane {
     const args = appendArgs('SPUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
     // The keys carry the channel's hash tag, so the script and its SPUBLISH run on the shard that owns the room.
     return appendWithScript((a) => cluster.sendCommand(keys[0], false, a, BUFFER_REPLIES), 'the redis cluster', keys, args);
+  }
+
+  async appendOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<OnceAppend> {
+    if (once === undefined) {
+      const seq = await this.append(target, frame);
+      return { position: { seq, epoch: await this.#epochOf(target) }, duplicate: false };
+    }
+    const cluster = this.#cluster;
+    if (this.#reporter.state !== 'ready' || cluster === undefined) throw new BackplaneUnavailableError();
+    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
+    const stored = target === null ? 0 : this.#history.size;
+    const keys = historyKeys(this.#opts.channelPrefix, target);
+    const args = appendArgs('SPUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
+    const idem = idempotencyKey(this.#opts.channelPrefix, target, once.key);
+    return appendOnceWithScript((a) => cluster.sendCommand(keys[0], false, a, BUFFER_REPLIES), 'the redis cluster', keys, idem, args, once.windowMs);
+  }
+
+  async publishOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<boolean> {
+    if (once === undefined) {
+      await this.publish(target, frame);
+      return true;
+    }
+    const cluster = this.#cluster;
+    if (this.#reporter.state !== 'ready' || cluster === undefined) throw new BackplaneUnavailableError();
+    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
+    const idem = idempotencyKey(this.#opts.channelPrefix, target, once.key);
+    return publishOnceWithScript((a) => cluster.sendCommand(idem, false, a, BUFFER_REPLIES), 'the redis cluster', idem, 'SPUBLISH', channel, encodeEnvelope(this.#opts.instanceId, frame), once.windowMs);
+  }
+
+  async publishControl(message: Buffer, once?: Once): Promise<boolean> {
+    const cluster = this.#cluster;
+    if (this.#reporter.state !== 'ready' || cluster === undefined) throw new BackplaneUnavailableError();
+    if (once !== undefined) {
+      const idem = idempotencyKey(this.#opts.channelPrefix, { control: true }, once.key);
+      return publishOnceWithScript((a) => cluster.sendCommand(idem, false, a, BUFFER_REPLIES), 'the redis cluster', idem, 'SPUBLISH', this.#control, message, once.windowMs);
+    }
+    try {
+      await withTimeout(cluster.sendCommand(this.#control, false, ['SPUBLISH', this.#control, message]), PUBLISH_TIMEOUT_MS, () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`));
+    } catch (err) {
+      throw new BackplaneUnavailableError(`publishing to the redis cluster failed (${describeError(err)}); retry shortly`);
+    }
+    return true;
+  }
+
+  onControl(handler: ControlHandler): void {
+    this.#controlHandler = handler;
+  }
+
+  /** The epoch of a target's history, read after an append created it. */
+  async #epochOf(target: Target): Promise<string> {
+    const cluster = this.#cluster;
+    if (this.#reporter.state !== 'ready' || cluster === undefined) throw new BackplaneUnavailableError();
+    const [meta] = historyKeys(this.#opts.channelPrefix, target);
+    try {
+      const reply = await withTimeout(cluster.sendCommand(meta, true, ['HGET', meta, 'epoch']), PUBLISH_TIMEOUT_MS, () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`));
+      if (typeof reply !== 'string' && !Buffer.isBuffer(reply)) throw new Error('the history has no epoch');
+      return reply.toString();
+    } catch (err) {
+      throw new BackplaneUnavailableError(`reading from the redis cluster failed (${describeError(err)}); retry shortly`);
+    }
   }
 
   async readHistory(room: string, since: HistoryPosition | undefined, limits?: ReadLimits): Promise<HistoryRead> {
@@ -191,7 +262,12 @@ export class ClusterBackplane implements Backplane {
   }
 
   readonly #onMessage = (message: Buffer, channel: Buffer): void => {
-    const target = this.#channels.get(channel.toString());
+    const name = channel.toString();
+    if (name === this.#control) {
+      this.#onControl(message);
+      return;
+    }
+    const target = this.#channels.get(name);
     if (target === undefined || this.#handler === undefined) return;
     const envelope = decodeEnvelope(message);
     if (envelope === null || isOwnEcho(envelope, this.#opts.instanceId)) return;
@@ -201,6 +277,14 @@ export class ClusterBackplane implements Backplane {
       this.#logger.error({ err }, 'frame handler threw');
     }
   };
+
+  #onControl(message: Buffer): void {
+    try {
+      this.#controlHandler?.(message);
+    } catch (err) {
+      this.#logger.error({ err }, 'control handler threw');
+    }
+  }
 
   /** Discovers the topology; node-redis gives up after one pass over the seed nodes, so we retry with backoff. */
   async #connect(): Promise<void> {

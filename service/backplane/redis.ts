@@ -3,15 +3,21 @@ import type { Logger } from 'pino';
 import {
   BackplaneUnavailableError,
   broadcastChannel,
+  controlChannel,
   decodeEnvelope,
+  idempotencyKey,
   encodeEnvelope,
   isOwnEcho,
   roomChannel,
   type Backplane,
   type BackplaneStatus,
+  type ControlHandler,
   type FrameHandler,
+  type Once,
+  type OnceAppend,
   type Target,
 } from './types';
+import { appendOnceWithScript, publishOnceWithScript } from './idempotency';
 import {
   COMMAND_TIMEOUT_MS,
   PUBLISH_TIMEOUT_MS,
@@ -101,6 +107,8 @@ export class RedisBackplane implements Backplane {
   /** channel → target for every channel we want subscribed, broadcast included; the source of truth after reconnects. */
   readonly #channels = new Map<string, Target>();
   #handler: FrameHandler | undefined;
+  #controlHandler: ControlHandler | undefined;
+  readonly #control: string;
 
   #pub: Client | undefined;
   #sub: Client | undefined;
@@ -133,6 +141,9 @@ export class RedisBackplane implements Backplane {
     this.#reporter = new StateReporter('redis', this.#logger);
     this.#broadcast = broadcastChannel(opts.channelPrefix);
     this.#channels.set(this.#broadcast, null);
+    this.#control = controlChannel(opts.channelPrefix);
+    // Recorded like the broadcast channel so every (re)subscription includes it; #onMessage routes it first.
+    this.#channels.set(this.#control, null);
   }
 
   start(): Promise<void> {
@@ -170,6 +181,66 @@ export class RedisBackplane implements Backplane {
     const stored = target === null ? 0 : this.#history.size;
     const args = appendArgs('PUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
     return appendWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', historyKeys(this.#opts.channelPrefix, target), args);
+  }
+
+  async appendOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<OnceAppend> {
+    if (once === undefined) {
+      const seq = await this.append(target, frame);
+      return { position: { seq, epoch: await this.#epochOf(target) }, duplicate: false };
+    }
+    const pub = this.#pub;
+    if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
+    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
+    const stored = target === null ? 0 : this.#history.size;
+    const keys = historyKeys(this.#opts.channelPrefix, target);
+    const args = appendArgs('PUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
+    const idem = idempotencyKey(this.#opts.channelPrefix, target, once.key);
+    return appendOnceWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', keys, idem, args, once.windowMs);
+  }
+
+  async publishOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<boolean> {
+    if (once === undefined) {
+      await this.publish(target, frame);
+      return true;
+    }
+    const pub = this.#pub;
+    if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
+    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
+    const idem = idempotencyKey(this.#opts.channelPrefix, target, once.key);
+    return publishOnceWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', idem, 'PUBLISH', channel, encodeEnvelope(this.#opts.instanceId, frame), once.windowMs);
+  }
+
+  async publishControl(message: Buffer, once?: Once): Promise<boolean> {
+    const pub = this.#pub;
+    if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
+    if (once !== undefined) {
+      const idem = idempotencyKey(this.#opts.channelPrefix, { control: true }, once.key);
+      return publishOnceWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', idem, 'PUBLISH', this.#control, message, once.windowMs);
+    }
+    try {
+      await withTimeout(pub.sendCommand(['PUBLISH', this.#control, message]), PUBLISH_TIMEOUT_MS, () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`));
+    } catch (err) {
+      throw new BackplaneUnavailableError(`publishing to redis failed (${describeError(err)}); retry shortly`);
+    }
+    return true;
+  }
+
+  onControl(handler: ControlHandler): void {
+    this.#controlHandler = handler;
+  }
+
+  /** The epoch of a target's history, read after an append created it. */
+  async #epochOf(target: Target): Promise<string> {
+    const pub = this.#pub;
+    if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
+    const [meta] = historyKeys(this.#opts.channelPrefix, target);
+    try {
+      const reply = await withTimeout(pub.sendCommand(['HGET', meta, 'epoch']), PUBLISH_TIMEOUT_MS, () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`));
+      if (typeof reply !== 'string' && !Buffer.isBuffer(reply)) throw new Error('the history has no epoch');
+      return reply.toString();
+    } catch (err) {
+      throw new BackplaneUnavailableError(`reading from redis failed (${describeError(err)}); retry shortly`);
+    }
   }
 
   async readHistory(room: string, since: HistoryPosition | undefined, limits?: ReadLimits): Promise<HistoryRead> {
@@ -235,7 +306,12 @@ export class RedisBackplane implements Backplane {
 
   // Arrow function: one stable identity, so node-redis treats repeated subscribes as no-ops.
   readonly #onMessage = (message: Buffer, channel: Buffer): void => {
-    const target = this.#channels.get(channel.toString());
+    const name = channel.toString();
+    if (name === this.#control) {
+      this.#onControl(message);
+      return;
+    }
+    const target = this.#channels.get(name);
     if (target === undefined || this.#handler === undefined) return;
     const envelope = decodeEnvelope(message);
     if (envelope === null || isOwnEcho(envelope, this.#opts.instanceId)) return;
@@ -245,6 +321,14 @@ export class RedisBackplane implements Backplane {
       this.#logger.error({ err }, 'frame handler threw');
     }
   };
+
+  #onControl(message: Buffer): void {
+    try {
+      this.#controlHandler?.(message);
+    } catch (err) {
+      this.#logger.error({ err }, 'control handler threw');
+    }
+  }
 
   /** Replaces the connection pair with a new one to `target`; node-redis retries each connection until it succeeds. */
   #connect(target: Address): void {

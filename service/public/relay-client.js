@@ -26,6 +26,8 @@
     connectTimeoutMs: 10000,
   };
   var OPEN = 1; // WebSocket.OPEN, identical in browsers and ws
+  // The relay's close code for a connection its application's backend ended (POST /api/disconnect): never reconnect.
+  var CLOSE_DISCONNECTED = 4003;
   var EVENTS = ['open', 'message', 'close', 'reconnecting', 'error', 'state', 'resync'];
 
   /**
@@ -510,6 +512,20 @@
       socket.close();
     } catch {
       // Already closing or never opened.
+    }
+    if (code === CLOSE_DISCONNECTED) {
+      // The application's backend ended this connection: the client stops for good, as after close().
+      this._opening++;
+      clearTimer(this, '_reconnectTimer');
+      this._rejectPending('disconnected_by_server', 'The server disconnected this client (close code 4003); it does not reconnect.');
+      var waiters = this._openWaiters;
+      this._openWaiters = [];
+      waiters.forEach(function (w) {
+        w.reject(relayError('disconnected_by_server', 'The server disconnected this client (close code 4003) before the connection opened.'));
+      });
+      this._setState('closed');
+      this._emit('close', { code: code, reason: reason || 'disconnected by the server', url: this.url, willReconnect: false, disconnected: true });
+      return;
     }
     this._rejectPending('disconnected', 'The connection to ' + this.url + ' closed before the relay answered.');
     this._emit('close', { code: code, reason: reason || '', url: this.url, willReconnect: true });
