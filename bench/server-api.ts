@@ -70,7 +70,7 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
       relays.push(await startBenchRelay(name, opts.target, { REDIS_URL: redis.url, RELAY_API_KEY: API_KEY, RELAY_CHANNEL_PREFIX: 'bench-api' }, pinning?.servers));
     }
     const sink = new DeliverySink();
-    for (let i = 0; i < opts.members; i++) members.push(await connectRawMember((relays[i % relays.length] as BenchRelay).wsUrl, ROOM, sink.onFrame));
+    for (let i = 0; i < opts.members; i++) members.push(await connectRawMember(relays[i % relays.length].wsUrl, ROOM, sink.onFrame));
     log(`server API: ${opts.members} members over ${relays.length} relays, ${opts.rate} requests/s for ${opts.durationMs / 1000} s`);
     const agents = relays.map(() => new Agent({ keepAlive: true, maxSockets: MAX_IN_FLIGHT }));
     const latency = new LatencyHistogram();
@@ -86,7 +86,7 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
     const warm = Math.round((opts.rate * (opts.warmupMs ?? 2000)) / 1000);
     const publish = (i: number): void => {
       const r = i % relays.length;
-      const relay = relays[r] as BenchRelay;
+      const relay = relays[r];
       if ((inFlight[r] ?? 0) >= MAX_IN_FLIGHT) {
         fail(`over ${MAX_IN_FLIGHT} requests in flight on ${relay.name}`);
         return;
