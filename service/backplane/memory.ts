@@ -1,9 +1,11 @@
+import type { Logger } from 'pino';
 import {
   BackplaneUnavailableError,
   type Backplane,
   type BackplaneState,
   type BackplaneStatus,
   type FrameHandler,
+  type RawHandler,
   type Target,
 } from './types';
 import { EpochSource, HISTORY_OFF, classify, frameHead, type HistoryOptions, type HistoryPosition, type HistoryRead, type ReadLimits } from './history';
@@ -34,9 +36,13 @@ export class MemoryBackplane implements Backplane {
   private readonly histories = new Map<string, RoomHistory>();
   private readonly epochs = new EpochSource();
   private handler: FrameHandler | undefined;
+  private readonly rawHandlers = new Map<string, RawHandler>();
   private sweepTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly history: HistoryOptions = HISTORY_OFF) {
+  constructor(
+    private readonly history: HistoryOptions = HISTORY_OFF,
+    private readonly logger?: Logger,
+  ) {
     this.historyEnabled = history.size > 0;
   }
 
@@ -98,6 +104,33 @@ export class MemoryBackplane implements Backplane {
     return Promise.resolve();
   }
 
+  /** Extra channels: the only instance is the only listener, so a publish comes straight back, as from Redis. */
+  listen(channel: string, handler: RawHandler): Promise<void> {
+    this.rawHandlers.set(channel, handler);
+    return Promise.resolve();
+  }
+
+  unlisten(channel: string): Promise<void> {
+    this.rawHandlers.delete(channel);
+    return Promise.resolve();
+  }
+
+  publishRaw(channel: string, message: Buffer): Promise<void> {
+    return settle(() => {
+      this.assertReady();
+      // After the caller's own synchronous work, as a message from Redis would arrive.
+      const handler = this.rawHandlers.get(channel);
+      if (handler === undefined) return;
+      queueMicrotask(() => {
+        try {
+          handler(message);
+        } catch (err) {
+          this.logger?.error({ err, channel }, 'extra channel handler threw');
+        }
+      });
+    });
+  }
+
   onFrame(handler: FrameHandler): void {
     this.handler = handler;
   }
@@ -115,6 +148,7 @@ export class MemoryBackplane implements Backplane {
       if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
       this.sweepTimer = undefined;
       this.histories.clear();
+      this.rawHandlers.clear();
       this.setState('closed');
       this.listeners.clear();
     });

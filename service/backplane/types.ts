@@ -27,6 +27,9 @@ export interface FramePosition {
  */
 export type FrameHandler = (target: Target, frame: Buffer, position?: FramePosition) => void;
 
+/** Called with the bytes of every message on an extra channel (see Backplane.listen), exactly as published. */
+export type RawHandler = (message: Buffer) => void;
+
 export interface BackplaneStatus {
   readonly kind: 'memory' | 'redis' | 'cluster';
   readonly state: BackplaneState;
@@ -59,6 +62,16 @@ export interface Backplane {
   subscribe(room: string): Promise<void>;
   /** Unsubscribes from a room's channel; called by the hub after the room's last local member left. */
   unsubscribe(room: string): Promise<void>;
+  /**
+   * Subscribes an extra channel (controlChannel, roomExtraChannel), kept across reconnects like a room's; every
+   * message published on it, by any instance this one included, goes to `handler` as raw bytes. One handler per
+   * channel; a second listen replaces it. Never rejects while down.
+   */
+  listen(channel: string, handler: RawHandler): Promise<void>;
+  /** Stops listening to an extra channel. */
+  unlisten(channel: string): Promise<void>;
+  /** Publishes raw bytes on an extra channel. Rejects with BackplaneUnavailableError while down. */
+  publishRaw(channel: string, message: Buffer): Promise<void>;
   /** Registers the single handler for frames from other instances. */
   onFrame(handler: FrameHandler): void;
   /** Registers a listener for state changes (ready/down/…). */
@@ -87,6 +100,29 @@ export function roomChannel(prefix: string, room: string): string {
 
 export function broadcastChannel(prefix: string): string {
   return `${prefix}:broadcast`;
+}
+
+/** An extra channel every instance may listen to (instance-to-instance control messages). */
+export function controlChannel(prefix: string, name = 'control'): string {
+  return `${prefix}:${name}`;
+}
+
+/**
+ * A per-room key or extra channel named by `kind` (such as "presence"), on the room's cluster slot: its hash tag is
+ * the room's, as in roomChannel and the history keys, so one script may touch the room's keys and publish on it.
+ */
+export function roomKey(prefix: string, kind: string, room: string): string {
+  if (kind === '' || kind === 'room' || kind === 'meta' || kind === 'history' || /[\s{}:]/.test(kind)) {
+    throw new Error(
+      `room key kind ${JSON.stringify(kind)} is not usable: pick a word other than room, meta or history, without spaces, braces or colons`,
+    );
+  }
+  return `${prefix}:${kind}:{${room}}`;
+}
+
+/** A per-room extra channel (Backplane.listen), on the room's cluster slot; see roomKey. */
+export function roomExtraChannel(prefix: string, kind: string, room: string): string {
+  return roomKey(prefix, kind, room);
 }
 
 /**
