@@ -2,7 +2,8 @@ import { createServer, type Socket } from 'node:net';
 import { expect } from '@jest/globals';
 import pino from 'pino';
 import { RedisBackplane, type RedisBackplaneOptions } from '../../service/backplane/redis';
-import { BackplaneUnavailableError } from '../../service/backplane/types';
+import { script } from '../../service/backplane/history';
+import { BackplaneUnavailableError, controlChannel, roomExtraChannel, roomKey } from '../../service/backplane/types';
 import { freePort } from '../../app/free-port';
 import { observe, waitState } from '../helpers/backplane-observer';
 import { useClients, useRedis } from '../helpers/fixtures';
@@ -184,6 +185,58 @@ describe('RedisBackplane when Redis goes away', () => {
     expect(seenB.texts()).toEqual(['before', 'after-1', 'after-2', 'after-all']);
     expect(seenA.states).toEqual(['ready', 'down', 'ready']);
     expect(seenB.states).toEqual(['ready', 'down', 'ready']);
+  });
+});
+
+describe('RedisBackplane extension points', () => {
+  it('carries raw bytes on a control channel and a per-room channel, and keeps them across a Redis restart', async () => {
+    const redis = await redisServers.start();
+    const a = backplane(redis.url, 'a', { channelPrefix: 'ext' });
+    const b = backplane(redis.url, 'b', { channelPrefix: 'ext' });
+    await Promise.all([a.start(), b.start()]);
+    const got: string[] = [];
+    await a.listen(controlChannel('ext'), (m) => got.push(`a ${m.toString()}`));
+    await b.listen(controlChannel('ext'), (m) => got.push(`b ${m.toString()}`));
+    await b.listen(roomExtraChannel('ext', 'presence', 'r1'), (m) => got.push(`b presence ${m.toString()}`));
+    await a.publishRaw(controlChannel('ext'), Buffer.from('hello'));
+    // Every listener hears it, the publisher included: extra channels carry raw bytes, with no echo filter.
+    await waitUntil(() => got.length === 2, 5_000, `both instances to hear the control message (got ${JSON.stringify(got)})`);
+    expect(got.sort()).toEqual(['a hello', 'b hello']);
+
+    await redis.kill('SIGKILL');
+    await waitState(a, 'down');
+    await expect(a.publishRaw(controlChannel('ext'), Buffer.from('x'))).rejects.toBeInstanceOf(BackplaneUnavailableError);
+    await redis.restart();
+    await waitState(a, 'ready', 15_000);
+    await waitState(b, 'ready', 15_000);
+    const channels = (await redis.cli('PUBSUB', 'CHANNELS', 'ext:*')).split('\n').filter(Boolean).sort();
+    expect(channels).toEqual(['ext:broadcast', 'ext:control', 'ext:presence:{r1}']);
+    got.length = 0;
+    await a.publishRaw(roomExtraChannel('ext', 'presence', 'r1'), Buffer.from('joined'));
+    await waitUntil(() => got.length === 1, 5_000, 'the per-room message after the restart');
+    expect(got).toEqual(['b presence joined']);
+
+    await b.unlisten(controlChannel('ext'));
+    expect((await redis.cli('PUBSUB', 'NUMSUB', 'ext:control')).split('\n').filter(Boolean)).toEqual(['ext:control', '1']);
+  });
+
+  it('loads a registered script before ready, runs it on the room key, and names the script when Redis refuses it', async () => {
+    const redis = await redisServers.start();
+    const counter = script("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+    const a = backplane(redis.url, 'a', { channelPrefix: 'lua' });
+    a.registerScript(counter);
+    await a.start();
+    expect((await redis.cli('SCRIPT', 'EXISTS', counter.sha)).trim()).toBe('1');
+    const key = roomKey('lua', 'count', 'r1');
+    expect(await a.runScript(counter, [key], ['5'])).toBe(5);
+    expect(await a.runScript(counter, [key], ['2'])).toBe(7);
+    expect((await redis.cli('GET', 'lua:count:{r1}')).trim()).toBe('7');
+    // Not registered: EVALSHA misses and the script is sent with EVAL.
+    const echo = script('return ARGV[1]');
+    expect(await a.runScript(echo, [key], ['bytes'])).toEqual(Buffer.from('bytes'));
+    await expect(a.runScript(counter, [key], ['not-a-number'])).rejects.toThrow(
+      new RegExp(`^script ${counter.sha.slice(0, 12)} failed on redis: .*not an integer`),
+    );
   });
 });
 
