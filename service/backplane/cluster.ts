@@ -6,7 +6,8 @@
  */
 import { createCluster, type RedisClusterType } from '@redis/client';
 import type { Logger } from 'pino';
-import { TransportBackplane, type RedisBackplaneOptions, type RedisTransport, type TransportHost } from './redis-backplane';
+import { TransportBackplane } from './redis-backplane';
+import type { RedisBackplaneOptions, RedisTransport, TransportHost } from './transport';
 import { BUFFER_REPLIES } from './history';
 import { COMMAND_TIMEOUT_MS, backoffWithJitter, describeError, socketDefaults, withTimeout, type RedisConnectionSettings } from './redis-common';
 

@@ -10,8 +10,9 @@
  *   hash tag (`{room}`, see historyKeys/roomKey) so they share the room's slot. `registerScript` loads a script on
  *   every primary before the backplane reports ready, so EVALSHA never falls back mid-stream.
  * - `listen(channel, handler)` / `unlisten(channel)` / `publishRaw(channel, bytes)`: extra channels kept across
- *   reconnects, with raw bytes in and out. `controlChannel(prefix)` is one every instance listens to;
+ *   reconnects, with raw bytes in and out. `extraChannel(prefix, name)` is one every instance may listen to;
  *   `roomExtraChannel(prefix, kind, room)` / `roomKey` are a per-room channel / key on the room's slot (types.ts).
+ * - The control channel (`<prefix>:control`, the server API's): `publishControl(message, once?)` / `onControl`.
  * - After a reconnect the hub catches rooms up from the history when the state goes down → ready
  *   (hub.ts, registry.catchUpAll); listeners of extra channels see the same `onStateChange`.
  */
@@ -32,6 +33,7 @@ import {
   type ReadLimits,
   type SendCommand,
 } from './history';
+import { appendOnceWithScript, publishOnceWithScript } from './idempotency';
 import {
   COMMAND_TIMEOUT_MS,
   PUBLISH_TIMEOUT_MS,
@@ -42,74 +44,28 @@ import {
   redactUrl,
   resolveConnectionSettings,
   withTimeout,
-  type RedisConnectionSettings,
 } from './redis-common';
+import type { RedisBackplaneOptions, RedisTransport, TransportFactory, TransportHost } from './transport';
+
+export type { RedisBackplaneOptions, RedisTransport, TransportFactory, TransportHost } from './transport';
 import {
   BackplaneUnavailableError,
   broadcastChannel,
+  controlChannel,
   decodeEnvelope,
   encodeEnvelope,
+  idempotencyKey,
   isOwnEcho,
   roomChannel,
   type Backplane,
   type BackplaneStatus,
+  type ControlHandler,
   type FrameHandler,
+  type Once,
+  type OnceAppend,
   type RawHandler,
   type Target,
 } from './types';
-
-/** Options shared by the standalone and cluster Redis backplanes. */
-export interface RedisBackplaneOptions {
-  /** `redis://` or `rediss://` URL (TLS for rediss); may carry a password. Cluster: one seed node or the configuration endpoint. */
-  url: string;
-  /** AUTH token, used only when the URL carries no password. @default none */
-  authToken?: string;
-  /** PEM file with the CA that signed the server certificate (rediss only). @default the system CAs */
-  tlsCaFile?: string;
-  /** Prefix of every channel; isolates apps sharing one Redis. */
-  channelPrefix: string;
-  /** This instance's id; envelopes tagged with it are dropped on receipt. */
-  instanceId: string;
-  logger: Logger;
-  /** Per-room history for message recovery; size 0 keeps the plain publish path. @default off (size 0) */
-  history?: HistoryOptions;
-}
-
-/** What a transport may ask of the backplane that drives it. */
-export interface TransportHost {
-  /** Every channel that must be subscribed now; the source of truth after reconnects. */
-  wantedChannels(): string[];
-  isWanted(channel: string): boolean;
-  /** The one listener for every subscribed channel (a stable identity, so repeated subscribes are no-ops). */
-  readonly onMessage: (message: Buffer, channel: Buffer) => void;
-  /** Runs on each primary (new connection, failover, topology change) before the transport reports ready. */
-  prepareNode(send: SendCommand): Promise<void>;
-  noteError(err: unknown): void;
-  /** Whether publish, commands and subscriptions all work now. */
-  setReady(ready: boolean): void;
-}
-
-/** How the backplane reaches Redis: standalone (redis.ts) or cluster (cluster.ts). */
-export interface RedisTransport {
-  readonly kind: 'redis' | 'cluster';
-  /** Names the store in errors a publisher sees ("redis", "the redis cluster"). */
-  readonly store: string;
-  /** The pub/sub publish command the Lua scripts call: PUBLISH, or SPUBLISH for sharded pub/sub. */
-  readonly publishCommand: 'PUBLISH' | 'SPUBLISH';
-  /** Starts connecting (retrying in the background) and reports through `host`. */
-  start(host: TransportHost): void;
-  /** One command on the node that owns `key` (the only node, standalone); replies as Buffers. */
-  send(key: string, args: Array<string | Buffer>): Promise<unknown>;
-  publish(channel: string, message: Buffer): Promise<unknown>;
-  /** Subscribes now when connected, else resolves at once (the next resync subscribes it). */
-  subscribe(channel: string): Promise<void>;
-  unsubscribe(channel: string): Promise<void>;
-  /** Closes every connection and timer. Never throws. */
-  close(): Promise<void>;
-}
-
-/** Builds a transport from the resolved connection settings and the backplane's logger. */
-export type TransportFactory = (settings: RedisConnectionSettings, logger: Logger) => RedisTransport;
 
 /** What a subscribed channel carries: room/broadcast envelopes for the hub, or raw bytes for an extra channel. */
 type ChannelUse = { readonly kind: 'frames'; readonly target: Target } | { readonly kind: 'raw'; readonly handler: RawHandler };
@@ -131,10 +87,12 @@ export class TransportBackplane implements Backplane {
   readonly #reporter: StateReporter;
   readonly #logger: Logger;
   readonly #broadcast: string;
+  readonly #control: string;
   /** channel → use for every channel we want subscribed, broadcast included. */
   readonly #channels = new Map<string, ChannelUse>();
   readonly #scripts = new Set<LuaScript>();
   #handler: FrameHandler | undefined;
+  #controlHandler: ControlHandler | undefined;
   #started: Promise<void> | undefined;
   #resolveStarted: (() => void) | undefined;
   #rejectStarted: ((err: Error) => void) | undefined;
@@ -151,6 +109,9 @@ export class TransportBackplane implements Backplane {
     this.#reporter = new StateReporter(this.kind, this.#logger);
     this.#broadcast = broadcastChannel(opts.channelPrefix);
     this.#channels.set(this.#broadcast, { kind: 'frames', target: null });
+    this.#control = controlChannel(opts.channelPrefix);
+    // Subscribed like the broadcast channel by every instance; its messages go to the onControl handler.
+    this.#channels.set(this.#control, { kind: 'raw', handler: (message) => this.#controlHandler?.(message) });
   }
 
   start(): Promise<void> {
@@ -187,6 +148,40 @@ export class TransportBackplane implements Backplane {
     const args = appendArgs(this.#transport.publishCommand, this.#channelOf(target), this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
     // The keys carry the channel's hash tag, so in a cluster the script and its SPUBLISH run on the room's shard.
     return appendWithScript(this.#sendTo(keys[0]), this.#transport.store, keys, args);
+  }
+
+  async appendOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<OnceAppend> {
+    this.#assertReady();
+    const stored = target === null ? 0 : this.#history.size;
+    const keys = historyKeys(this.#opts.channelPrefix, target);
+    const args = appendArgs(this.#transport.publishCommand, this.#channelOf(target), this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
+    const idem = once === undefined ? undefined : { key: idempotencyKey(this.#opts.channelPrefix, target, once.key), windowMs: once.windowMs };
+    return appendOnceWithScript(this.#sendTo(keys[0]), this.#transport.store, keys, args, idem);
+  }
+
+  async publishOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<boolean> {
+    if (once === undefined) {
+      await this.publish(target, frame);
+      return true;
+    }
+    this.#assertReady();
+    const idem = idempotencyKey(this.#opts.channelPrefix, target, once.key);
+    const message = encodeEnvelope(this.#opts.instanceId, frame);
+    return publishOnceWithScript(this.#sendTo(idem), this.#transport.store, idem, this.#transport.publishCommand, this.#channelOf(target), message, once.windowMs);
+  }
+
+  async publishControl(message: Buffer, once?: Once): Promise<boolean> {
+    if (once === undefined) {
+      await this.publishRaw(this.#control, message);
+      return true;
+    }
+    this.#assertReady();
+    const idem = idempotencyKey(this.#opts.channelPrefix, { control: true }, once.key);
+    return publishOnceWithScript(this.#sendTo(idem), this.#transport.store, idem, this.#transport.publishCommand, this.#control, message, once.windowMs);
+  }
+
+  onControl(handler: ControlHandler): void {
+    this.#controlHandler = handler;
   }
 
   async readHistory(room: string, since: HistoryPosition | undefined, limits?: ReadLimits): Promise<HistoryRead> {
@@ -233,12 +228,14 @@ export class TransportBackplane implements Backplane {
   /** Subscribes an extra channel, kept across reconnects; every message on it goes to `handler` as raw bytes. */
   async listen(channel: string, handler: RawHandler): Promise<void> {
     const existing = this.#channels.get(channel);
-    if (existing?.kind === 'frames') throw new Error(`channel ${channel} carries room frames; listen on a channel of its own`);
+    if (existing?.kind === 'frames' || channel === this.#control) {
+      throw new Error(`channel ${channel} belongs to the relay (rooms, broadcast or control); listen on a channel of its own (extraChannel, roomExtraChannel)`);
+    }
     await this.#want(channel, { kind: 'raw', handler });
   }
 
   async unlisten(channel: string): Promise<void> {
-    if (this.#channels.get(channel)?.kind !== 'raw') return;
+    if (this.#channels.get(channel)?.kind !== 'raw' || channel === this.#control) return;
     await this.#unwant(channel);
   }
 

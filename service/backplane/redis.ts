@@ -6,11 +6,12 @@
  */
 import { RedisClient } from '@redis/client';
 import type { Logger } from 'pino';
-import { TransportBackplane, type RedisBackplaneOptions, type RedisTransport, type TransportHost } from './redis-backplane';
+import { TransportBackplane } from './redis-backplane';
+import type { RedisBackplaneOptions, RedisTransport, TransportHost } from './transport';
 import { BUFFER_REPLIES } from './history';
 import { COMMAND_TIMEOUT_MS, describeError, socketOptions, withTimeout, type RedisConnectionSettings } from './redis-common';
 
-export type { RedisBackplaneOptions } from './redis-backplane';
+export type { RedisBackplaneOptions } from './transport';
 
 /** How often the publisher connection asks ROLE, to notice a primary demoted without a dropped connection. */
 export const ROLE_CHECK_INTERVAL_MS = 1000;

@@ -12,6 +12,7 @@ import {
   BackplaneUnavailableError,
   controlChannel,
   encodeEnvelope,
+  extraChannel,
   roomChannel,
   roomExtraChannel,
   roomKey,
@@ -170,14 +171,14 @@ describe('TransportBackplane (shared Redis backplane logic, no sockets)', () => 
     await transport.up();
     await bp.subscribe('stay');
     await bp.subscribe('leave');
-    await bp.listen(controlChannel('p'), () => undefined);
+    await bp.listen(extraChannel('p', 'sync'), () => undefined);
     transport.down(new Error('gone'));
     await bp.subscribe('joined-while-down');
     await bp.unsubscribe('leave');
     expect(transport.subscribed.size).toBe(0);
     await transport.up();
     expect([...transport.subscribed].sort()).toEqual(
-      ['p:broadcast', 'p:control', roomChannel('p', 'joined-while-down'), roomChannel('p', 'stay')].sort(),
+      ['p:broadcast', 'p:control', 'p:sync', roomChannel('p', 'joined-while-down'), roomChannel('p', 'stay')].sort(),
     );
   });
 
@@ -185,20 +186,37 @@ describe('TransportBackplane (shared Redis backplane logic, no sockets)', () => 
     const bus = new Bus();
     const [a, b] = await readyPair(bus);
     const got: string[] = [];
-    await a.bp.listen(controlChannel('p'), (m) => got.push(`a:${m.toString()}`));
+    await a.bp.listen(extraChannel('p', 'sync'), (m) => got.push(`a:${m.toString()}`));
     await b.bp.listen(roomExtraChannel('p', 'presence', 'r1'), (m) => got.push(`b:${m.toString()}`));
-    await a.bp.publishRaw(controlChannel('p'), Buffer.from('hello'));
+    await a.bp.publishRaw(extraChannel('p', 'sync'), Buffer.from('hello'));
     await a.bp.publishRaw(roomExtraChannel('p', 'presence', 'r1'), Buffer.from('joined'));
     expect(got).toEqual(['a:hello', 'b:joined']);
     await expect(a.bp.listen(roomChannel('p', 'r1'), () => undefined)).resolves.toBeUndefined();
     await a.bp.subscribe('r2');
-    await expect(a.bp.listen(roomChannel('p', 'r2'), () => undefined)).rejects.toThrow(
-      'channel p:room:{r2} carries room frames; listen on a channel of its own',
-    );
-    await a.bp.unlisten(controlChannel('p'));
-    await a.bp.publishRaw(controlChannel('p'), Buffer.from('unheard'));
+    for (const owned of [roomChannel('p', 'r2'), 'p:broadcast', controlChannel('p')]) {
+      await expect(a.bp.listen(owned, () => undefined)).rejects.toThrow(
+        `channel ${owned} belongs to the relay (rooms, broadcast or control); listen on a channel of its own (extraChannel, roomExtraChannel)`,
+      );
+    }
+    await a.bp.unlisten(extraChannel('p', 'sync'));
+    await a.bp.publishRaw(extraChannel('p', 'sync'), Buffer.from('unheard'));
     expect(got).toEqual(['a:hello', 'b:joined']);
     expect(a.frames).toEqual([]);
+  });
+
+  it('hands control messages to onControl on every instance, the publisher included; unlisten cannot drop the control channel', async () => {
+    const bus = new Bus();
+    const [a, b] = await readyPair(bus);
+    const got: string[] = [];
+    a.bp.onControl((m) => got.push(`a:${m.toString()}`));
+    b.bp.onControl((m) => got.push(`b:${m.toString()}`));
+    await a.bp.unlisten(controlChannel('p'));
+    expect(await a.bp.publishControl(Buffer.from('req'))).toBe(true);
+    expect(got.sort()).toEqual(['a:req', 'b:req']);
+    // Once per key: the script runs on the node owning the key, in the control channel's slot.
+    a.transport.reply = () => 1;
+    expect(await a.bp.publishControl(Buffer.from('req'), { key: 'k1', windowMs: 1000 })).toBe(true);
+    expect(a.transport.sent.at(-1)!.key).toBe('{p:control}:idem:k1');
   });
 
   it('logs a handler that throws and keeps delivering', async () => {
@@ -207,12 +225,12 @@ describe('TransportBackplane (shared Redis backplane logic, no sockets)', () => 
     void a.bp.start();
     await a.transport.up();
     let calls = 0;
-    await a.bp.listen(controlChannel('p'), () => {
+    await a.bp.listen(extraChannel('p', 'sync'), () => {
       calls++;
       throw new Error('handler bug');
     });
-    await a.bp.publishRaw(controlChannel('p'), Buffer.from('1'));
-    await a.bp.publishRaw(controlChannel('p'), Buffer.from('2'));
+    await a.bp.publishRaw(extraChannel('p', 'sync'), Buffer.from('1'));
+    await a.bp.publishRaw(extraChannel('p', 'sync'), Buffer.from('2'));
     expect(calls).toBe(2);
   });
 
@@ -270,8 +288,10 @@ describe('per-room keys and channels', () => {
     expect(roomKey('app-dev', 'presence', 'lobby')).toBe('app-dev:presence:{lobby}');
     expect(roomExtraChannel('app-dev', 'typing', 'lobby')).toBe('app-dev:typing:{lobby}');
     expect(controlChannel('app-dev')).toBe('app-dev:control');
-    for (const bad of ['', 'room', 'meta', 'history', 'a b', 'x{', 'a:b']) {
-      expect(() => roomKey('p', bad, 'r')).toThrow(/^room key kind .* is not usable: pick a word other than room, meta or history/);
+    expect(extraChannel('app-dev', 'presence')).toBe('app-dev:presence');
+    for (const bad of ['', 'room', 'meta', 'history', 'idem', 'control', 'broadcast', 'a b', 'x{', 'a:b', 'a#b']) {
+      expect(() => roomKey('p', bad, 'r')).toThrow(/^room key kind .* is not usable: pick a word other than room, meta, history, idem, broadcast, control, without spaces/);
+      expect(() => extraChannel('p', bad)).toThrow(/^extra channel name .* is not usable/);
     }
   });
 });

@@ -2,7 +2,7 @@ import { expect } from '@jest/globals';
 import pino from 'pino';
 import { ClusterBackplane } from '../../service/backplane/cluster';
 import { script } from '../../service/backplane/history';
-import { BackplaneUnavailableError, controlChannel, roomChannel, roomExtraChannel, roomKey } from '../../service/backplane/types';
+import { BackplaneUnavailableError, extraChannel, roomChannel, roomExtraChannel, roomKey } from '../../service/backplane/types';
 import { freePort } from '../../app/free-port';
 import { observe } from '../helpers/backplane-observer';
 import { useClients, useRedis, useRelays } from '../helpers/fixtures';
@@ -95,7 +95,7 @@ describe('ClusterBackplane against a 3-master Redis Cluster', () => {
 });
 
 describe('ClusterBackplane extension points', () => {
-  it('runs a script on the shard that owns the room, and carries control and per-room channels on their slots', async () => {
+  it('runs a script on the shard that owns the room, and carries extra and per-room channels on their slots', async () => {
     const rooms = await roomsOnDistinctShards(cluster, PREFIX);
     const setter = script("redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])");
     const a = backplane(cluster.url, 'a');
@@ -110,14 +110,14 @@ describe('ClusterBackplane extension points', () => {
     }
 
     const got: string[] = [];
-    await b.listen(controlChannel(PREFIX), (m) => got.push(`control ${m.toString()}`));
+    await b.listen(extraChannel(PREFIX, 'sync'), (m) => got.push(`sync ${m.toString()}`));
     const { room, owner } = rooms[2];
     await b.listen(roomExtraChannel(PREFIX, 'presence', room), (m) => got.push(`presence ${m.toString()}`));
     expect(await shardChannels(owner)).toContain(roomExtraChannel(PREFIX, 'presence', room));
-    await a.publishRaw(controlChannel(PREFIX), Buffer.from('hello'));
+    await a.publishRaw(extraChannel(PREFIX, 'sync'), Buffer.from('hello'));
     await a.publishRaw(roomExtraChannel(PREFIX, 'presence', room), Buffer.from('joined'));
     await waitUntil(() => got.length === 2, 10_000, `both extra channel messages (got ${JSON.stringify(got)})`);
-    expect(got.sort()).toEqual(['control hello', 'presence joined']);
+    expect(got.sort()).toEqual(['presence joined', 'sync hello']);
   });
 });
 
