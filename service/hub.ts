@@ -13,7 +13,7 @@ import { Registry } from './core/registry';
 import { Session, type Core } from './core/session';
 import type { RelayMetrics } from './metrics';
 import { CLOSE_DISCONNECTED, CLOSE_TOKEN_EXPIRED, encodeWelcome } from './protocol';
-import { ConnectionIndex } from './core/connection-index';
+import { UserIndex } from './core/user-index';
 import { createTokenLifetime } from './token-lifetime';
 
 /** How long a socket we closed may take to finish the close handshake before it is terminated. */
@@ -81,8 +81,8 @@ export class Hub {
   private readonly core: HubCore;
   private readonly registry: Registry<Session>;
   private readonly outbound: Outbound;
-  /** Connections by id and by user, for the server API. */
-  private readonly index = new ConnectionIndex<Session>();
+  /** Connections by user (token `sub`), for the server API. */
+  private readonly users = new UserIndex<Session>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private pingTimer: NodeJS.Timeout | undefined;
   /**
@@ -160,7 +160,6 @@ export class Hub {
     const { config, logger } = this.opts;
     const session = new Session(this.core, id, ws, logger);
     this.registry.members.add(session);
-    this.index.add(session, meta.claims?.sub);
     logger.info({ connectionId: id, remoteAddress: meta.remoteAddress }, 'connection opened');
     (ws as OwnedSocket)[SESSION] = session;
     ws.on('message', onSocketMessage);
@@ -168,6 +167,7 @@ export class Hub {
     ws.on('error', onSocketError);
     ws.on('close', onSocketClose);
     if (meta.claims) this.core.tokens?.attach(session, meta.claims);
+    this.users.add(session, session.auth?.sub);
     session.send(encodeWelcome(id, config.instanceId));
     return session;
   }
@@ -185,7 +185,7 @@ export class Hub {
   /** Sends a frame to every local connection of a user (the token's `sub`); returns how many were sent it. */
   deliverToUser(user: string, frame: string | Buffer): number {
     let sent = 0;
-    for (const session of this.index.ofUser(user)) if (session.send(frame)) sent++;
+    for (const session of this.users.of(user)) if (session.send(frame)) sent++;
     if (sent > 0) this.opts.metrics.messagesOut.inc(sent);
     return sent;
   }
@@ -195,7 +195,8 @@ export class Hub {
    * reconnect); returns how many were closed.
    */
   disconnect(target: { readonly user: string } | { readonly connectionId: string }): number {
-    const sessions = 'user' in target ? this.index.ofUser(target.user) : [this.index.byConnectionId(target.connectionId)];
+    // By id: a scan, not a map kept per connection (idle connections are what an instance holds most of).
+    const sessions = 'user' in target ? this.users.of(target.user) : [...this.registry.members].filter((s) => s.id === target.connectionId);
     let closed = 0;
     for (const session of sessions) {
       if (session === undefined || session.closing) continue;
@@ -245,7 +246,7 @@ export class Hub {
   /** The socket closed (its 'close' listener): leaves every room and resolves `closed`. */
   remove(session: Session, code: number, reason: string): void {
     if (!this.registry.members.delete(session)) return;
-    this.index.remove(session);
+    this.users.remove(session, session.auth?.sub);
     session.closing = true;
     this.core.tokens?.detach(session);
     if (session.heartbeatSlot >= 0 && this.heartbeatPass[session.heartbeatSlot] === session) this.heartbeatPass[session.heartbeatSlot] = undefined;

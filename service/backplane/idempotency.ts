@@ -28,6 +28,15 @@ redis.call('SET', KEYS[#KEYS], seq .. ' ' .. epoch, 'PX', ARGV[#ARGV])
 return {seq, epoch}
 `;
 
+/** The append script returning the position it gave the message, {seq, epoch}, for callers that answer with it. */
+const APPEND_POSITION_LUA = `
+local function append()
+${APPEND_SCRIPT.source}
+end
+local seq = append()
+return {seq, redis.call('HGET', KEYS[1], 'epoch')}
+`;
+
 /**
  * A publish made once per key. KEYS: the idempotency key. ARGV: publish command (PUBLISH or SPUBLISH), channel,
  * payload, window in milliseconds. Returns 1 when published, 0 when the key was seen within the window.
@@ -44,20 +53,26 @@ function script(source: string): LuaScript {
 
 export const APPEND_ONCE_SCRIPT = script(APPEND_ONCE_LUA);
 export const PUBLISH_ONCE_SCRIPT = script(PUBLISH_ONCE_LUA);
+export const APPEND_POSITION_SCRIPT = script(APPEND_POSITION_LUA);
 
-/** Runs the append-once script; `appendKeys`/`appendArgs` are exactly what the append script takes. */
+/**
+ * Runs the append script and returns the message's position: once per `idem` key and window when given (the
+ * append-once script), else unconditionally. `appendKeys`/`appendArgs` are exactly what the append script takes.
+ */
 export async function appendOnceWithScript(
   send: SendCommand,
   store: string,
   appendKeys: readonly string[],
-  idemKey: string,
   appendArgs: Array<string | Buffer>,
-  windowMs: number,
+  idem: { readonly key: string; readonly windowMs: number } | undefined,
 ): Promise<OnceAppend> {
   let reply: unknown;
+  const run =
+    idem === undefined
+      ? runScript(send, APPEND_POSITION_SCRIPT, appendKeys, appendArgs)
+      : runScript(send, APPEND_ONCE_SCRIPT, [...appendKeys, idem.key], [...appendArgs, String(idem.windowMs)]);
   try {
-    reply = await withTimeout(runScript(send, APPEND_ONCE_SCRIPT, [...appendKeys, idemKey], [...appendArgs, String(windowMs)]), PUBLISH_TIMEOUT_MS,
-      () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`));
+    reply = await withTimeout(run, PUBLISH_TIMEOUT_MS, () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`));
   } catch (err) {
     throw new BackplaneUnavailableError(`publishing to ${store} failed (${describeError(err)}); retry shortly`);
   }

@@ -184,18 +184,14 @@ export class RedisBackplane implements Backplane {
   }
 
   async appendOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<OnceAppend> {
-    if (once === undefined) {
-      const seq = await this.append(target, frame);
-      return { position: { seq, epoch: await this.#epochOf(target) }, duplicate: false };
-    }
     const pub = this.#pub;
     if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
     const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
     const stored = target === null ? 0 : this.#history.size;
     const keys = historyKeys(this.#opts.channelPrefix, target);
     const args = appendArgs('PUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
-    const idem = idempotencyKey(this.#opts.channelPrefix, target, once.key);
-    return appendOnceWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', keys, idem, args, once.windowMs);
+    const idem = once === undefined ? undefined : { key: idempotencyKey(this.#opts.channelPrefix, target, once.key), windowMs: once.windowMs };
+    return appendOnceWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', keys, args, idem);
   }
 
   async publishOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<boolean> {
@@ -227,20 +223,6 @@ export class RedisBackplane implements Backplane {
 
   onControl(handler: ControlHandler): void {
     this.#controlHandler = handler;
-  }
-
-  /** The epoch of a target's history, read after an append created it. */
-  async #epochOf(target: Target): Promise<string> {
-    const pub = this.#pub;
-    if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
-    const [meta] = historyKeys(this.#opts.channelPrefix, target);
-    try {
-      const reply = await withTimeout(pub.sendCommand(['HGET', meta, 'epoch']), PUBLISH_TIMEOUT_MS, () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`));
-      if (typeof reply !== 'string' && !Buffer.isBuffer(reply)) throw new Error('the history has no epoch');
-      return reply.toString();
-    } catch (err) {
-      throw new BackplaneUnavailableError(`reading from redis failed (${describeError(err)}); retry shortly`);
-    }
   }
 
   async readHistory(room: string, since: HistoryPosition | undefined, limits?: ReadLimits): Promise<HistoryRead> {

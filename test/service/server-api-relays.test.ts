@@ -149,6 +149,24 @@ describe.each([
   });
 });
 
+describe('server API with message recovery off (RELAY_HISTORY_SIZE=0), standalone Redis', () => {
+  it('delivers a publish once on both relays, answers {} and keeps idempotency keys', async () => {
+    const [a, b] = await pair({ ...(await standalone()), RELAY_HISTORY_SIZE: '0' });
+    const onA = await member(a, 'orders');
+    const onB = await member(b, 'orders');
+    const first = await callApi(a, '/api/publish', { body: { room: 'orders', data: 'plain', idempotencyKey: 'plain-1' } });
+    expect(first).toMatchObject({ status: 200, body: {} });
+    const again = await callApi(b, '/api/publish', { body: { room: 'orders', data: 'plain', idempotencyKey: 'plain-1' } });
+    expect(again).toMatchObject({ status: 200, body: {} });
+    await flushed(b, [onA, onB], 'orders');
+    for (const c of [onA, onB]) {
+      expect(c.messages().map((m) => m.data)).toEqual(['plain', 'marker']);
+      expect(c.messages()[0]).not.toHaveProperty('seq');
+    }
+    expect((await callApi(a, '/api/rooms/orders')).body).toEqual({ room: 'orders', members: 2, instances: 2, position: null });
+  });
+});
+
 describe('server API while Redis is down', () => {
   it('answers 503 backplane_unavailable and delivers nothing', async () => {
     const server = await redis.start();

@@ -161,6 +161,19 @@ describe('server API on one relay (in-memory backplane)', () => {
     expect(info.body).toEqual({ room: 'lobby', members: 1, instances: 1, position: { seq: '2', epoch: first.body.epoch } });
   });
 
+  it('answers 429 rate_limited over RELAY_API_RATE_LIMIT and delivers nothing', async () => {
+    const relay = await relays.start({ RELAY_API_KEY: API_KEY, RELAY_API_RATE_LIMIT: '2' });
+    const c = await clients.connect(relay.wsUrl);
+    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => callApi(relay, '/api/publish', { body: { data: i } })));
+    const limited = answers.filter((r) => r.status === 429);
+    expect(limited.length).toBeGreaterThan(0);
+    expect(limited.map(errorCode)).toEqual(limited.map(() => 'rate_limited'));
+    expect(limited[0]?.headers['retry-after']).toBe('1');
+    const accepted = answers.filter((r) => r.status === 200).length;
+    await c.waitForMessages(accepted);
+    expect(c.messages()).toHaveLength(accepted);
+  });
+
   it('sends a user publish to every connection of that user, and disconnects them with 4003 so relay-client.js stops', async () => {
     const relay = await relays.start({ RELAY_API_KEY: API_KEY, RELAY_TOKEN_SECRET: SECRET });
     const a = await clients.connect(`${relay.wsUrl}?token=${token('alice')}`);
