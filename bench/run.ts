@@ -1,4 +1,4 @@
-// `npm run bench`: runs the four benchmarks against a fresh bundle of the relay and writes BENCHMARKS.md.
+// `npm run bench`: runs the benchmarks against a fresh bundle of the relay and writes BENCHMARKS.md.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { bundleService, RELAY_NODE_FLAGS } from '../app/bundle';
