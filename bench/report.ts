@@ -8,6 +8,7 @@ import type { IdleResult } from './idle-footprint';
 import { manyRoomsChecks, manyRoomsSection, type ManyRoomsResult } from './many-rooms';
 import type { BenchEnvironment, LoadSample } from './lib/environment';
 import type { SynthResult } from './synth';
+import { serverApiSection, type ServerApiBenchResult } from './server-api';
 
 export interface ReportInput {
   readonly environment: BenchEnvironment;
@@ -22,6 +23,7 @@ export interface ReportInput {
   readonly synth?: SynthResult;
   readonly artifact?: ArtifactResult;
   readonly manyRooms?: ManyRoomsResult;
+  readonly serverApi?: ServerApiBenchResult;
 }
 
 /** One line of the targets table. */
@@ -141,7 +143,7 @@ export function renderReport(input: ReportInput): string {
   out.push(`| command | \`${input.command}\` |`);
   out.push(`| load average (1/5/15 min) | before ${fmtLoad(input.loadBefore)}, after ${fmtLoad(input.loadAfter)} |`);
   out.push('');
-  out.push('## Targets (issues 7 and 16)', '');
+  out.push('## Targets (issue 7)', '');
   out.push('| target | measured | result |', '|---|---|---|');
   for (const c of [...checkTargets(input), ...manyRoomsChecks(input.manyRooms)]) out.push(`| ${c.target} | ${c.measured} | ${c.pass === null ? '—' : c.pass ? 'pass' : '**fail**'} |`);
   out.push('');
@@ -150,6 +152,7 @@ export function renderReport(input: ReportInput): string {
   if (input.idle) out.push(...idleSection(input.idle));
   if (input.synth) out.push(...synthSection(input.synth));
   if (input.artifact) out.push(...artifactSection(input.artifact));
+  if (input.serverApi) out.push(...serverApiSection(input.serverApi));
   if (existsSync(FINDINGS_FILE)) out.push(readFileSync(FINDINGS_FILE, 'utf8').trim(), '');
   return `${out.join('\n')}\n`;
 }

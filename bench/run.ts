@@ -1,4 +1,4 @@
-// `npm run bench`: runs the five benchmarks against a fresh bundle of the relay and writes BENCHMARKS.md.
+// `npm run bench`: runs the benchmarks against a fresh bundle of the relay and writes BENCHMARKS.md.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { bundleService, RELAY_NODE_FLAGS } from '../app/bundle';
@@ -13,6 +13,7 @@ import { killAllNow, stopAllProcesses } from '../app/processes';
 import { captureEnvironment, type LoadSample, sampleLoad } from './lib/environment';
 import { renderReport } from './report';
 import { runSynth, type SynthResult } from './synth';
+import { runServerApiBench, type ServerApiBenchResult } from './server-api';
 
 /** Every benchmark client connects from 127.0.0.1 and stands for a different user: no per-address limits. */
 const BENCH_TOKEN_SECRET = 'bench-token-secret-0123456789';
@@ -30,7 +31,7 @@ export const RELAY_BENCH_ENV: Record<string, string> = {
 /** Message recovery on, at the relay's default history size. */
 const DEFAULT_RECOVERY_ENV: Record<string, string> = { RELAY_HISTORY_SIZE: '1000' };
 
-const BENCHMARKS = ['fanout', 'many', 'idle', 'synth', 'artifact'] as const;
+const BENCHMARKS = ['fanout', 'many', 'idle', 'synth', 'artifact', 'api'] as const;
 type BenchName = (typeof BENCHMARKS)[number];
 
 interface CliOptions {
@@ -44,8 +45,8 @@ interface CliOptions {
   pin: boolean;
 }
 
-const USAGE = `usage: npm run bench -- [--only fanout,many,idle,synth,artifact] [--quick] [--out FILE] [--recovery-env KEY=VALUE[,KEY=VALUE] | --no-recovery] [--no-pin] [--cpu-prof DIR]
-  --only          run only these benchmarks (default: all five; many = the many-rooms workload)
+const USAGE = `usage: npm run bench -- [--only fanout,many,idle,synth,artifact,api] [--quick] [--out FILE] [--recovery-env KEY=VALUE[,KEY=VALUE] | --no-recovery] [--no-pin] [--cpu-prof DIR]
+  --only          run only these benchmarks (default: all; many = the many-rooms workload)
   --quick         tiny configuration (seconds, for trying the harness; numbers are not meaningful)
   --out           report file (default: BENCHMARKS.md at the repository root)
   --recovery-env  environment of the fan-out's relay-recovery target (default ${Object.entries(DEFAULT_RECOVERY_ENV).map(([k, v]) => `${k}=${v}`).join(',')})
@@ -121,6 +122,7 @@ async function main(): Promise<void> {
   let manyRooms: ManyRoomsResult | undefined;
   let synth: SynthResult | undefined;
   let artifact: ArtifactResult | undefined;
+  let serverApi: ServerApiBenchResult | undefined;
 
   if (opts.only.has('fanout')) {
     const pinning = opts.pin ? defaultPinning() : null;
@@ -179,6 +181,16 @@ async function main(): Promise<void> {
     log('artifact: zip size and start to healthy');
     artifact = await runArtifact({ runs: opts.quick ? 1 : 5, log });
   }
+  if (opts.only.has('api')) {
+    serverApi = await runServerApiBench({
+      target: relayTarget('api', DEFAULT_RECOVERY_ENV),
+      members: opts.quick ? 20 : 200,
+      rate: opts.quick ? 100 : 1000,
+      durationMs: opts.quick ? 2000 : 30_000,
+      pinning: opts.pin ? defaultPinning() : null,
+      log,
+    });
+  }
 
   const loadAfter = sampleLoad();
   const report = renderReport({
@@ -194,11 +206,12 @@ async function main(): Promise<void> {
     synth,
     artifact,
     manyRooms,
+    serverApi,
   });
   writeFileSync(opts.out, report);
   const jsonDir = join(REPO_ROOT, '.build', 'bench');
   mkdirSync(jsonDir, { recursive: true });
-  writeFileSync(join(jsonDir, 'results.json'), JSON.stringify({ fanout, manyRooms, idle, synth, artifact }, null, 2));
+  writeFileSync(join(jsonDir, 'results.json'), JSON.stringify({ fanout, manyRooms, idle, synth, artifact, serverApi }, null, 2));
   log(`wrote ${opts.out} and .build/bench/results.json in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
 

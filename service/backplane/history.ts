@@ -83,7 +83,7 @@ end
  * stale epoch. Returns one `<epoch>-<seq>` per message. The envelope is `<instanceId>#<seq> <frame>`.
  */
 const APPEND_LUA = NEW_EPOCH_LUA + `
-local n = (#ARGV - 3) / 5
+local n = math.floor((#ARGV - 3) / 5)
 local out = {}
 for i = 1, n do
   local key = KEYS[i]
@@ -158,7 +158,8 @@ export interface LuaScript {
   readonly sha: string;
 }
 
-function script(source: string): LuaScript {
+/** A Lua script with its SHA1, for EVALSHA (see TransportBackplane.runScript for scripts of other features). */
+export function script(source: string): LuaScript {
   return { source, sha: createHash('sha1').update(source).digest('hex') };
 }
 
@@ -212,6 +213,21 @@ export class EpochSource {
 /** The frame without its closing brace, which the script completes with seq and epoch. */
 export function frameHead(frame: Buffer): Buffer {
   return frame.subarray(0, frame.length - 1);
+}
+
+/**
+ * Arguments of the append script for one message whose room's epoch the caller does not know (the script reads it),
+ * refreshing the TTL. The batcher (append-batch.ts) builds its own for many messages.
+ */
+export function appendArgs(
+  command: 'PUBLISH' | 'SPUBLISH',
+  channel: string,
+  instanceId: string,
+  frame: Buffer,
+  storedSize: number,
+  opts: HistoryOptions,
+): Array<string | Buffer> {
+  return [command, instanceId, String(opts.ttlSeconds), channel, frameHead(frame), String(storedSize), '', '1'];
 }
 
 /** Arguments of the read script, in ARGV order. */
