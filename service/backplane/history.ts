@@ -105,7 +105,8 @@ export interface LuaScript {
   readonly sha: string;
 }
 
-function script(source: string): LuaScript {
+/** A Lua script with its SHA1, for EVALSHA (see TransportBackplane.runScript for scripts of other features). */
+export function script(source: string): LuaScript {
   return { source, sha: createHash('sha1').update(source).digest('hex') };
 }
 

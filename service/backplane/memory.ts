@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import {
   BackplaneUnavailableError,
   idempotencyKey,
@@ -6,6 +7,7 @@ import {
   type BackplaneStatus,
   type ControlHandler,
   type FrameHandler,
+  type RawHandler,
   type FramePosition,
   type Once,
   type OnceAppend,
@@ -39,12 +41,16 @@ export class MemoryBackplane implements Backplane {
   private readonly histories = new Map<string, RoomHistory>();
   private readonly epochs = new EpochSource();
   private handler: FrameHandler | undefined;
+  private readonly rawHandlers = new Map<string, RawHandler>();
   private controlHandler: ControlHandler | undefined;
   /** Idempotency keys seen, in the order they expire (every key of one relay has the same window), with what they answer. */
   private readonly onceKeys = new Map<string, { readonly expires: number; readonly position?: FramePosition }>();
   private sweepTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly history: HistoryOptions = HISTORY_OFF) {
+  constructor(
+    private readonly history: HistoryOptions = HISTORY_OFF,
+    private readonly logger?: Logger,
+  ) {
     this.historyEnabled = history.size > 0;
   }
 
@@ -159,6 +165,33 @@ export class MemoryBackplane implements Backplane {
     return Promise.resolve();
   }
 
+  /** Extra channels: the only instance is the only listener, so a publish comes straight back, as from Redis. */
+  listen(channel: string, handler: RawHandler): Promise<void> {
+    this.rawHandlers.set(channel, handler);
+    return Promise.resolve();
+  }
+
+  unlisten(channel: string): Promise<void> {
+    this.rawHandlers.delete(channel);
+    return Promise.resolve();
+  }
+
+  publishRaw(channel: string, message: Buffer): Promise<void> {
+    return settle(() => {
+      this.assertReady();
+      // After the caller's own synchronous work, as a message from Redis would arrive.
+      const handler = this.rawHandlers.get(channel);
+      if (handler === undefined) return;
+      queueMicrotask(() => {
+        try {
+          handler(message);
+        } catch (err) {
+          this.logger?.error({ err, channel }, 'extra channel handler threw');
+        }
+      });
+    });
+  }
+
   onFrame(handler: FrameHandler): void {
     this.handler = handler;
   }
@@ -176,6 +209,7 @@ export class MemoryBackplane implements Backplane {
       if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
       this.sweepTimer = undefined;
       this.histories.clear();
+      this.rawHandlers.clear();
       this.onceKeys.clear();
       this.setState('closed');
       this.listeners.clear();
