@@ -3,7 +3,8 @@
  * same script that publishes, so a message is published at most once per key and window, and a repeated request gets
  * the first one's answer. The key sits in the hash slot of what it guards (see idempotencyKey in types.ts), so in
  * cluster mode the script runs on the shard that owns the room. Shared by the standalone and cluster backplanes; the
- * in-memory backplane keeps the keys in process (memory.ts).
+ * in-memory backplane keeps the keys in process (memory.ts). These scripts are not loaded ahead: the first request
+ * on a node runs EVAL once (runScript's fallback), which is harmless since API requests are independent of each other.
  */
 import { APPEND_SCRIPT, runScript, type LuaScript, type SendCommand } from './history';
 import { PUBLISH_TIMEOUT_MS, describeError, withTimeout } from './redis-common';
