@@ -12,21 +12,11 @@ import { BackplaneUnavailableError, type OnceAppend } from './types';
 import { createHash } from 'node:crypto';
 
 /**
- * The append script's reply as a position `<epoch>-<seq>`, whatever shape the script answers in: a list of stream ids
- * `<epoch>-<seq>` (one per message appended) or the bare seq, its epoch then in the meta hash (KEYS[1]).
- */
-const POSITION_OF_LUA = `
-local function position_of(reply)
-  if type(reply) == 'table' then return reply[1] end
-  return redis.call('HGET', KEYS[1], 'epoch') .. '-' .. reply
-end
-`;
-
-/**
- * The append script, run once per key. KEYS: the append script's keys, then the idempotency key (last). ARGV: the
- * append script's arguments, then the window in milliseconds (last); both extras are removed before the append
- * script runs, unchanged, as a local function (KEYS and ARGV are tables it reads), so it stays the one place that
- * numbers, stores and publishes. Returns {'new', '<epoch>-<seq>'}, or {'dup', '<epoch>-<seq>'} with the first
+ * The append script, run once per key. KEYS: the append script's key for one message, then the idempotency key
+ * (last). ARGV: the append script's arguments for that one message (history.ts appendArgs), then the window in
+ * milliseconds (last); both extras are removed before the append script runs, unchanged, as a local function (KEYS
+ * and ARGV are tables it reads), so it stays the one place that numbers, stores and publishes. It answers one stream
+ * id `<epoch>-<seq>` per message. Returns {'new', '<epoch>-<seq>'}, or {'dup', '<epoch>-<seq>'} with the first
  * message's position when the key was seen within the window (nothing is appended).
  */
 export const appendOnceLua = (append: string): string => `
@@ -38,8 +28,7 @@ ARGV[#ARGV] = nil
 local function append()
 ${append}
 end
-${POSITION_OF_LUA}
-local position = position_of(append())
+local position = append()[1]
 redis.call('SET', idem, position, 'PX', window)
 return {'new', position}
 `;
@@ -49,8 +38,7 @@ export const appendPositionLua = (append: string): string => `
 local function append()
 ${append}
 end
-${POSITION_OF_LUA}
-return {'new', position_of(append())}
+return {'new', append()[1]}
 `;
 
 /**
