@@ -92,6 +92,10 @@ export interface ServiceConfig {
   readonly historyTtlSeconds: number;
   /** RELAY_HISTORY_REPLAY_MAX: the most messages one join may replay; a larger gap is answered recovered:false. @default 1000 */
   readonly historyReplayMax: number;
+  /** RELAY_HISTORY_MAX_BYTES: bytes of history kept per room, beside the count; the oldest messages go first. @default 1 MiB */
+  readonly historyMaxBytes: number;
+  /** RELAY_HISTORY_MEMORY_MAX_BYTES: in-memory backplane only, bytes of every room's history together. @default 256 MiB */
+  readonly historyMemoryMaxBytes: number;
   /** RELAY_REPLAY_BUDGET_BYTES: replay bytes one connection may be sent per minute; a join over it gets recovered:false. @default 64 MiB */
   readonly replayBudgetBytes: number;
   /** RELAY_API_KEY: the server API's bearer keys (one, or two during a rotation); null turns the API off (404). @default null */
@@ -391,6 +395,14 @@ const schema = z.object({
   RELAY_HISTORY_SIZE: int(1000, 0, 1_000_000).meta({ description: 'Messages kept per room for message recovery; `0` turns recovery off (no `seq`/`epoch`, nothing stored in Redis).' }),
   RELAY_HISTORY_TTL_SECONDS: int(300, 1, 7 * 24 * 3600).meta({ description: 'A room\'s history and epoch are dropped after this long without a publish or join.' }),
   RELAY_HISTORY_REPLAY_MAX: int(1000, 1, 1_000_000).meta({ description: 'Most messages one join may replay; a larger gap is answered `recovered: false`.' }),
+  RELAY_HISTORY_MAX_BYTES: int(1024 * 1024, 1024, 1024 * 1024 * 1024).meta({
+    description:
+      'Bytes of history kept per room, beside the count `RELAY_HISTORY_SIZE`: the oldest messages are dropped beyond it (a `since` older than what is kept is answered `recovered: false`). At least `RELAY_MAX_PAYLOAD_BYTES`. Bounds Redis memory, see docs/redis-backplane.md "Sizing".',
+  }),
+  RELAY_HISTORY_MEMORY_MAX_BYTES: int(256 * 1024 * 1024, 1024 * 1024, 64 * 1024 * 1024 * 1024).meta({
+    description:
+      'In-memory backplane only (no `REDIS_URL`): bytes of every room\'s history together. Beyond it the least recently used rooms\' histories are dropped; such a room starts a new epoch, so a client resuming it gets `recovered: false`, never a partial replay. At least `RELAY_HISTORY_MAX_BYTES`.',
+  }),
   RELAY_REPLAY_BUDGET_BYTES: int(64 * 1024 * 1024, 1024, 1024 * 1024 * 1024).meta({
     description: 'Replay bytes one connection may be sent per minute; a join whose gap does not fit what is left is answered `recovered: false` with `reason: "budget"` (nothing is replayed).',
   }),
@@ -448,6 +460,7 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
       allowed: `expected at least RELAY_HEADERS_TIMEOUT_MS (${headersParsed.data} ms): the headers are part of the request`,
     });
   }
+  problems.push(...historyBudgetProblems(input));
   const metrics = metricsPortProblem(input);
   if (metrics) problems.push(metrics);
   if (input.REDIS_MODE === 'cluster' && input.REDIS_URL === undefined) {
@@ -497,11 +510,40 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
     historySize: v.RELAY_HISTORY_SIZE,
     historyTtlSeconds: v.RELAY_HISTORY_TTL_SECONDS,
     historyReplayMax: v.RELAY_HISTORY_REPLAY_MAX,
+    historyMaxBytes: v.RELAY_HISTORY_MAX_BYTES,
+    historyMemoryMaxBytes: v.RELAY_HISTORY_MEMORY_MAX_BYTES,
     replayBudgetBytes: v.RELAY_REPLAY_BUDGET_BYTES,
     apiKeys: v.RELAY_API_KEY,
     apiIdempotencyWindowMs: v.RELAY_API_IDEMPOTENCY_WINDOW_MS,
     apiRateLimit: v.RELAY_API_RATE_LIMIT,
   };
+}
+
+/** The history byte budgets must hold the largest message, and the memory cap one room's budget. */
+function historyBudgetProblems(input: Record<string, string>): ConfigProblem[] {
+  const value = <K extends 'RELAY_MAX_PAYLOAD_BYTES' | 'RELAY_HISTORY_MAX_BYTES' | 'RELAY_HISTORY_MEMORY_MAX_BYTES'>(name: K) => {
+    const parsed = schema.shape[name].safeParse(input[name]);
+    return parsed.success ? parsed.data : undefined;
+  };
+  const payload = value('RELAY_MAX_PAYLOAD_BYTES');
+  const room = value('RELAY_HISTORY_MAX_BYTES');
+  const memory = value('RELAY_HISTORY_MEMORY_MAX_BYTES');
+  const problems: ConfigProblem[] = [];
+  if (payload !== undefined && room !== undefined && room < payload) {
+    problems.push({
+      variable: 'RELAY_HISTORY_MAX_BYTES',
+      value: input.RELAY_HISTORY_MAX_BYTES,
+      allowed: `expected at least RELAY_MAX_PAYLOAD_BYTES (${payload}) so a room's history can hold its largest message`,
+    });
+  }
+  if (room !== undefined && memory !== undefined && memory < room) {
+    problems.push({
+      variable: 'RELAY_HISTORY_MEMORY_MAX_BYTES',
+      value: input.RELAY_HISTORY_MEMORY_MAX_BYTES,
+      allowed: `expected at least RELAY_HISTORY_MAX_BYTES (${room}) so one room's full history fits`,
+    });
+  }
+  return problems;
 }
 
 /** The schema of the relay's environment, for the generated reference (docs/generate-configuration.ts). */

@@ -15,6 +15,8 @@ export interface HistoryOptions {
   readonly ttlSeconds: number;
   /** Largest gap a join with `since` may replay; a larger gap is answered recovered:false. @default 1000 */
   readonly replayMax: number;
+  /** Bytes kept per room (RELAY_HISTORY_MAX_BYTES): the oldest messages are dropped beyond it, the newest always stays. @default no byte budget */
+  readonly maxBytes?: number;
 }
 
 export const HISTORY_OFF: HistoryOptions = { size: 0, ttlSeconds: 300, replayMax: 1000 };

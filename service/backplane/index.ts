@@ -10,8 +10,13 @@ export { BackplaneUnavailableError } from './types';
 
 /** Picks the backplane the configuration asks for: in-memory without REDIS_URL, else Redis (standalone or cluster). */
 export function createBackplane(config: ServiceConfig, logger: Logger): Backplane {
-  const history = { size: config.historySize, ttlSeconds: config.historyTtlSeconds, replayMax: config.historyReplayMax };
-  if (!config.redisUrl) return new MemoryBackplane(history, logger.child({ component: 'backplane' }));
+  const history = {
+    size: config.historySize,
+    ttlSeconds: config.historyTtlSeconds,
+    replayMax: config.historyReplayMax,
+    maxBytes: config.historyMaxBytes,
+  };
+  if (!config.redisUrl) return new MemoryBackplane(history, logger.child({ component: 'backplane' }), config.historyMemoryMaxBytes);
   const opts = {
     history,
     url: config.redisUrl,

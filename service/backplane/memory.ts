@@ -13,19 +13,11 @@ import {
   type OnceAppend,
   type Target,
 } from './types';
-import { EpochSource, HISTORY_OFF, classify, frameHead, type HistoryOptions, type HistoryPosition, type HistoryRead, type ReadLimits } from './history';
+import { HISTORY_OFF, classify, frameHead, type HistoryOptions, type HistoryPosition, type HistoryRead, type ReadLimits } from './history';
+import { RoomHistories, type RoomHistory } from './memory-history';
 
 /** How often idle histories are dropped, at most; they are also checked lazily on every use. */
 const SWEEP_INTERVAL_MS = 30_000;
-
-/** One room's history: the newest `size` frames, the seq of the last one and when it was last used. */
-interface RoomHistory {
-  readonly epoch: string;
-  seq: number;
-  /** The newest frames (up to twice `size` between trims); frames[i] holds seq `seq - frames.length + 1 + i`. */
-  readonly frames: Buffer[];
-  touched: number;
-}
 
 /**
  * The single-instance backplane: there are no other instances, so publish has nobody to reach
@@ -38,8 +30,7 @@ export class MemoryBackplane implements Backplane {
   readonly historyEnabled: boolean;
   private state: BackplaneState = 'connecting';
   private readonly listeners = new Set<(status: BackplaneStatus) => void>();
-  private readonly histories = new Map<string, RoomHistory>();
-  private readonly epochs = new EpochSource();
+  private readonly histories: RoomHistories;
   private handler: FrameHandler | undefined;
   private readonly rawHandlers = new Map<string, RawHandler>();
   private controlHandler: ControlHandler | undefined;
@@ -47,11 +38,23 @@ export class MemoryBackplane implements Backplane {
   private readonly onceKeys = new Map<string, { readonly expires: number; readonly position?: FramePosition }>();
   private sweepTimer: NodeJS.Timeout | undefined;
 
+  /**
+   * @param history per-room history; `maxBytes` bounds each room's bytes.
+   * @param memoryMaxBytes cap on every room's history together; past it the least recently used rooms are dropped
+   *   (they start a new epoch). @default no cap
+   */
   constructor(
     private readonly history: HistoryOptions = HISTORY_OFF,
     private readonly logger?: Logger,
+    memoryMaxBytes?: number,
   ) {
     this.historyEnabled = history.size > 0;
+    this.histories = new RoomHistories(history, memoryMaxBytes);
+  }
+
+  /** Bytes the histories hold, rooms held and rooms evicted by the memory cap (for tests and metrics). */
+  historyStats(): { bytes: number; rooms: number; evicted: number } {
+    return this.histories.stats();
   }
 
   start(): Promise<void> {
@@ -132,11 +135,7 @@ export class MemoryBackplane implements Backplane {
     h.seq++;
     const numbered = Buffer.concat([frameHead(frame), Buffer.from(`,"seq":"${h.seq}","epoch":"${h.epoch}"}`)]);
     // Broadcasts are numbered but not kept: there is no join for them, so nothing could replay them.
-    if (target !== null) {
-      h.frames.push(numbered);
-      // Trimmed in batches so a publish never shifts a thousand-element array.
-      if (h.frames.length >= this.history.size * 2) h.frames.splice(0, h.frames.length - this.history.size);
-    }
+    if (target !== null) this.histories.keep(target, h, numbered);
     this.handler?.(target, numbered, { seq: h.seq, epoch: h.epoch });
     return h.seq;
   }
@@ -149,10 +148,9 @@ export class MemoryBackplane implements Backplane {
     this.assertReady();
     const h = this.room(room);
     const position = { seq: String(h.seq), epoch: h.epoch };
-    const outcome = classify(since, h.epoch, h.seq, Math.min(h.frames.length, this.history.size), this.history.replayMax);
+    const outcome = classify(since, h.epoch, h.seq, this.histories.retained(h), this.history.replayMax);
     if (outcome !== 'ok' || since === undefined) return { position, outcome, frames: [] };
-    const gap = h.seq - Number(since.seq);
-    const frames = gap === 0 ? [] : h.frames.slice(h.frames.length - gap);
+    const frames = this.histories.newest(h, h.seq - Number(since.seq));
     return { position, outcome, frames: frames.slice(0, limits.limit ?? frames.length) };
   }
 
@@ -220,23 +218,14 @@ export class MemoryBackplane implements Backplane {
     if (this.state !== 'ready') throw new BackplaneUnavailableError(`the in-memory backplane is ${this.state}`);
   }
 
-  /** The target's live history, starting a new epoch when it never existed or sat idle past the TTL. */
+  /** The target's live history, starting a new epoch when it never existed, sat idle past the TTL or was evicted. */
   private room(target: Target): RoomHistory {
     // A reserved key: room names cannot contain spaces.
-    const key = target ?? ' broadcast';
-    const now = Date.now();
-    let h = this.histories.get(key);
-    if (h === undefined || now - h.touched > this.history.ttlSeconds * 1000) {
-      h = { epoch: this.epochs.next(), seq: 0, frames: [], touched: now };
-      this.histories.set(key, h);
-    }
-    h.touched = now;
-    return h;
+    return this.histories.use(target ?? ' broadcast');
   }
 
   private sweep(): void {
-    const cutoff = Date.now() - this.history.ttlSeconds * 1000;
-    for (const [key, h] of this.histories) if (h.touched < cutoff) this.histories.delete(key);
+    this.histories.sweep();
   }
 
   private setState(state: BackplaneState): void {

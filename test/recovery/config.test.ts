@@ -31,4 +31,31 @@ describe('recovery configuration', () => {
     ]);
     expect(err.message).toContain('  - RELAY_HISTORY_SIZE="-1": expected an integer from 0 to 1000000 (default 1000)');
   });
+
+  it('bounds history bytes per room (1 MiB) and, for the in-memory backplane, in total (256 MiB), and checks they fit each other', () => {
+    expect(loadServiceConfig({})).toMatchObject({ historyMaxBytes: 1024 * 1024, historyMemoryMaxBytes: 256 * 1024 * 1024 });
+    expect(loadServiceConfig({ RELAY_HISTORY_MAX_BYTES: '65536', RELAY_HISTORY_MEMORY_MAX_BYTES: '1048576' })).toMatchObject({
+      historyMaxBytes: 65536,
+      historyMemoryMaxBytes: 1048576,
+    });
+    let caught: unknown;
+    try {
+      loadServiceConfig({ RELAY_MAX_PAYLOAD_BYTES: '65536', RELAY_HISTORY_MAX_BYTES: '4096', RELAY_HISTORY_MEMORY_MAX_BYTES: '1048576' });
+    } catch (err) {
+      caught = err;
+    }
+    expect((caught as ConfigError).problems).toEqual([
+      {
+        variable: 'RELAY_HISTORY_MAX_BYTES',
+        value: '4096',
+        allowed: "expected at least RELAY_MAX_PAYLOAD_BYTES (65536) so a room's history can hold its largest message",
+      },
+    ]);
+    expect(() => loadServiceConfig({ RELAY_HISTORY_MAX_BYTES: '8388608', RELAY_HISTORY_MEMORY_MAX_BYTES: '2097152' })).toThrow(
+      "RELAY_HISTORY_MEMORY_MAX_BYTES=\"2097152\": expected at least RELAY_HISTORY_MAX_BYTES (8388608) so one room's full history fits",
+    );
+    expect(() => loadServiceConfig({ RELAY_HISTORY_MAX_BYTES: '12' })).toThrow(
+      'RELAY_HISTORY_MAX_BYTES="12": expected an integer from 1024 to 1073741824 (default 1048576)',
+    );
+  });
 });

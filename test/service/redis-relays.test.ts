@@ -86,7 +86,7 @@ describe('two relays on one Redis', () => {
     await otherApp.waitFor((f) => f.data === 'app-two');
     expect(otherApp.messages().map(data)).toEqual(['app-two']);
     const channels = (await redis.cli('PUBSUB', 'CHANNELS', 'app-*')).split('\n').filter(Boolean).sort();
-    expect(channels).toEqual(['app-one:broadcast', 'app-one:room:{shared}', 'app-two:broadcast', 'app-two:room:{shared}']);
+    expect(channels).toEqual(['app-one:broadcast', 'app-one:control', 'app-one:room:{shared}', 'app-two:broadcast', 'app-two:control', 'app-two:room:{shared}']);
   });
 
   it('survives Redis being killed and restarted mid-stream', async () => {
