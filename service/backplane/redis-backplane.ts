@@ -7,7 +7,7 @@
  *
  * Extension points for features built on the backplane:
  * - `runScript(script, keys, args)`: a Lua script run on the node that owns `keys[0]`; give a room's keys its
- *   hash tag (`{room}`, see historyKeys/roomKey) so they share the room's slot. `registerScript` loads a script on
+ *   hash tag (`{room}`, see historyKey/roomKey) so they share the room's slot. `registerScript` loads a script on
  *   every primary before the backplane reports ready, so EVALSHA never falls back mid-stream.
  * - `listen(channel, handler)` / `unlisten(channel)` / `publishRaw(channel, bytes)`: extra channels kept across
  *   reconnects, with raw bytes in and out. `extraChannel(prefix, name)` is one every instance may listen to;
@@ -19,10 +19,9 @@
 import { ErrorReply } from '@redis/client';
 import type { Logger } from 'pino';
 import {
-  EpochSource,
   HISTORY_OFF,
   appendArgs,
-  historyKeys,
+  historyKey,
   loadScripts,
   readArgs,
   runScript as evalScript,
@@ -33,12 +32,12 @@ import {
   type ReadLimits,
   type SendCommand,
 } from './history';
+import { AppendBatcher } from './append-batch';
 import { appendOnceWithScript, publishOnceWithScript } from './idempotency';
 import {
   COMMAND_TIMEOUT_MS,
   PUBLISH_TIMEOUT_MS,
   StateReporter,
-  appendWithScript,
   describeError,
   readWithScript,
   redactUrl,
@@ -82,7 +81,7 @@ export class TransportBackplane implements Backplane {
   readonly historyEnabled: boolean;
   readonly #opts: RedisBackplaneOptions;
   readonly #history: HistoryOptions;
-  readonly #epochs = new EpochSource();
+  readonly #batcher: AppendBatcher;
   readonly #transport: RedisTransport;
   readonly #reporter: StateReporter;
   readonly #logger: Logger;
@@ -105,6 +104,16 @@ export class TransportBackplane implements Backplane {
     const settings = resolveConnectionSettings(opts.url, opts.authToken, opts.tlsCaFile);
     this.#logger = opts.logger.child({ url: redactUrl(opts.url), ...logFields });
     this.#transport = transport(settings, this.#logger);
+    this.#batcher = new AppendBatcher({
+      publishCommand: this.#transport.publishCommand,
+      prefix: opts.channelPrefix,
+      instanceId: opts.instanceId,
+      history: this.#history,
+      // A cluster runs a script on one slot only: one call per room's hash tag there.
+      oneSlot: this.#transport.kind === 'redis',
+      store: this.#transport.store,
+      timeoutMs: PUBLISH_TIMEOUT_MS,
+    });
     this.kind = this.#transport.kind;
     this.#reporter = new StateReporter(this.kind, this.#logger);
     this.#broadcast = broadcastChannel(opts.channelPrefix);
@@ -142,19 +151,16 @@ export class TransportBackplane implements Backplane {
 
   async append(target: Target, frame: Buffer): Promise<number> {
     this.#assertReady();
-    // Broadcasts are numbered but not stored: no join can ask for them.
-    const stored = target === null ? 0 : this.#history.size;
-    const keys = historyKeys(this.#opts.channelPrefix, target);
-    const args = appendArgs(this.#transport.publishCommand, this.#channelOf(target), this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
-    // The keys carry the channel's hash tag, so in a cluster the script and its SPUBLISH run on the room's shard.
-    return appendWithScript(this.#sendTo(keys[0]), this.#transport.store, keys, args);
+    // The key carries the channel's hash tag, so in a cluster the script and its SPUBLISH run on the room's shard.
+    return this.#batcher.append(target, this.#channelOf(target), frame, (key, args) => this.#transport.send(key, args));
   }
 
   async appendOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<OnceAppend> {
     this.#assertReady();
+    // Broadcasts are numbered but not stored: no join can ask for them.
     const stored = target === null ? 0 : this.#history.size;
-    const keys = historyKeys(this.#opts.channelPrefix, target);
-    const args = appendArgs(this.#transport.publishCommand, this.#channelOf(target), this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
+    const keys = [historyKey(this.#opts.channelPrefix, target)];
+    const args = appendArgs(this.#transport.publishCommand, this.#channelOf(target), this.#opts.instanceId, frame, stored, this.#history);
     const idem = once === undefined ? undefined : { key: idempotencyKey(this.#opts.channelPrefix, target, once.key), windowMs: once.windowMs };
     return appendOnceWithScript(this.#sendTo(keys[0]), this.#transport.store, keys, args, idem);
   }
@@ -186,9 +192,10 @@ export class TransportBackplane implements Backplane {
 
   async readHistory(room: string, since: HistoryPosition | undefined, limits?: ReadLimits): Promise<HistoryRead> {
     this.#assertReady();
-    const keys = historyKeys(this.#opts.channelPrefix, room);
-    const args = readArgs(this.#history, this.#epochs.next(), since, limits);
-    return readWithScript(this.#sendTo(keys[0]), this.#transport.store, room, keys, args);
+    const key = historyKey(this.#opts.channelPrefix, room);
+    const read = await readWithScript(this.#sendTo(key), this.#transport.store, room, [key], readArgs(this.#history, since, limits));
+    this.#batcher.noteRead(room, read.position);
+    return read;
   }
 
   /**

@@ -243,12 +243,14 @@ describe('TransportBackplane (shared Redis backplane logic, no sockets)', () => 
     const loaded = transport.sent.filter((s) => s.args[0] === 'SCRIPT').map((s) => s.args[2]);
     expect(loaded.sort()).toEqual([APPEND_SCRIPT.source, READ_SCRIPT.source, extra.source].sort());
 
-    transport.reply = () => Buffer.from('3');
+    // The append script answers one `<epoch>-<seq>` per message of the batch.
+    transport.reply = () => [Buffer.from('1700000000000001-3')];
     expect(await bp.append('r1', Buffer.from('{"type":"message"}'))).toBe(3);
     const append = transport.sent.at(-1)!;
-    expect(append.key).toBe('p:meta:{r1}');
-    expect(append.args.slice(0, 5)).toEqual(['EVALSHA', APPEND_SCRIPT.sha, '2', 'p:meta:{r1}', 'p:history:{r1}']);
-    expect(append.args.slice(5, 8)).toEqual(['PUBLISH', roomChannel('p', 'r1'), 'a']);
+    expect(append.key).toBe('p:history:{r1}');
+    expect(append.args.slice(0, 4)).toEqual(['EVALSHA', APPEND_SCRIPT.sha, '1', 'p:history:{r1}']);
+    // Command, instance, TTL; then per message: channel, frame head, MAXLEN, remembered epoch (none yet), TTL refresh.
+    expect(append.args.slice(4).map(String)).toEqual(['PUBLISH', 'a', '60', roomChannel('p', 'r1'), '{"type":"message"', '10', '', '1']);
 
     transport.reply = () => 5;
     const key = roomKey('p', 'counter', 'r1');
