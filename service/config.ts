@@ -387,7 +387,7 @@ const schema = z.object({
       'Once the load balancer\'s health checks (`/healthz/lb`) have been seen, this long without one means the target was deregistered: the relay drains its clients with 1001 while the load balancer still carries them. `0`: off (no load balancer). The stacks set it from the health check interval.',
   }),
   RELAY_EMF_FILE: z.string().optional().meta({
-    description: 'File the relay appends a CloudWatch embedded-metric-format line to every `RELAY_EMF_INTERVAL_MS` (connections, deliveries/s, backplane state); the stacks stream it to CloudWatch Logs.',
+    description: 'File the relay appends a CloudWatch embedded-metric-format line to every `RELAY_EMF_INTERVAL_MS` (connections, deliveries/s, backplane state, publish latency); at 1 MiB it is renamed to `<file>.1` (replacing the previous one). The stacks stream it to CloudWatch Logs.',
     allowed: 'a file path the relay may append to',
     unset: 'no metrics file',
   }),

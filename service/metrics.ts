@@ -1,4 +1,5 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { LatencyWindow } from './emf-metrics';
 import type { ErrorCode } from './protocol';
 
 /** The relay's Prometheus metrics, on a registry of its own so several relays can live in one process (tests). */
@@ -12,6 +13,9 @@ export class RelayMetrics {
   readonly errors: Counter<'code'>;
   readonly upgradesRefused: Counter<'reason'>;
   readonly clientErrors: Counter<'status'>;
+  readonly publishLatency: Histogram;
+  /** The same latencies per EMF interval (the reporter takes them). */
+  readonly publishLatencyWindow = new LatencyWindow();
 
   constructor(sample: { connections: () => number; rooms: () => number; maxConnections?: number }) {
     const registers = [this.registry];
@@ -75,7 +79,19 @@ export class RelayMetrics {
       labelNames: ['status'],
       registers,
     });
+    this.publishLatency = new Histogram({
+      name: 'relay_publish_latency_seconds',
+      help: 'Time from receiving a publish frame to the backplane accepting it (append with history, publish without).',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** One publish the backplane accepted, `ms` after its frame arrived. */
+  observePublish(ms: number): void {
+    this.publishLatency.observe(ms / 1000);
+    this.publishLatencyWindow.record(ms);
   }
 
   countError(code: ErrorCode): void {

@@ -155,6 +155,7 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
           slowConsumersTotal: (await metrics.slowConsumers.get()).values[0]?.value ?? 0,
           backplaneReady: backplane.status().state === 'ready',
           backplaneDownMs: outage.downForMs(),
+          publishLatency: metrics.publishLatencyWindow.take(),
         }),
       })
     : undefined;

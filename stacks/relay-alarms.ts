@@ -105,7 +105,8 @@ export class RelayAlarms extends Construct {
         widgets: [
           widget('Connections per instance (average) and in total', [metric(RELAY_METRIC_NAMESPACE, 'Connections', relay, 'Average'), metric(RELAY_METRIC_NAMESPACE, 'Connections', relay, 'Sum')], 0, 0),
           widget('Deliveries per second', [metric(RELAY_METRIC_NAMESPACE, 'DeliveriesPerSecond', relay, 'Sum')], 12, 0),
-          widget('HTTP target response time p50, p99 (publish latency is not exported yet)', [metric('AWS/ApplicationELB', 'TargetResponseTime', lb, 'p50'), metric('AWS/ApplicationELB', 'TargetResponseTime', lb, 'p99')], 0, 6),
+          // Per-instance p50/p99 per minute (EMF): the worst instance's p99 and the instances' average p50.
+          widget('Publish latency (ms): p50 average, p99 and max of the worst instance', [metric(RELAY_METRIC_NAMESPACE, 'PublishLatencyP50', relay, 'Average'), metric(RELAY_METRIC_NAMESPACE, 'PublishLatencyP99', relay, 'Maximum'), metric(RELAY_METRIC_NAMESPACE, 'PublishLatencyMax', relay, 'Maximum')], 0, 6),
           widget('Backplane: instances up, longest outage (s)', [metric(RELAY_METRIC_NAMESPACE, 'BackplaneUp', relay, 'Sum'), metric(RELAY_METRIC_NAMESPACE, 'BackplaneDownSeconds', relay, 'Maximum')], 12, 6),
           widget('Instances in service', [metric('AWS/AutoScaling', 'GroupInServiceInstances', { AutoScalingGroupName: props.autoscalingGroupName }, 'Average')], 0, 12),
           widget('Redis engine CPU and memory', [...redis('EngineCPUUtilization', 'Average'), ...redis('DatabaseMemoryUsagePercentage', 'Maximum')], 12, 12),

@@ -247,8 +247,10 @@ export class Session implements Member, OutboundPeer, TokenBucket, Authenticated
     if (!backplane.historyEnabled) registry.deliver(room, frame);
     // Not awaited: the backplane keeps command order, so later frames need not wait for this round trip.
     this.trackInflight(frame.length);
+    const started = performance.now();
     (backplane.historyEnabled ? backplane.append(room, frame) : backplane.publish(room, frame)).then(
       () => {
+        metrics.observePublish(performance.now() - started);
         this.settleInflight(frame.length);
         if (id !== undefined || this.protocol === 1) this.send(encodeAck(id));
       },

@@ -8,7 +8,7 @@ import { loadConfig, type AppConfig, type EnvironmentConfig } from '../../app/co
 import { REPO_ROOT } from '../../app/paths';
 import type { ArtifactRef } from '../../app/releases';
 import { relayStackProps } from '../../app/synth';
-import { EMF_DIMENSION, EMF_NAMESPACE } from '../../service/emf-metrics';
+import { EMF_DIMENSION, EMF_NAMESPACE, emfDocument } from '../../service/emf-metrics';
 import { EMF_LOG_FILE, metricsLogGroupName } from '../../stacks/relay-metrics-log';
 import { RELAY_METRIC_DIMENSION, RELAY_METRIC_NAMESPACE } from '../../stacks/relay-scaling';
 import { RelayStack } from '../../stacks/relay-stack';
@@ -136,10 +136,13 @@ describe.each(shipped.environments.map((env) => [env.name, env] as const))('the 
     const relayMetric = (metric: string, stat: string) => [RELAY_METRIC_NAMESPACE, metric, RELAY_METRIC_DIMENSION, prefix, { stat }];
     expect(metricsOf('Connections per instance (average) and in total')).toEqual([relayMetric('Connections', 'Average'), relayMetric('Connections', 'Sum')]);
     expect(metricsOf('Deliveries per second')).toEqual([relayMetric('DeliveriesPerSecond', 'Sum')]);
-    expect(metricsOf('HTTP target response time p50, p99 (publish latency is not exported yet)')).toEqual([
-      ['AWS/ApplicationELB', 'TargetResponseTime', 'LoadBalancer', lb, { stat: 'p50' }],
-      ['AWS/ApplicationELB', 'TargetResponseTime', 'LoadBalancer', lb, { stat: 'p99' }],
-    ]);
+    const latency = metricsOf('Publish latency (ms): p50 average, p99 and max of the worst instance');
+    expect(latency).toEqual([relayMetric('PublishLatencyP50', 'Average'), relayMetric('PublishLatencyP99', 'Maximum'), relayMetric('PublishLatencyMax', 'Maximum')]);
+    // The names are the ones the relay's EMF document declares, so the widget is not an empty graph.
+    const emf = emfDocument(prefix, 60_000, { connections: 0, deliveriesTotal: 0, backplaneReady: true, backplaneDownMs: 0, slowConsumersTotal: 0, publishLatency: { count: 3, p50: 1, p99: 2, max: 2 } }, undefined) as { _aws: { CloudWatchMetrics: { Metrics: { Name: string; Unit: string }[] }[] } };
+    const declared = new Map(emf._aws.CloudWatchMetrics[0]?.Metrics.map((m) => [m.Name, m.Unit]));
+    for (const m of latency ?? []) expect(declared.get(String(m[1]))).toBe('Milliseconds');
+    expect(JSON.stringify(body)).not.toContain('TargetResponseTime');
     expect(metricsOf('Backplane: instances up, longest outage (s)')).toEqual([relayMetric('BackplaneUp', 'Sum'), relayMetric('BackplaneDownSeconds', 'Maximum')]);
     const asg = `\${element(${ref(doc, 'resource', 'aws_elastic_beanstalk_environment', 'autoscaling_groups').slice(2, -1)}, 0)}`;
     expect(metricsOf('Instances in service')).toEqual([['AWS/AutoScaling', 'GroupInServiceInstances', 'AutoScalingGroupName', asg, { stat: 'Average' }]]);
