@@ -94,6 +94,12 @@ export interface ServiceConfig {
   readonly historyReplayMax: number;
   /** RELAY_REPLAY_BUDGET_BYTES: replay bytes one connection may be sent per minute; a join over it gets recovered:false. @default 64 MiB */
   readonly replayBudgetBytes: number;
+  /** RELAY_PRESENCE: whether members are recorded for `presence` frames and joined/left events. @default true (on) */
+  readonly presence: boolean;
+  /** RELAY_PRESENCE_TTL_MS: a member of an instance that died is gone from presence (with its `left`) within this long. @default 30000 */
+  readonly presenceTtlMs: number;
+  /** RELAY_PRESENCE_LIST_MAX: most members listed in one `presence` reply; its `count` stays exact. @default 100 */
+  readonly presenceListMax: number;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -360,6 +366,16 @@ const schema = z.object({
   RELAY_REPLAY_BUDGET_BYTES: int(64 * 1024 * 1024, 1024, 1024 * 1024 * 1024).meta({
     description: 'Replay bytes one connection may be sent per minute; a join whose gap does not fit what is left is answered `recovered: false` with `reason: "budget"` (nothing is replayed).',
   }),
+  RELAY_PRESENCE: oneOf(['on', 'off'] as const, 'on').meta({
+    description:
+      'Presence: every join records the member in the backplane (one Redis script call, about 150 bytes per member, refreshed every `RELAY_PRESENCE_TTL_MS`/5 per room), so `presence` frames list a room\'s members on every instance and `join` with `presence: true` sends `joined`/`left` events. `off`: nothing is recorded and both are refused with `presence_disabled`.',
+  }),
+  RELAY_PRESENCE_TTL_MS: int(30_000, 500, 600_000).meta({
+    description: 'A member of an instance that stopped (killed, lost) is gone from presence, with one `left` event, within this long. Instances refresh their members every fifth of it.',
+  }),
+  RELAY_PRESENCE_LIST_MAX: int(100, 1, 1000).meta({
+    description: 'Most members listed in one `presence` reply; its `count` is always the exact number of members.',
+  }),
 });
 
 /**
@@ -452,6 +468,9 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
     historyTtlSeconds: v.RELAY_HISTORY_TTL_SECONDS,
     historyReplayMax: v.RELAY_HISTORY_REPLAY_MAX,
     replayBudgetBytes: v.RELAY_REPLAY_BUDGET_BYTES,
+    presence: v.RELAY_PRESENCE === 'on',
+    presenceTtlMs: v.RELAY_PRESENCE_TTL_MS,
+    presenceListMax: v.RELAY_PRESENCE_LIST_MAX,
   };
 }
 

@@ -10,8 +10,13 @@ import {
   type Backplane,
   type BackplaneStatus,
   type FrameHandler,
+  type PresenceHandler,
+  type PresenceList,
+  type PresenceMember,
+  type PresenceTiming,
   type Target,
 } from './types';
+import { PresenceChannels, RedisPresenceStore, loadPresenceScripts } from './presence-store';
 import {
   COMMAND_TIMEOUT_MS,
   PUBLISH_TIMEOUT_MS,
@@ -65,6 +70,8 @@ export class ClusterBackplane implements Backplane {
   readonly #broadcast: string;
   readonly #channels = new Map<string, Target>();
   #handler: FrameHandler | undefined;
+  readonly #presenceChannels: PresenceChannels;
+  readonly #presence: RedisPresenceStore;
 
   #cluster: Cluster | undefined;
   #connected = false;
@@ -89,6 +96,12 @@ export class ClusterBackplane implements Backplane {
     this.#reporter = new StateReporter('cluster', this.#logger);
     this.#broadcast = broadcastChannel(opts.channelPrefix);
     this.#channels.set(this.#broadcast, null);
+    this.#presenceChannels = new PresenceChannels(opts.channelPrefix);
+    // The keys carry the room's hash tag: each script (and its SPUBLISH) runs on the shard that owns the room.
+    this.#presence = new RedisPresenceStore(() => {
+      const cluster = this.#cluster;
+      return this.#reporter.state === 'ready' && cluster !== undefined ? (key, args) => cluster.sendCommand(key, false, args) : undefined;
+    }, opts.channelPrefix, 'SPUBLISH', 'the redis cluster');
   }
 
   start(): Promise<void> {
@@ -161,6 +174,53 @@ export class ClusterBackplane implements Backplane {
       // Frames on channels we no longer track are dropped on receipt.
       this.#logger.debug({ room, error: describeError(err) }, 'sunsubscribe failed');
     }
+  }
+
+  presenceEnter(room: string, members: readonly PresenceMember[], timing: PresenceTiming): Promise<number> {
+    return this.#presence.enter(room, members, timing);
+  }
+
+  presenceLeave(room: string, connectionIds: readonly string[]): Promise<number> {
+    return this.#presence.leave(room, connectionIds);
+  }
+
+  presencePrune(room: string): Promise<number> {
+    return this.#presence.prune(room);
+  }
+
+  async presenceCount(room: string): Promise<number> {
+    return (await this.#presence.list(room, 0)).count;
+  }
+
+  presenceMembers(room: string, limit: number): Promise<PresenceList> {
+    return this.#presence.list(room, limit);
+  }
+
+  async watchPresence(room: string): Promise<void> {
+    const channel = this.#presenceChannels.add(room);
+    const cluster = this.#cluster;
+    if (channel === undefined || cluster === undefined || this.#reporter.state !== 'ready') return;
+    try {
+      await withTimeout(cluster.sSubscribe(channel, this.#presenceChannels.listener, true), COMMAND_TIMEOUT_MS, () => new Error('SSUBSCRIBE timed out'));
+    } catch (err) {
+      this.#synced = false;
+      this.#logger.debug({ room, error: describeError(err) }, 'presence ssubscribe deferred until the cluster reconnects');
+    }
+  }
+
+  async unwatchPresence(room: string): Promise<void> {
+    const channel = this.#presenceChannels.remove(room);
+    const cluster = this.#cluster;
+    if (channel === undefined || cluster === undefined || !this.#connected) return;
+    try {
+      await withTimeout(cluster.sUnsubscribe(channel, this.#presenceChannels.listener, true), COMMAND_TIMEOUT_MS, () => new Error('SUNSUBSCRIBE timed out'));
+    } catch (err) {
+      this.#logger.debug({ room, error: describeError(err) }, 'presence sunsubscribe failed');
+    }
+  }
+
+  onPresence(handler: PresenceHandler): void {
+    this.#presenceChannels.onEvent(handler);
   }
 
   onFrame(handler: FrameHandler): void {
@@ -267,18 +327,25 @@ export class ClusterBackplane implements Backplane {
     if (cluster === undefined || this.#syncing) return;
     this.#syncing = true;
     try {
-      if (this.historyEnabled) {
-        // Every master gets the scripts before the backplane reports ready; see loadScripts for why.
-        await Promise.all(
-          cluster.masters.map(async (master) => {
-            const node = await cluster.nodeClient(master);
-            await withTimeout(loadScripts((a) => node.sendCommand(a)), COMMAND_TIMEOUT_MS, () => new Error(`SCRIPT LOAD on ${master.address} timed out`));
-          }),
-        );
-      }
+      // Every master gets the scripts before the backplane reports ready; see loadScripts for why.
       await Promise.all(
-        [...this.#channels.keys()].map((channel) =>
-          withTimeout(cluster.sSubscribe(channel, this.#onMessage, true), COMMAND_TIMEOUT_MS, () => new Error(`SSUBSCRIBE ${channel} timed out`)),
+        cluster.masters.map(async (master) => {
+          const node = await cluster.nodeClient(master);
+          const load = async (): Promise<void> => {
+            if (this.historyEnabled) await loadScripts((a) => node.sendCommand(a));
+            await loadPresenceScripts((a) => node.sendCommand(a));
+          };
+          await withTimeout(load(), COMMAND_TIMEOUT_MS, () => new Error(`SCRIPT LOAD on ${master.address} timed out`));
+        }),
+      );
+      type Listener = (message: Buffer, channel: Buffer) => void;
+      const subscriptions: Array<[string, Listener]> = [
+        ...[...this.#channels.keys()].map((channel): [string, Listener] => [channel, this.#onMessage]),
+        ...[...this.#presenceChannels.channels.keys()].map((channel): [string, Listener] => [channel, this.#presenceChannels.listener]),
+      ];
+      await Promise.all(
+        subscriptions.map(([channel, listener]) =>
+          withTimeout(cluster.sSubscribe(channel, listener, true), COMMAND_TIMEOUT_MS, () => new Error(`SSUBSCRIBE ${channel} timed out`)),
         ),
       );
       if (this.#cluster !== cluster) return;

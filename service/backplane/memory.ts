@@ -4,8 +4,13 @@ import {
   type BackplaneState,
   type BackplaneStatus,
   type FrameHandler,
+  type PresenceHandler,
+  type PresenceList,
+  type PresenceMember,
+  type PresenceTiming,
   type Target,
 } from './types';
+import { MemoryPresence } from './memory-presence';
 import { EpochSource, HISTORY_OFF, classify, frameHead, type HistoryOptions, type HistoryPosition, type HistoryRead, type ReadLimits } from './history';
 
 /** How often idle histories are dropped, at most; they are also checked lazily on every use. */
@@ -34,6 +39,7 @@ export class MemoryBackplane implements Backplane {
   private readonly histories = new Map<string, RoomHistory>();
   private readonly epochs = new EpochSource();
   private handler: FrameHandler | undefined;
+  private readonly presence = new MemoryPresence();
   private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly history: HistoryOptions = HISTORY_OFF) {
@@ -98,6 +104,49 @@ export class MemoryBackplane implements Backplane {
     return Promise.resolve();
   }
 
+  presenceEnter(room: string, members: readonly PresenceMember[], timing: PresenceTiming): Promise<number> {
+    return settle(() => {
+      this.assertReady();
+      return this.presence.enter(room, members, timing);
+    });
+  }
+
+  /** Not refused while down: in one process nothing can disagree about who left. */
+  presenceLeave(room: string, connectionIds: readonly string[]): Promise<number> {
+    return settle(() => this.presence.leave(room, connectionIds));
+  }
+
+  presencePrune(room: string): Promise<number> {
+    return settle(() => this.presence.prune(room));
+  }
+
+  presenceCount(room: string): Promise<number> {
+    return settle(() => {
+      this.assertReady();
+      return this.presence.list(room, 0).count;
+    });
+  }
+
+  presenceMembers(room: string, limit: number): Promise<PresenceList> {
+    return settle(() => {
+      this.assertReady();
+      return this.presence.list(room, limit);
+    });
+  }
+
+  /** Every event reaches the handler; the hub keeps those of rooms a local member watches. */
+  watchPresence(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  unwatchPresence(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  onPresence(handler: PresenceHandler): void {
+    this.presence.onEvent(handler);
+  }
+
   onFrame(handler: FrameHandler): void {
     this.handler = handler;
   }
@@ -115,6 +164,7 @@ export class MemoryBackplane implements Backplane {
       if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
       this.sweepTimer = undefined;
       this.histories.clear();
+      this.presence.clear();
       this.setState('closed');
       this.listeners.clear();
     });

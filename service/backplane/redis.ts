@@ -10,8 +10,13 @@ import {
   type Backplane,
   type BackplaneStatus,
   type FrameHandler,
+  type PresenceHandler,
+  type PresenceList,
+  type PresenceMember,
+  type PresenceTiming,
   type Target,
 } from './types';
+import { PresenceChannels, RedisPresenceStore, loadPresenceScripts } from './presence-store';
 import {
   COMMAND_TIMEOUT_MS,
   PUBLISH_TIMEOUT_MS,
@@ -101,6 +106,8 @@ export class RedisBackplane implements Backplane {
   /** channel → target for every channel we want subscribed, broadcast included; the source of truth after reconnects. */
   readonly #channels = new Map<string, Target>();
   #handler: FrameHandler | undefined;
+  readonly #presenceChannels: PresenceChannels;
+  readonly #presence: RedisPresenceStore;
 
   #pub: Client | undefined;
   #sub: Client | undefined;
@@ -133,6 +140,11 @@ export class RedisBackplane implements Backplane {
     this.#reporter = new StateReporter('redis', this.#logger);
     this.#broadcast = broadcastChannel(opts.channelPrefix);
     this.#channels.set(this.#broadcast, null);
+    this.#presenceChannels = new PresenceChannels(opts.channelPrefix);
+    this.#presence = new RedisPresenceStore(() => {
+      const pub = this.#pub;
+      return this.#reporter.state === 'ready' && pub !== undefined ? (_key, args) => pub.sendCommand(args) : undefined;
+    }, opts.channelPrefix, 'PUBLISH', 'redis');
   }
 
   start(): Promise<void> {
@@ -204,6 +216,52 @@ export class RedisBackplane implements Backplane {
       // A stale subscription is harmless: messages on unknown channels are dropped, and the next sync removes it.
       this.#logger.debug({ room, error: describeError(err) }, 'unsubscribe deferred until redis reconnects');
     }
+  }
+
+  presenceEnter(room: string, members: readonly PresenceMember[], timing: PresenceTiming): Promise<number> {
+    return this.#presence.enter(room, members, timing);
+  }
+
+  presenceLeave(room: string, connectionIds: readonly string[]): Promise<number> {
+    return this.#presence.leave(room, connectionIds);
+  }
+
+  presencePrune(room: string): Promise<number> {
+    return this.#presence.prune(room);
+  }
+
+  async presenceCount(room: string): Promise<number> {
+    return (await this.#presence.list(room, 0)).count;
+  }
+
+  presenceMembers(room: string, limit: number): Promise<PresenceList> {
+    return this.#presence.list(room, limit);
+  }
+
+  async watchPresence(room: string): Promise<void> {
+    const channel = this.#presenceChannels.add(room);
+    const sub = this.#sub;
+    if (channel === undefined || sub === undefined || !sub.isReady) return;
+    try {
+      await withTimeout(sub.subscribe(channel, this.#presenceChannels.listener, true), COMMAND_TIMEOUT_MS, () => new Error('SUBSCRIBE timed out'));
+    } catch (err) {
+      this.#logger.debug({ room, error: describeError(err) }, 'presence subscribe deferred until redis reconnects');
+    }
+  }
+
+  async unwatchPresence(room: string): Promise<void> {
+    const channel = this.#presenceChannels.remove(room);
+    const sub = this.#sub;
+    if (channel === undefined || sub === undefined || !sub.isReady) return;
+    try {
+      await withTimeout(sub.unsubscribe(channel, this.#presenceChannels.listener, true), COMMAND_TIMEOUT_MS, () => new Error('UNSUBSCRIBE timed out'));
+    } catch (err) {
+      this.#logger.debug({ room, error: describeError(err) }, 'presence unsubscribe deferred until redis reconnects');
+    }
+  }
+
+  onPresence(handler: PresenceHandler): void {
+    this.#presenceChannels.onEvent(handler);
   }
 
   onFrame(handler: FrameHandler): void {
@@ -309,9 +367,15 @@ export class RedisBackplane implements Backplane {
     try {
       const wanted = [...this.#channels.keys()];
       await withTimeout(sub.subscribe(wanted, this.#onMessage, true), COMMAND_TIMEOUT_MS, () => new Error('SUBSCRIBE timed out'));
-      const stale = [...sub.getPubSubListeners('CHANNELS').keys()].filter((channel) => !this.#channels.has(channel));
+      const presence = [...this.#presenceChannels.channels.keys()];
+      if (presence.length > 0) {
+        await withTimeout(sub.subscribe(presence, this.#presenceChannels.listener, true), COMMAND_TIMEOUT_MS, () => new Error('SUBSCRIBE timed out'));
+      }
+      const known = (channel: string): boolean => this.#channels.has(channel) || this.#presenceChannels.channels.has(channel);
+      const stale = [...sub.getPubSubListeners('CHANNELS').keys()].filter((channel) => !known(channel));
       if (stale.length > 0) {
-        await withTimeout(sub.unsubscribe(stale, this.#onMessage, true), COMMAND_TIMEOUT_MS, () => new Error('UNSUBSCRIBE timed out'));
+        // Without a listener: drops every listener of those channels, room and presence ones alike.
+        await withTimeout(sub.unsubscribe(stale), COMMAND_TIMEOUT_MS, () => new Error('UNSUBSCRIBE timed out'));
       }
       if (generation !== this.#generation || !sub.isReady) return;
       this.#subSynced = true;
@@ -330,8 +394,12 @@ export class RedisBackplane implements Backplane {
     this.#roleCheckFor = generation;
     try {
       // Before the first publish on this connection pair; see loadScripts for why.
-      if (this.historyEnabled && this.#scriptsLoadedFor !== generation) {
-        await withTimeout(loadScripts((a) => pub.sendCommand(a)), COMMAND_TIMEOUT_MS, () => new Error(`SCRIPT LOAD: no reply within ${COMMAND_TIMEOUT_MS} ms`));
+      if (this.#scriptsLoadedFor !== generation) {
+        const load = async (): Promise<void> => {
+          if (this.historyEnabled) await loadScripts((a) => pub.sendCommand(a));
+          await loadPresenceScripts((a) => pub.sendCommand(a));
+        };
+        await withTimeout(load(), COMMAND_TIMEOUT_MS, () => new Error(`SCRIPT LOAD: no reply within ${COMMAND_TIMEOUT_MS} ms`));
         if (generation !== this.#generation) return;
         this.#scriptsLoadedFor = generation;
       }
