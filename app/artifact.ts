@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ZipFile } from 'yazl';
+import { METRICS_EBEXTENSION_PATH, metricsEbextension } from '../stacks/relay-metrics-log';
 import { localReleaseZip } from '../stacks/release-layout';
 import { bundleService, RELAY_START_COMMAND } from './bundle';
 import { headCommitIfAny } from './git';
@@ -62,7 +63,7 @@ export function releaseLabel(version: string, commit: string | null, sha256: str
 }
 
 /** Files whose content decides the zip's bytes (with the dependency versions pinned by package-lock.json). */
-const INPUT_ROOTS = ['service', 'app/paths.ts', 'app/bundle.ts', 'app/artifact.ts', 'package.json', 'package-lock.json'];
+const INPUT_ROOTS = ['service', 'app/paths.ts', 'app/bundle.ts', 'app/artifact.ts', 'stacks/relay-metrics-log.ts', 'package.json', 'package-lock.json'];
 
 // Built from local components because yazl writes DOS (local) time: the stored bytes are then the same in every timezone.
 const FIXED_MTIME = new Date(2020, 0, 1, 0, 0, 0);
@@ -126,6 +127,8 @@ async function build(outDir: string, commit: string | null): Promise<Artifact> {
     entries.set('server.js', readFileSync(bundle.serverJs));
     entries.set('package.json', Buffer.from(deployedPackageJson(pkg.name, pkg.version)));
     entries.set('Procfile', Buffer.from(`web: ${RELAY_START_COMMAND}\n`));
+    // Streams the relay's EMF file to CloudWatch, where the scaling policy and alarms read its metrics.
+    entries.set(METRICS_EBEXTENSION_PATH, Buffer.from(metricsEbextension()));
     for (const name of bundle.publicFiles) entries.set(`public/${name}`, readFileSync(join(work, 'bundle', 'public', name)));
 
     const zip = await zipEntries(entries);

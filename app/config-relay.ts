@@ -27,28 +27,40 @@ function relayRule<T extends z.ZodType>(base: T, variable: EnvVar) {
 const relayInt = (variable: EnvVar, description: string) =>
   relayRule(z.int({ error: 'an integer' }), variable).optional().meta({ description: `${description} Sets \`${variable}\`.`, unset: 'the relay\'s default' });
 
-const tokenAuthSchema = z
-  .union(
+/** `generate`, `off` or `{ "secretArn" }`: a secret the stack makes, none, or yours. */
+function secretSettingSchema(description: string) {
+  return z.union(
     [
       z.literal('generate'),
       z.strictObject({
         secretArn: z
           .string()
           .regex(/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/, { error: 'a Secrets Manager secret ARN' })
-          .meta({ description: 'An existing secret whose value (at least 16 characters) is the HS256 token secret.' }),
+          .meta({ description }),
       }),
       z.literal('off'),
     ],
     { error: '"generate", "off" or { "secretArn": "<Secrets Manager ARN>" }' },
-  )
+  );
+}
+
+const tokenAuthSchema = secretSettingSchema('An existing secret whose value (at least 16 characters) is the HS256 token secret.')
   .default('generate')
   .meta({
     description:
       'Token auth (`RELAY_TOKEN_SECRET`, passed through `environmentsecrets`): `generate` makes a random secret in Secrets Manager, `{ "secretArn" }` uses yours, `off` needs `insecure`.',
   });
 
+const apiKeySchema = secretSettingSchema('An existing secret whose value is the key, or two comma-separated keys during a rotation.')
+  .default('off')
+  .meta({
+    description:
+      'Key of the relay\'s server API (`RELAY_API_KEY`, passed through `environmentsecrets`, never a plain variable): `generate` makes a random 48-character key in Secrets Manager, `{ "secretArn" }` uses yours, `off` leaves `/api` answering 404. Rotation: [operations.md](operations.md#rotating-the-server-api-key).',
+  });
+
 const relaySettingsSchema = z.strictObject({
   tokenAuth: tokenAuthSchema,
+  apiKey: apiKeySchema,
   allowedOrigins: relayRule(z.array(z.string(), { error: 'a list of origins' }).min(1, { error: 'at least one origin' }), 'RELAY_ALLOWED_ORIGINS')
     .optional()
     .meta({ description: 'Origins allowed to open a WebSocket. Sets `RELAY_ALLOWED_ORIGINS`.', unset: 'every origin' }),
@@ -81,7 +93,7 @@ export const infraEnvironmentFields = {
     .regex(PLATFORM_PATTERN, { error: 'an Amazon Linux 2023 Node.js solution stack name like "64bit Amazon Linux 2023 v6.10.0 running Node.js 22"' })
     .default(DEFAULT_PLATFORM)
     .meta({ description: 'Beanstalk solution stack the environment runs, pinned, so an upgrade is a config change that shows in the diff.', allowed: 'an AL2023 Node.js solution stack name like `64bit Amazon Linux 2023 v6.10.0 running Node.js 22`' }),
-  relay: relaySettingsSchema.default({ tokenAuth: 'generate', logLevel: 'info', drainWindowMs: 20_000, backplaneGraceMs: 60_000 }).meta({ description: 'The relay\'s own settings in this environment.' }),
+  relay: relaySettingsSchema.default({ tokenAuth: 'generate', apiKey: 'off', logLevel: 'info', drainWindowMs: 20_000, backplaneGraceMs: 60_000 }).meta({ description: 'The relay\'s own settings in this environment.' }),
   https: z
     .union(
       [
@@ -134,8 +146,8 @@ interface InfraFields {
   readonly loadBalancer: { readonly certificateArn?: string };
   readonly insecure?: { readonly reason: string };
   readonly relay: { readonly tokenAuth: unknown };
-  readonly instances: { readonly types: readonly string[] };
-  readonly spot?: unknown;
+  readonly instances: { readonly types: readonly string[]; readonly max: number };
+  readonly spot?: { readonly onDemandBase: number };
   readonly policyWaivers: readonly { readonly rule: string; readonly reason: string }[];
 }
 
@@ -149,12 +161,21 @@ export function withInfraRules<S extends z.ZodType<InfraFields>>(schema: S) {
       if (env.instances.types.length > 1 && env.spot === undefined) {
         ctx.addIssue({ code: 'custom', path: ['instances', 'types'], input: env.instances.types, message: 'a single instance type unless "spot" is set (On-Demand uses only the first)' });
       }
+      // SpotFleetOnDemandBase: "0 to MaxSize option in aws:autoscaling:asg" (Beanstalk's general options).
+      if (env.spot !== undefined && env.spot.onDemandBase > env.instances.max) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['spot', 'onDemandBase'],
+          input: env.spot.onDemandBase,
+          message: `an integer <= instances.max (${env.instances.max}): Beanstalk accepts an On-Demand base from 0 to MaxSize`,
+        });
+      }
       if (overlaps(env.maintenanceWindow, env.redisMaintenanceWindow)) {
         ctx.addIssue({
           code: 'custom',
           path: ['redisMaintenanceWindow'],
           input: env.redisMaintenanceWindow,
-          message: `a window that does not overlap the Beanstalk managed-update hour starting ${env.maintenanceWindow}`,
+          message: `a window that does not overlap the two-hour Beanstalk managed-update window starting ${env.maintenanceWindow}`,
         });
       }
     })
@@ -181,7 +202,7 @@ export function overlaps(beanstalkStart: string, redisWindow: string): boolean {
   const rStart = minuteOfWeek(r[1], r[2], r[3]);
   let rEnd = minuteOfWeek(r[4], r[5], r[6]);
   if (rEnd <= rStart) rEnd += MINUTES_PER_WEEK;
-  // Beanstalk's managed-update window lasts two hours from its start.
+  // "Maintenance windows are two hours long" (Beanstalk's managed platform updates page, docs/infrastructure.md).
   for (const shift of [-MINUTES_PER_WEEK, 0, MINUTES_PER_WEEK]) {
     const s = bStart + shift;
     if (s < rEnd && rStart < s + 120) return true;
@@ -231,12 +252,13 @@ export function relayEnvironmentVariables(relay: z.output<typeof relaySettingsSc
 /** The stack props these fields decide; app/synth.ts spreads them into the environment's RelayStackProps. */
 export function infraStackProps(env: InfraEnvironment): Pick<
   RelayStackProps,
-  'platform' | 'https' | 'tokenAuth' | 'relayEnvironment' | 'scaling' | 'spot' | 'alarmEmail' | 'deregistrationDelaySeconds' | 'protectData' | 'redis'
+  'platform' | 'https' | 'tokenAuth' | 'apiKey' | 'relayEnvironment' | 'scaling' | 'spot' | 'alarmEmail' | 'deregistrationDelaySeconds' | 'protectData' | 'redis'
 > {
   return {
     platform: env.platform,
     https: env.https,
     tokenAuth: env.relay.tokenAuth,
+    apiKey: env.relay.apiKey,
     relayEnvironment: relayEnvironmentVariables(env.relay),
     scaling: env.scaling,
     spot: env.spot,

@@ -19,15 +19,19 @@ export interface VerifyCommandOptions {
   readonly rate: string;
   readonly json?: string;
   readonly during?: string;
+  readonly instances?: string;
+  readonly discoveryTimeout: string;
   /** Folder of the synthesized stacks, for `<env>`'s terraform outputs. */
   readonly out: string;
 }
 
 /** Runs the canary; resolves to the exit code (0 only with zero gaps and duplicates, and a successful --during). */
 export async function verifyCommand(envName: string | undefined, opts: VerifyCommandOptions, ctx: CommandContext): Promise<number> {
-  const durationMs = parseDuration(opts.duration);
+  const durationMs = parseDuration(opts.duration, '--duration');
   const clients = positiveInt(opts.clients, '--clients');
   const rate = positiveNumber(opts.rate, '--rate');
+  const expectedInstances = opts.instances === undefined ? undefined : positiveInt(opts.instances, '--instances');
+  const discoveryTimeoutMs = parseDuration(opts.discoveryTimeout ?? '30s', '--discovery-timeout');
   if (envName === undefined && opts.urls === undefined) throw new CliError('verify_target', 'verify needs an environment (`verify <env>`) or `--urls ws://host:port/ws[,…]`');
   const config = loadConfig(ctx.configFile);
   if (envName !== undefined && !config.environments.some((e) => e.name === envName)) {
@@ -40,6 +44,8 @@ export async function verifyCommand(envName: string | undefined, opts: VerifyCom
     durationMs,
     clients,
     rate,
+    expectedInstances,
+    discoveryTimeoutMs,
     during:
       opts.during === undefined
         ? undefined
@@ -108,11 +114,11 @@ function runShell(command: string, ctx: CommandContext): Promise<void> {
   });
 }
 
-export function parseDuration(text: string): number {
+export function parseDuration(text: string, flag = '--duration'): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
-  if (!m) throw new CliError('bad_duration', `--duration: expected a time like 60s, 2m or 500ms, got "${text}"`);
+  if (!m) throw new CliError('bad_duration', `${flag}: expected a time like 60s, 2m or 500ms, got "${text}"`);
   const value = Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
-  if (value <= 0 || value > 3_600_000) throw new CliError('bad_duration', `--duration: expected more than 0 and at most 1 hour, got "${text}"`);
+  if (value <= 0 || value > 3_600_000) throw new CliError('bad_duration', `${flag}: expected more than 0 and at most 1 hour, got "${text}"`);
   return value;
 }
 

@@ -22,6 +22,24 @@ export interface VerifyOptions {
   readonly settleMs?: number;
   /** Gives up joining after this long. @default 20000 */
   readonly connectTimeoutMs?: number;
+  /**
+   * Instances the clients must cover (`--instances`); the run fails when fewer were reached. Without it, discovery
+   * stops once several connections in a row reached no new instance.
+   */
+  readonly expectedInstances?: number;
+  /** Gives up discovering instances after this long and reports how many it saw. @default 30000 */
+  readonly discoveryTimeoutMs?: number;
+}
+
+/** What discovery found: the instances behind the URLs, and why it stopped. */
+export interface InstanceDiscovery {
+  readonly instances: readonly string[];
+  readonly expected: number | null;
+  /** Connections opened to find them. */
+  readonly probes: number;
+  /** Whether every expected instance was seen (without an expectation: whether discovery settled before its timeout). */
+  readonly complete: boolean;
+  readonly note: string;
 }
 
 export interface ClientReport {
@@ -51,6 +69,7 @@ export interface VerifyReport {
   readonly p50Ms: number | null;
   readonly p99Ms: number | null;
   readonly instances: readonly string[];
+  readonly discovery: InstanceDiscovery;
   readonly clients: readonly ClientReport[];
 }
 
@@ -94,6 +113,9 @@ class CanaryClient {
   last?: Position;
   nextId = 0;
   urlIndex: number;
+  /** The instance this client should sit on; a first connection that lands elsewhere is retried (behind a load balancer). */
+  target?: string;
+  placementTries = 0;
   readonly acks = new Map<string, (frame: Frame) => void>();
 
   constructor(
@@ -112,6 +134,7 @@ class CanaryClient {
       this.ws = ws;
       const rejoin = this.joined;
       let settled = false;
+      let misplaced = false;
       ws.on('message', (raw: Buffer) => {
         let frame: Frame;
         try {
@@ -120,6 +143,15 @@ class CanaryClient {
           return;
         }
         if (frame.type === 'welcome') {
+          if (!rejoin && this.target !== undefined && frame.instanceId !== this.target && this.placementTries > 0) {
+            // Landed on another instance than the one this client covers: try again before joining.
+            this.placementTries--;
+            misplaced = true;
+            settled = true;
+            ws.close();
+            reject(new Misplaced());
+            return;
+          }
           if (frame.instanceId) this.instanceIds.add(frame.instanceId);
           const id = this.request((ack) => {
             if (rejoin) {
@@ -160,12 +192,24 @@ class CanaryClient {
           reject(new Error('closed before the join was acknowledged'));
           return;
         }
-        if (this.stopped) return;
+        if (misplaced || this.stopped) return;
         // Reconnect to the next URL (a drained instance refuses new connections), bounded by the run's own end.
         this.urlIndex = (this.urlIndex + 1) % this.urls.length;
         void this.reconnect();
       });
     });
+  }
+
+  /** First connection: on the target instance if it can be reached within the tries, else wherever it lands. */
+  async place(): Promise<void> {
+    for (;;) {
+      try {
+        await this.connect();
+        return;
+      } catch (err) {
+        if (!(err instanceof Misplaced)) throw err;
+      }
+    }
   }
 
   private async reconnect(): Promise<void> {
@@ -224,18 +268,123 @@ class CanaryClient {
   }
 }
 
+class Misplaced extends Error {
+  constructor() {
+    super('connected to another instance than the one this client covers');
+  }
+}
+
+/** Opens one connection, reads the welcome's instance id and closes. */
+function probe(url: string, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    const timer = setTimeout(() => {
+      ws.terminate();
+      reject(new Error(`no welcome within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+    const done = (err: Error | undefined, id?: string) => {
+      clearTimeout(timer);
+      ws.removeAllListeners('message');
+      ws.close();
+      if (err) reject(err);
+      else resolve(id as string);
+    };
+    ws.on('message', (raw: Buffer) => {
+      let frame: Frame;
+      try {
+        frame = JSON.parse(raw.toString('utf8')) as Frame;
+      } catch {
+        return;
+      }
+      if (frame.type !== 'welcome') return;
+      if (typeof frame.instanceId === 'string' && frame.instanceId !== '') done(undefined, frame.instanceId);
+      else done(new Error('the welcome frame carries no instanceId'));
+    });
+    ws.on('error', (err) => done(err));
+    ws.on('close', () => done(new Error('closed before the welcome')));
+  });
+}
+
+/** Most connections discovery opens, whatever else happens. */
+const MAX_PROBES = 500;
+
+/**
+ * Finds the instances behind the URLs by connecting and reading each welcome's `instanceId`. Behind a load balancer
+ * one URL leads to many instances, so it keeps connecting until it has seen `expected` instances or, without an
+ * expectation, until several connections in a row (3 per instance seen, at least 6) found nothing new; it stops at
+ * `timeoutMs` and says how many it saw. Returns the URL each instance was reached through.
+ */
+export async function discoverInstances(
+  urls: readonly string[],
+  expected: number | undefined,
+  timeoutMs: number,
+): Promise<InstanceDiscovery & { readonly urlOf: ReadonlyMap<string, number> }> {
+  const urlOf = new Map<string, number>();
+  const deadline = Date.now() + timeoutMs;
+  let probes = 0;
+  let sinceNew = 0;
+  let failures = 0;
+  let lastError = '';
+  let settled = false;
+  while (probes < MAX_PROBES && Date.now() < deadline) {
+    if (expected !== undefined && urlOf.size >= expected) break;
+    if (expected === undefined && probes >= urls.length && urlOf.size > 0 && sinceNew >= Math.max(6, 3 * urlOf.size)) {
+      settled = true;
+      break;
+    }
+    const index = probes % urls.length;
+    probes++;
+    try {
+      const id = await probe(urls[index], Math.max(1, Math.min(5000, deadline - Date.now())));
+      if (urlOf.has(id)) sinceNew++;
+      else {
+        urlOf.set(id, index);
+        sinceNew = 0;
+      }
+    } catch (err) {
+      failures++;
+      lastError = (err as Error).message;
+      if (failures > 2 * urls.length && urlOf.size === 0) await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  if (urlOf.size === 0) {
+    throw new Error(`could not reach any relay instance at ${urls.join(', ')} in ${probes} connections (${lastError || 'no welcome'})`);
+  }
+  const instances = [...urlOf.keys()].sort();
+  const complete = expected !== undefined ? instances.length >= expected : settled;
+  const seen = `saw ${instances.length} instance${instances.length === 1 ? '' : 's'} in ${probes} connections`;
+  const note =
+    expected !== undefined
+      ? complete
+        ? `${seen}, as expected`
+        : `${seen}; expected ${expected} (--instances): the missing ones were not reached within ${timeoutMs / 1000} s`
+      : complete
+        ? `${seen}; the last ${sinceNew} found no new one`
+        : `${seen} before the ${timeoutMs / 1000} s discovery timeout; there may be more`;
+  return { instances, expected: expected ?? null, probes, complete, note, urlOf };
+}
+
 /** Runs the canary and reports what every client saw. */
 export async function verifyDelivery(opts: VerifyOptions): Promise<VerifyReport> {
   if (opts.urls.length === 0) throw new Error('verify needs at least one URL');
   const run = randomBytes(6).toString('hex');
   const room = `verify-${run}`;
   const latencies: number[] = [];
-  const clients = Array.from({ length: opts.clients }, (_, i) => new CanaryClient(i, run, room, opts.urls, latencies));
+  const discovery = await discoverInstances(opts.urls, opts.expectedInstances, opts.discoveryTimeoutMs ?? 30_000);
+  const clients = Array.from({ length: opts.clients }, (_, i) => {
+    const client = new CanaryClient(i, run, room, opts.urls, latencies);
+    // Client i covers instance i mod n, through the URL that reached it.
+    const target = discovery.instances[i % discovery.instances.length];
+    client.target = target;
+    client.urlIndex = discovery.urlOf.get(target) ?? client.urlIndex;
+    client.placementTries = 8 * discovery.instances.length;
+    return client;
+  });
   const acknowledged = new Set<string>();
   let published = 0;
   try {
     const connectTimeout = opts.connectTimeoutMs ?? 20_000;
-    await withTimeout(Promise.all(clients.map((c) => c.connect())), connectTimeout, `the canary clients did not all join within ${connectTimeout / 1000} s`);
+    await withTimeout(Promise.all(clients.map((c) => c.place())), connectTimeout, `the canary clients did not all join within ${connectTimeout / 1000} s`);
     const started = Date.now();
     let duringDone = opts.during === undefined;
     const during = opts.during?.().finally(() => {
@@ -280,7 +429,7 @@ export async function verifyDelivery(opts: VerifyOptions): Promise<VerifyReport>
   const duplicates = sum((r) => r.duplicates);
   return {
     room,
-    passed: gaps === 0 && duplicates === 0 && acknowledged.size > 0,
+    passed: gaps === 0 && duplicates === 0 && acknowledged.size > 0 && (discovery.expected === null || discovery.complete),
     published,
     acknowledged: acknowledged.size,
     gaps,
@@ -292,6 +441,7 @@ export async function verifyDelivery(opts: VerifyOptions): Promise<VerifyReport>
     p50Ms: pct(50),
     p99Ms: pct(99),
     instances: [...new Set(reports.flatMap((r) => r.instanceIds))].sort(),
+    discovery: { instances: discovery.instances, expected: discovery.expected, probes: discovery.probes, complete: discovery.complete, note: discovery.note },
     clients: reports,
   };
 }
@@ -305,14 +455,24 @@ export function renderVerifyReport(report: VerifyReport): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const table = rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
   const ms = (v: number | null) => (v === null ? '-' : `${v} ms`);
+  const uncovered = report.discovery.instances.filter((id) => !report.clients.some((c) => c.instanceIds.includes(id)));
   return (
     `${table}\n` +
+    `instances: ${report.discovery.note}` +
+    (uncovered.length > 0 ? `; no client sat on ${uncovered.join(', ')} (use --clients ${report.discovery.instances.length} or more)` : '') +
+    '\n' +
     `${report.acknowledged} of ${report.published} messages acknowledged over ${report.instances.length} instance${report.instances.length === 1 ? '' : 's'}; ` +
     `${report.gaps} gaps, ${report.duplicates} duplicates, ${report.reordered} reordered, ${report.seqAnomalies} seq anomalies; ` +
     `recovered ${report.recoveredRate === null ? '-' : `${Math.round(report.recoveredRate * 100)} %`} of ${report.reconnects} rejoins; ` +
     `delivery p50 ${ms(report.p50Ms)}, p99 ${ms(report.p99Ms)}\n` +
-    `${report.passed ? 'PASSED' : 'FAILED'}: ${report.passed ? 'every acknowledged message reached every client exactly once' : 'messages were lost or duplicated (or none was acknowledged)'}\n`
+    `${report.passed ? 'PASSED' : 'FAILED'}: ${report.passed ? 'every acknowledged message reached every client exactly once' : failure(report)}\n`
   );
+}
+
+function failure(report: VerifyReport): string {
+  if (report.gaps > 0 || report.duplicates > 0) return 'messages were lost or duplicated';
+  if (report.acknowledged === 0) return 'no message was acknowledged';
+  return `not every expected instance was reached (${report.discovery.note})`;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {

@@ -7,6 +7,7 @@ import type { FanoutPoint, FanoutResult, FanoutTargetResult } from './fanout';
 import type { IdleResult } from './idle-footprint';
 import type { BenchEnvironment, LoadSample } from './lib/environment';
 import type { SynthResult } from './synth';
+import { serverApiSection, type ServerApiBenchResult } from './server-api';
 
 export interface ReportInput {
   readonly environment: BenchEnvironment;
@@ -20,6 +21,7 @@ export interface ReportInput {
   readonly idle?: IdleResult;
   readonly synth?: SynthResult;
   readonly artifact?: ArtifactResult;
+  readonly serverApi?: ServerApiBenchResult;
 }
 
 /** One line of the targets table. */
@@ -147,6 +149,7 @@ export function renderReport(input: ReportInput): string {
   if (input.idle) out.push(...idleSection(input.idle));
   if (input.synth) out.push(...synthSection(input.synth));
   if (input.artifact) out.push(...artifactSection(input.artifact));
+  if (input.serverApi) out.push(...serverApiSection(input.serverApi));
   if (existsSync(FINDINGS_FILE)) out.push(readFileSync(FINDINGS_FILE, 'utf8').trim(), '');
   return `${out.join('\n')}\n`;
 }

@@ -12,6 +12,7 @@ import { killAllNow, stopAllProcesses } from '../app/processes';
 import { captureEnvironment, type LoadSample, sampleLoad } from './lib/environment';
 import { renderReport } from './report';
 import { runSynth, type SynthResult } from './synth';
+import { runServerApiBench, type ServerApiBenchResult } from './server-api';
 
 /** Every benchmark client connects from 127.0.0.1 and stands for a different user: no per-address limits. */
 const BENCH_TOKEN_SECRET = 'bench-token-secret-0123456789';
@@ -29,7 +30,7 @@ export const RELAY_BENCH_ENV: Record<string, string> = {
 /** Message recovery on, at the relay's default history size. */
 const DEFAULT_RECOVERY_ENV: Record<string, string> = { RELAY_HISTORY_SIZE: '1000' };
 
-const BENCHMARKS = ['fanout', 'idle', 'synth', 'artifact'] as const;
+const BENCHMARKS = ['fanout', 'idle', 'synth', 'artifact', 'api'] as const;
 type BenchName = (typeof BENCHMARKS)[number];
 
 interface CliOptions {
@@ -43,8 +44,8 @@ interface CliOptions {
   pin: boolean;
 }
 
-const USAGE = `usage: npm run bench -- [--only fanout,idle,synth,artifact] [--quick] [--out FILE] [--recovery-env KEY=VALUE[,KEY=VALUE] | --no-recovery] [--no-pin] [--cpu-prof DIR]
-  --only          run only these benchmarks (default: all four)
+const USAGE = `usage: npm run bench -- [--only fanout,idle,synth,artifact,api] [--quick] [--out FILE] [--recovery-env KEY=VALUE[,KEY=VALUE] | --no-recovery] [--no-pin] [--cpu-prof DIR]
+  --only          run only these benchmarks (default: all)
   --quick         tiny configuration (seconds, for trying the harness; numbers are not meaningful)
   --out           report file (default: BENCHMARKS.md at the repository root)
   --recovery-env  environment of the fan-out's relay-recovery target (default ${Object.entries(DEFAULT_RECOVERY_ENV).map(([k, v]) => `${k}=${v}`).join(',')})
@@ -119,6 +120,7 @@ async function main(): Promise<void> {
   let idle: IdleResult | undefined;
   let synth: SynthResult | undefined;
   let artifact: ArtifactResult | undefined;
+  let serverApi: ServerApiBenchResult | undefined;
 
   if (opts.only.has('fanout')) {
     const pinning = opts.pin ? defaultPinning() : null;
@@ -166,6 +168,16 @@ async function main(): Promise<void> {
     log('artifact: zip size and start to healthy');
     artifact = await runArtifact({ runs: opts.quick ? 1 : 5, log });
   }
+  if (opts.only.has('api')) {
+    serverApi = await runServerApiBench({
+      target: relayTarget('api', DEFAULT_RECOVERY_ENV),
+      members: opts.quick ? 20 : 200,
+      rate: opts.quick ? 100 : 1000,
+      durationMs: opts.quick ? 2000 : 30_000,
+      pinning: opts.pin ? defaultPinning() : null,
+      log,
+    });
+  }
 
   const loadAfter = sampleLoad();
   const report = renderReport({
@@ -180,11 +192,12 @@ async function main(): Promise<void> {
     idle,
     synth,
     artifact,
+    serverApi,
   });
   writeFileSync(opts.out, report);
   const jsonDir = join(REPO_ROOT, '.build', 'bench');
   mkdirSync(jsonDir, { recursive: true });
-  writeFileSync(join(jsonDir, 'results.json'), JSON.stringify({ fanout, idle, synth, artifact }, null, 2));
+  writeFileSync(join(jsonDir, 'results.json'), JSON.stringify({ fanout, idle, synth, artifact, serverApi }, null, 2));
   log(`wrote ${opts.out} and .build/bench/results.json in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
 

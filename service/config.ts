@@ -100,6 +100,12 @@ export interface ServiceConfig {
   readonly presenceTtlMs: number;
   /** RELAY_PRESENCE_LIST_MAX: most members listed in one `presence` reply; its `count` stays exact. @default 100 */
   readonly presenceListMax: number;
+  /** RELAY_API_KEY: the server API's bearer keys (one, or two during a rotation); null turns the API off (404). @default null */
+  readonly apiKeys: readonly string[] | null;
+  /** RELAY_API_IDEMPOTENCY_WINDOW_MS: how long an `idempotencyKey` of the server API is remembered. @default 300000 */
+  readonly apiIdempotencyWindowMs: number;
+  /** RELAY_API_RATE_LIMIT: server API requests per second one instance accepts (bursts of as many). @default 2000 */
+  readonly apiRateLimit: number;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -180,6 +186,34 @@ function list(isValid: (entry: string) => boolean, allowed: string, badLabel = '
         return z.NEVER;
       }
       return entries;
+    });
+}
+
+const API_KEY_RE = /^[\x21-\x2b\x2d-\x7e]{32,512}$/;
+
+/**
+ * RELAY_API_KEY: one key, or two separated by a comma (a rotation). Problems name a key by its position and length,
+ * never by its value.
+ */
+function apiKeys() {
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined) return null;
+      const keys = v.split(',').map((k) => k.trim());
+      const problems = keys.flatMap((k, i) =>
+        API_KEY_RE.test(k) ? [] : [`key ${i + 1} has ${k.length} characters${/[^\x21-\x7e]/.test(k) ? ' and spaces or control characters' : ''}`],
+      );
+      if (keys.length > 2) problems.unshift(`${keys.length} keys given, at most 2 are accepted (the current key and the next one)`);
+      if (problems.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected one or two keys of 32-512 printable characters (no spaces or commas), separated by a comma; ${problems.join('; ')}`,
+        });
+        return z.NEVER;
+      }
+      return keys;
     });
 }
 
@@ -376,6 +410,18 @@ const schema = z.object({
   RELAY_PRESENCE_LIST_MAX: int(100, 1, 1000).meta({
     description: 'Most members listed in one `presence` reply; its `count` is always the exact number of members.',
   }),
+  RELAY_API_KEY: apiKeys().meta({
+    description:
+      'Bearer key of the server API (`/api/publish`, `/api/disconnect`, `/api/rooms/<room>`, see docs/protocol.md "Server API"). Two keys separated by a comma are both accepted, for a rotation: add the new key, deploy, move the callers, remove the old key. Never logged; the stacks set it from Secrets Manager.',
+    allowed: 'one or two keys of 32-512 characters without commas or spaces, comma-separated',
+    unset: 'the server API is off: `/api/*` answers 404',
+  }),
+  RELAY_API_IDEMPOTENCY_WINDOW_MS: int(300_000, 1000, 86_400_000).meta({
+    description: 'How long the server API remembers an `idempotencyKey`: the same key again within it gets the first response and delivers nothing.',
+  }),
+  RELAY_API_RATE_LIMIT: int(2000, 1, 1_000_000).meta({
+    description: 'Server API requests per second one instance accepts (token bucket, bursts of as many); beyond it 429 `rate_limited`.',
+  }),
 });
 
 /**
@@ -471,6 +517,9 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
     presence: v.RELAY_PRESENCE === 'on',
     presenceTtlMs: v.RELAY_PRESENCE_TTL_MS,
     presenceListMax: v.RELAY_PRESENCE_LIST_MAX,
+    apiKeys: v.RELAY_API_KEY,
+    apiIdempotencyWindowMs: v.RELAY_API_IDEMPOTENCY_WINDOW_MS,
+    apiRateLimit: v.RELAY_API_RATE_LIMIT,
   };
 }
 
@@ -503,7 +552,7 @@ function metricsPortProblem(input: Record<string, string>): ConfigProblem | null
 }
 
 /** Variables whose values never appear in an error message: they are, or may contain, secrets. */
-const SECRET_VARIABLES = new Set(['RELAY_TOKEN_SECRET', 'REDIS_AUTH_TOKEN']);
+const SECRET_VARIABLES = new Set(['RELAY_TOKEN_SECRET', 'REDIS_AUTH_TOKEN', 'RELAY_API_KEY']);
 
 function shownValue(variable: string, value: string | undefined): string | undefined {
   if (value === undefined) return undefined;

@@ -13,7 +13,8 @@ import { Presence } from './core/presence';
 import { Registry } from './core/registry';
 import { Session, type Core } from './core/session';
 import type { RelayMetrics } from './metrics';
-import { CLOSE_TOKEN_EXPIRED, encodeWelcome } from './protocol';
+import { CLOSE_DISCONNECTED, CLOSE_TOKEN_EXPIRED, encodeWelcome } from './protocol';
+import { UserIndex } from './core/user-index';
 import { createTokenLifetime } from './token-lifetime';
 
 /** How long a socket we closed may take to finish the close handshake before it is terminated. */
@@ -81,6 +82,8 @@ export class Hub {
   private readonly core: HubCore;
   private readonly registry: Registry<Session>;
   private readonly outbound: Outbound;
+  /** Connections by user (token `sub`), for the server API. */
+  private readonly users = new UserIndex<Session>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private pingTimer: NodeJS.Timeout | undefined;
   /**
@@ -168,8 +171,44 @@ export class Hub {
     ws.on('error', onSocketError);
     ws.on('close', onSocketClose);
     if (meta.claims) this.core.tokens?.attach(session, meta.claims);
+    this.users.add(session, session.auth?.sub);
     session.send(encodeWelcome(id, config.instanceId));
     return session;
+  }
+
+  /** Members of a room on this instance. */
+  roomMembers(room: string): number {
+    return this.registry.rooms.get(room)?.members.size ?? 0;
+  }
+
+  /** Delivers a frame to this instance's members of a room (or every connection: null), as the backplane does. */
+  deliver(room: string | null, frame: Buffer): number {
+    return this.registry.deliver(room, frame);
+  }
+
+  /** Sends a frame to every local connection of a user (the token's `sub`); returns how many were sent it. */
+  deliverToUser(user: string, frame: string | Buffer): number {
+    let sent = 0;
+    for (const session of this.users.of(user)) if (session.send(frame)) sent++;
+    if (sent > 0) this.opts.metrics.messagesOut.inc(sent);
+    return sent;
+  }
+
+  /**
+   * Closes the local connections of a user, or one connection by id, with CLOSE_DISCONNECTED (the client must not
+   * reconnect); returns how many were closed.
+   */
+  disconnect(target: { readonly user: string } | { readonly connectionId: string }): number {
+    // By id: a scan, not a map kept per connection (idle connections are what an instance holds most of).
+    const sessions = 'user' in target ? this.users.of(target.user) : [...this.registry.members].filter((s) => s.id === target.connectionId);
+    let closed = 0;
+    for (const session of sessions) {
+      if (session === undefined || session.closing) continue;
+      session.log.info('closing connection: disconnected through the server API');
+      this.closeSession(session, CLOSE_DISCONNECTED, 'disconnected by the server');
+      closed++;
+    }
+    return closed;
   }
 
   /**
@@ -216,6 +255,7 @@ export class Hub {
   /** The socket closed (its 'close' listener): leaves every room and resolves `closed`. */
   remove(session: Session, code: number, reason: string): void {
     if (!this.registry.members.delete(session)) return;
+    this.users.remove(session, session.auth?.sub);
     session.closing = true;
     this.core.tokens?.detach(session);
     if (session.heartbeatSlot >= 0 && this.heartbeatPass[session.heartbeatSlot] === session) this.heartbeatPass[session.heartbeatSlot] = undefined;

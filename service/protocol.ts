@@ -24,6 +24,11 @@ export type ErrorCode =
  * Reconnecting with a new token is the cure, so clients should fetch one before they reconnect.
  */
 export const CLOSE_TOKEN_EXPIRED = 4001;
+/**
+ * Close code for a connection the application's backend closed through the server API (`POST /api/disconnect`).
+ * Clients must not reconnect on their own: the backend decided this connection ends.
+ */
+export const CLOSE_DISCONNECTED = 4003;
 /** Tokens in `refresh` frames are bounded like tokens in the upgrade URL (see MAX_TOKEN_CHARS in auth.ts). */
 const MAX_REFRESH_TOKEN_CHARS = 4096;
 
@@ -242,7 +247,7 @@ function fail(code: ErrorCode, message: string, id?: string): { ok: false } & Pr
 }
 
 /** Whether a parsed JSON value nests deeper than `max`; iterative, so hostile input cannot overflow the stack here. */
-function exceedsDepth(value: unknown, max: number): boolean {
+export function exceedsDepth(value: unknown, max: number): boolean {
   const stack: Array<{ v: unknown; depth: number }> = [{ v: value, depth: 0 }];
   while (stack.length > 0) {
     const { v, depth } = stack.pop() as { v: unknown; depth: number };
@@ -260,7 +265,8 @@ function describeToken(v: unknown): string {
   return typeof v === 'string' ? `a string of ${v.length} characters` : describe(v);
 }
 
-function describe(v: unknown): string {
+/** A value as a message names it: its kind, or a string quoted and shortened. */
+export function describe(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';

@@ -14,6 +14,8 @@ import { createHttpServer } from './http/http-server';
 import { createInternalServer } from './http/internal-server';
 import { parseRequestTarget } from './http/request-target';
 import { readOnlyTarget, sendJson, writeRawResponse } from './http/responses';
+import { apiBucket, handleServerApi, isServerApiPath, type ServerApiDeps } from './http/server-api';
+import { ServerControl } from './core/control';
 import { servePublicFile } from './http/static-files';
 import { Hub } from './hub';
 import { tokenRulesOf } from './token-lifetime';
@@ -95,6 +97,15 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
     maxConnections: config.maxConnections,
   });
   const hub: Hub = new Hub({ config, backplane, metrics, logger, closeGraceMs: opts.closeGraceMs });
+  const control = new ServerControl(backplane, hub, config.instanceId, logger.child({ component: 'server-api' }));
+  const api: ServerApiDeps = {
+    config,
+    backplane,
+    deliver: (room, frame) => hub.deliver(room, frame),
+    control,
+    logger,
+    bucket: apiBucket(config),
+  };
   const wss = new WebSocketServer({ noServer: true, maxPayload: config.maxPayloadBytes, perMessageDeflate: false, clientTracking: false });
   const admission = new AdmissionControl({
     maxConnections: config.maxConnections,
@@ -196,6 +207,8 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
   const internalServer = createInternalServer({ ...timeouts, detail });
 
   async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const apiTarget = parseRequestTarget(req.url);
+    if (apiTarget !== null && isServerApiPath(apiTarget.path)) return handleServerApi(req, res, apiTarget, api);
     const target = readOnlyTarget(req, res);
     if (!target) return;
     if (target.path === LB_HEALTH_PATH) {
@@ -355,6 +368,7 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
         deregistration.stop();
         await emf?.stop();
         hub.stop();
+        control.stop();
         for (const socket of upgrading) socket.destroy();
         await Promise.all([closeServer(server), closeServer(internalServer)]);
         try {

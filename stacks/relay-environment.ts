@@ -5,6 +5,7 @@ import {
   type ElasticBeanstalkEnvironmentSetting,
 } from '@cdktf/provider-aws/lib/elastic-beanstalk-environment';
 import { APP_PORT } from './network';
+import { EMF_LOG_FILE } from './relay-metrics-log';
 
 /** Path of the load balancer's health check (service/load-balancer-health.ts): grace period, drain on silence. */
 export const LB_HEALTH_PATH = '/healthz/lb';
@@ -14,8 +15,6 @@ export const HEALTH_CHECK_INTERVAL_SECONDS = 5;
 export const DEREGISTRATION_SILENCE_MS = 3 * HEALTH_CHECK_INTERVAL_SECONDS * 1000;
 /** Seconds the deregistration delay keeps beyond the silence and the drain window. */
 export const DEREGISTRATION_MARGIN_SECONDS = 15;
-/** Where the relay appends its CloudWatch embedded-metric-format lines; streamed by the artifact's CloudWatch agent config. */
-export const EMF_LOG_FILE = '/var/log/relay/metrics.log';
 /** The relay's drain window when the environment does not set RELAY_DRAIN_WINDOW_MS. */
 const DEFAULT_DRAIN_WINDOW_MS = 20_000;
 
@@ -87,6 +86,11 @@ export interface RelayEnvironmentProps {
    * @default no token auth
    */
   readonly tokenSecretArn?: string;
+  /**
+   * Secret holding RELAY_API_KEY (one key, or two comma-separated during a rotation), passed through environmentsecrets.
+   * @default no server API (the relay answers 404 on /api)
+   */
+  readonly apiKeySecretArn?: string;
   /** CIDR of the VPC: the only peers whose X-Forwarded-For the relay believes (the load balancer lives there). */
   readonly vpcCidr: string;
   /**
@@ -243,6 +247,7 @@ export class RelayEnvironment extends Construct {
       // Beanstalk resolves the ARN to the secret's value at instance start; the token never sits in the environment's config.
       s('aws:elasticbeanstalk:application:environmentsecrets', 'REDIS_AUTH_TOKEN', props.redisAuthTokenSecretArn),
       ...(props.tokenSecretArn ? [s('aws:elasticbeanstalk:application:environmentsecrets', 'RELAY_TOKEN_SECRET', props.tokenSecretArn)] : []),
+      ...(props.apiKeySecretArn ? [s('aws:elasticbeanstalk:application:environmentsecrets', 'RELAY_API_KEY', props.apiKeySecretArn)] : []),
     ];
     if (https) {
       settings.push(

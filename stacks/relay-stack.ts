@@ -1,4 +1,4 @@
-import { Fn, LocalBackend, S3Backend, TerraformOutput, TerraformStack, Token } from 'cdktf';
+import { type ITerraformDependable, Fn, LocalBackend, S3Backend, TerraformOutput, TerraformStack, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
 import { RandomProvider } from '@cdktf/provider-random/lib/provider';
@@ -8,6 +8,7 @@ import { SecretsmanagerSecretVersion } from '@cdktf/provider-aws/lib/secretsmana
 import { RelayAlarms } from './relay-alarms';
 import { RelayCertificate, type RelayHttpsProps } from './relay-https';
 import { EnvironmentLoadBalancer } from './relay-load-balancer';
+import { RelayMetricsLog } from './relay-metrics-log';
 import { RelayScaling, connectionTarget } from './relay-scaling';
 import { ArtifactStore, type ApplicationRelease } from './artifact-store';
 import { BeanstalkIam } from './beanstalk-iam';
@@ -123,8 +124,14 @@ export interface RelayInstances {
 /** The ElastiCache backplane: topology, node type, engine version, replicas and shards. */
 export type RelayRedis = Pick<ElastiCacheBackplaneProps, 'topology' | 'nodeType' | 'engineVersion' | 'replicas' | 'shards' | 'engine' | 'maintenanceWindow'>;
 
+/** A secret the stack generates in Secrets Manager, an existing secret by ARN, or none. */
+export type RelaySecretSetting = 'generate' | 'off' | { readonly secretArn: string };
+
 /** Token auth: a secret the stack generates, an existing secret, or none (only with a policy waiver). */
-export type RelayTokenAuth = 'generate' | 'off' | { readonly secretArn: string };
+export type RelayTokenAuth = RelaySecretSetting;
+
+/** The server API's bearer key: generated, an existing secret, or off (the relay then answers 404 on /api). */
+export type RelayApiKey = RelaySecretSetting;
 
 export interface RelayStackProps {
   /** Application name: the first half of every resource name `<app>-<environment>`, and the `project` tag. */
@@ -200,6 +207,11 @@ export interface RelayStackProps {
    */
   readonly tokenAuth?: RelayTokenAuth;
   /**
+   * The server API's key (RELAY_API_KEY), only ever through `environmentsecrets`.
+   * @default 'off'
+   */
+  readonly apiKey?: RelayApiKey;
+  /**
    * Relay settings as environment variables, validated by the config.
    * @default none
    */
@@ -242,6 +254,7 @@ export class RelayStack extends TerraformStack {
   readonly loadBalancer: EnvironmentLoadBalancer;
   readonly scaling: RelayScaling;
   readonly alarms: RelayAlarms;
+  readonly metricsLog: RelayMetricsLog;
 
   constructor(scope: Construct, id: string, props: RelayStackProps) {
     super(scope, id);
@@ -293,25 +306,34 @@ export class RelayStack extends TerraformStack {
       securityGroupId: this.network.redisSecurityGroup.id,
       protectData,
     });
-    const tokenAuth = props.tokenAuth ?? 'generate';
-    const dependsOn = [this.redis.authTokenVersion, ...this.network.rules];
-    let tokenSecretArn: string | undefined;
-    if (tokenAuth === 'generate') {
-      const secret = new SecretsmanagerSecret(this, 'token-secret', {
-        name: `${prefix}/relay-token-secret`,
-        description: 'HS256 secret the relay verifies client tokens with (RELAY_TOKEN_SECRET); token issuers sign with it',
-        recoveryWindowInDays: protectData ? 7 : 0,
-      });
-      const value = new Password(this, 'token-secret-value', { length: 64, special: false });
-      dependsOn.push(new SecretsmanagerSecretVersion(this, 'token-secret-version', { secretId: secret.id, secretString: value.result }));
-      tokenSecretArn = secret.arn;
-    } else if (tokenAuth !== 'off') {
-      tokenSecretArn = tokenAuth.secretArn;
-    }
+    const dependsOn: ITerraformDependable[] = [this.redis.authTokenVersion, ...this.network.rules];
+    const secretArn = (setting: RelaySecretSetting, id: string, name: string, description: string, length: number): string | undefined => {
+      if (setting === 'off') return undefined;
+      if (setting !== 'generate') return setting.secretArn;
+      const secret = new SecretsmanagerSecret(this, id, { name: `${prefix}/${name}`, description, recoveryWindowInDays: protectData ? 7 : 0 });
+      const value = new Password(this, `${id}-value`, { length, special: false });
+      // The environment waits for the value: an instance started before it would read an empty secret.
+      dependsOn.push(new SecretsmanagerSecretVersion(this, `${id}-version`, { secretId: secret.id, secretString: value.result }));
+      return secret.arn;
+    };
+    const tokenSecretArn = secretArn(
+      props.tokenAuth ?? 'generate',
+      'token-secret',
+      'relay-token-secret',
+      'HS256 secret the relay verifies client tokens with (RELAY_TOKEN_SECRET); token issuers sign with it',
+      64,
+    );
+    const apiKeySecretArn = secretArn(
+      props.apiKey ?? 'off',
+      'api-key',
+      'relay-api-key',
+      'Bearer key of the relay\'s server API (RELAY_API_KEY): one key, or "old,new" while callers move to a new one',
+      48,
+    );
     this.iam = new BeanstalkIam(this, 'iam', {
       namePrefix: prefix,
       authTokenSecretArn: this.redis.authTokenSecret.arn,
-      otherSecretArns: tokenSecretArn ? [tokenSecretArn] : [],
+      otherSecretArns: [tokenSecretArn, apiKeySecretArn].filter((arn): arn is string => arn !== undefined),
     });
     const certificate = httpsProps ? new RelayCertificate(this, 'https', httpsProps) : undefined;
     this.artifactStore = new ArtifactStore(this, 'artifacts', {
@@ -323,6 +345,9 @@ export class RelayStack extends TerraformStack {
       readerRole: this.iam.instanceRole.id,
       forceDestroy: !protectData,
     });
+    // Exists before the first instance streams into it: the instance role may write to it, not create it.
+    this.metricsLog = new RelayMetricsLog(this, 'metrics-log', { environmentName: prefix, retentionDays: props.logRetentionDays ?? 30 });
+    dependsOn.push(this.metricsLog.logGroup);
     const active = this.artifactStore.versions.get(props.activeRelease);
     if (!active) {
       const declared = props.releases.map((r) => r.label).join(', ') || 'none';
@@ -351,6 +376,7 @@ export class RelayStack extends TerraformStack {
       vpcCidr: this.network.vpcCidr,
       relayEnvironment: props.relayEnvironment,
       tokenSecretArn,
+      apiKeySecretArn,
       deregistrationDelaySeconds: props.deregistrationDelaySeconds,
       dependsOn: [...dependsOn, ...this.iam.dependables],
       minInstances: instances.min,

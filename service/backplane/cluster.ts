@@ -3,19 +3,25 @@ import type { Logger } from 'pino';
 import {
   BackplaneUnavailableError,
   broadcastChannel,
+  controlChannel,
   decodeEnvelope,
+  idempotencyKey,
   encodeEnvelope,
   isOwnEcho,
   roomChannel,
   type Backplane,
   type BackplaneStatus,
+  type ControlHandler,
   type FrameHandler,
   type PresenceHandler,
   type PresenceList,
   type PresenceMember,
   type PresenceTiming,
+  type Once,
+  type OnceAppend,
   type Target,
 } from './types';
+import { appendOnceWithScript, publishOnceWithScript } from './idempotency';
 import { PresenceChannels, RedisPresenceStore, loadPresenceScripts } from './presence-store';
 import {
   COMMAND_TIMEOUT_MS,
@@ -72,6 +78,8 @@ export class ClusterBackplane implements Backplane {
   #handler: FrameHandler | undefined;
   readonly #presenceChannels: PresenceChannels;
   readonly #presence: RedisPresenceStore;
+  #controlHandler: ControlHandler | undefined;
+  readonly #control: string;
 
   #cluster: Cluster | undefined;
   #connected = false;
@@ -102,6 +110,9 @@ export class ClusterBackplane implements Backplane {
       const cluster = this.#cluster;
       return this.#reporter.state === 'ready' && cluster !== undefined ? (key, args) => cluster.sendCommand(key, false, args) : undefined;
     }, opts.channelPrefix, 'SPUBLISH', 'the redis cluster');
+    this.#control = controlChannel(opts.channelPrefix);
+    // Recorded like the broadcast channel so every (re)subscription includes it; #onMessage routes it first.
+    this.#channels.set(this.#control, null);
   }
 
   start(): Promise<void> {
@@ -138,6 +149,48 @@ export class ClusterBackplane implements Backplane {
     const args = appendArgs('SPUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
     // The keys carry the channel's hash tag, so the script and its SPUBLISH run on the shard that owns the room.
     return appendWithScript((a) => cluster.sendCommand(keys[0], false, a, BUFFER_REPLIES), 'the redis cluster', keys, args);
+  }
+
+  async appendOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<OnceAppend> {
+    const cluster = this.#cluster;
+    if (this.#reporter.state !== 'ready' || cluster === undefined) throw new BackplaneUnavailableError();
+    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
+    const stored = target === null ? 0 : this.#history.size;
+    const keys = historyKeys(this.#opts.channelPrefix, target);
+    const args = appendArgs('SPUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
+    const idem = once === undefined ? undefined : { key: idempotencyKey(this.#opts.channelPrefix, target, once.key), windowMs: once.windowMs };
+    return appendOnceWithScript((a) => cluster.sendCommand(keys[0], false, a, BUFFER_REPLIES), 'the redis cluster', keys, args, idem);
+  }
+
+  async publishOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<boolean> {
+    if (once === undefined) {
+      await this.publish(target, frame);
+      return true;
+    }
+    const cluster = this.#cluster;
+    if (this.#reporter.state !== 'ready' || cluster === undefined) throw new BackplaneUnavailableError();
+    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
+    const idem = idempotencyKey(this.#opts.channelPrefix, target, once.key);
+    return publishOnceWithScript((a) => cluster.sendCommand(idem, false, a, BUFFER_REPLIES), 'the redis cluster', idem, 'SPUBLISH', channel, encodeEnvelope(this.#opts.instanceId, frame), once.windowMs);
+  }
+
+  async publishControl(message: Buffer, once?: Once): Promise<boolean> {
+    const cluster = this.#cluster;
+    if (this.#reporter.state !== 'ready' || cluster === undefined) throw new BackplaneUnavailableError();
+    if (once !== undefined) {
+      const idem = idempotencyKey(this.#opts.channelPrefix, { control: true }, once.key);
+      return publishOnceWithScript((a) => cluster.sendCommand(idem, false, a, BUFFER_REPLIES), 'the redis cluster', idem, 'SPUBLISH', this.#control, message, once.windowMs);
+    }
+    try {
+      await withTimeout(cluster.sendCommand(this.#control, false, ['SPUBLISH', this.#control, message]), PUBLISH_TIMEOUT_MS, () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`));
+    } catch (err) {
+      throw new BackplaneUnavailableError(`publishing to the redis cluster failed (${describeError(err)}); retry shortly`);
+    }
+    return true;
+  }
+
+  onControl(handler: ControlHandler): void {
+    this.#controlHandler = handler;
   }
 
   async readHistory(room: string, since: HistoryPosition | undefined, limits?: ReadLimits): Promise<HistoryRead> {
@@ -251,7 +304,12 @@ export class ClusterBackplane implements Backplane {
   }
 
   readonly #onMessage = (message: Buffer, channel: Buffer): void => {
-    const target = this.#channels.get(channel.toString());
+    const name = channel.toString();
+    if (name === this.#control) {
+      this.#onControl(message);
+      return;
+    }
+    const target = this.#channels.get(name);
     if (target === undefined || this.#handler === undefined) return;
     const envelope = decodeEnvelope(message);
     if (envelope === null || isOwnEcho(envelope, this.#opts.instanceId)) return;
@@ -261,6 +319,14 @@ export class ClusterBackplane implements Backplane {
       this.#logger.error({ err }, 'frame handler threw');
     }
   };
+
+  #onControl(message: Buffer): void {
+    try {
+      this.#controlHandler?.(message);
+    } catch (err) {
+      this.#logger.error({ err }, 'control handler threw');
+    }
+  }
 
   /** Discovers the topology; node-redis gives up after one pass over the seed nodes, so we retry with backoff. */
   async #connect(): Promise<void> {

@@ -1,13 +1,18 @@
 import {
   BackplaneUnavailableError,
+  idempotencyKey,
   type Backplane,
   type BackplaneState,
   type BackplaneStatus,
+  type ControlHandler,
   type FrameHandler,
   type PresenceHandler,
   type PresenceList,
   type PresenceMember,
   type PresenceTiming,
+  type FramePosition,
+  type Once,
+  type OnceAppend,
   type Target,
 } from './types';
 import { MemoryPresence } from './memory-presence';
@@ -40,6 +45,9 @@ export class MemoryBackplane implements Backplane {
   private readonly epochs = new EpochSource();
   private handler: FrameHandler | undefined;
   private readonly presence = new MemoryPresence();
+  private controlHandler: ControlHandler | undefined;
+  /** Idempotency keys seen, in the order they expire (every key of one relay has the same window), with what they answer. */
+  private readonly onceKeys = new Map<string, { readonly expires: number; readonly position?: FramePosition }>();
   private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly history: HistoryOptions = HISTORY_OFF) {
@@ -63,6 +71,59 @@ export class MemoryBackplane implements Backplane {
 
   append(target: Target, frame: Buffer): Promise<number> {
     return settle(() => this.appendNow(target, frame));
+  }
+
+  appendOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<OnceAppend> {
+    return settle(() => {
+      this.assertReady();
+      const key = once === undefined ? undefined : idempotencyKey('memory', target, once.key);
+      const seen = key === undefined ? undefined : this.seenOnce(key);
+      if (seen?.position !== undefined) return { position: seen.position, duplicate: true };
+      this.appendNow(target, frame);
+      const h = this.room(target);
+      const position = { seq: h.seq, epoch: h.epoch };
+      if (key !== undefined && once !== undefined) this.onceKeys.set(key, { expires: Date.now() + once.windowMs, position });
+      return { position, duplicate: false };
+    });
+  }
+
+  /** Nobody else to reach: only the idempotency key is recorded. */
+  publishOnce(target: Target, _frame: Buffer, once: Once | undefined): Promise<boolean> {
+    return settle(() => {
+      this.assertReady();
+      return once === undefined || this.firstTime(idempotencyKey('memory', target, once.key), once);
+    });
+  }
+
+  /** The only instance: the control message goes straight to this instance's handler. */
+  publishControl(message: Buffer, once?: Once): Promise<boolean> {
+    return settle(() => {
+      this.assertReady();
+      if (once !== undefined && !this.firstTime(idempotencyKey('memory', { control: true }, once.key), once)) return false;
+      this.controlHandler?.(message);
+      return true;
+    });
+  }
+
+  onControl(handler: ControlHandler): void {
+    this.controlHandler = handler;
+  }
+
+  /** Records an idempotency key; false when it was already seen within its window. */
+  private firstTime(key: string, once: Once): boolean {
+    if (this.seenOnce(key) !== undefined) return false;
+    this.onceKeys.set(key, { expires: Date.now() + once.windowMs });
+    return true;
+  }
+
+  /** The live entry of an idempotency key, after dropping the expired ones (the oldest come first). */
+  private seenOnce(key: string): { readonly expires: number; readonly position?: FramePosition } | undefined {
+    const now = Date.now();
+    for (const [k, entry] of this.onceKeys) {
+      if (entry.expires > now) break;
+      this.onceKeys.delete(k);
+    }
+    return this.onceKeys.get(key);
   }
 
   private appendNow(target: Target, frame: Buffer): number {
@@ -165,6 +226,7 @@ export class MemoryBackplane implements Backplane {
       this.sweepTimer = undefined;
       this.histories.clear();
       this.presence.clear();
+      this.onceKeys.clear();
       this.setState('closed');
       this.listeners.clear();
     });

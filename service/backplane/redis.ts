@@ -3,19 +3,25 @@ import type { Logger } from 'pino';
 import {
   BackplaneUnavailableError,
   broadcastChannel,
+  controlChannel,
   decodeEnvelope,
+  idempotencyKey,
   encodeEnvelope,
   isOwnEcho,
   roomChannel,
   type Backplane,
   type BackplaneStatus,
+  type ControlHandler,
   type FrameHandler,
   type PresenceHandler,
   type PresenceList,
   type PresenceMember,
   type PresenceTiming,
+  type Once,
+  type OnceAppend,
   type Target,
 } from './types';
+import { appendOnceWithScript, publishOnceWithScript } from './idempotency';
 import { PresenceChannels, RedisPresenceStore, loadPresenceScripts } from './presence-store';
 import {
   COMMAND_TIMEOUT_MS,
@@ -108,6 +114,8 @@ export class RedisBackplane implements Backplane {
   #handler: FrameHandler | undefined;
   readonly #presenceChannels: PresenceChannels;
   readonly #presence: RedisPresenceStore;
+  #controlHandler: ControlHandler | undefined;
+  readonly #control: string;
 
   #pub: Client | undefined;
   #sub: Client | undefined;
@@ -145,6 +153,9 @@ export class RedisBackplane implements Backplane {
       const pub = this.#pub;
       return this.#reporter.state === 'ready' && pub !== undefined ? (_key, args) => pub.sendCommand(args) : undefined;
     }, opts.channelPrefix, 'PUBLISH', 'redis');
+    this.#control = controlChannel(opts.channelPrefix);
+    // Recorded like the broadcast channel so every (re)subscription includes it; #onMessage routes it first.
+    this.#channels.set(this.#control, null);
   }
 
   start(): Promise<void> {
@@ -182,6 +193,48 @@ export class RedisBackplane implements Backplane {
     const stored = target === null ? 0 : this.#history.size;
     const args = appendArgs('PUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
     return appendWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', historyKeys(this.#opts.channelPrefix, target), args);
+  }
+
+  async appendOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<OnceAppend> {
+    const pub = this.#pub;
+    if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
+    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
+    const stored = target === null ? 0 : this.#history.size;
+    const keys = historyKeys(this.#opts.channelPrefix, target);
+    const args = appendArgs('PUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
+    const idem = once === undefined ? undefined : { key: idempotencyKey(this.#opts.channelPrefix, target, once.key), windowMs: once.windowMs };
+    return appendOnceWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', keys, args, idem);
+  }
+
+  async publishOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<boolean> {
+    if (once === undefined) {
+      await this.publish(target, frame);
+      return true;
+    }
+    const pub = this.#pub;
+    if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
+    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
+    const idem = idempotencyKey(this.#opts.channelPrefix, target, once.key);
+    return publishOnceWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', idem, 'PUBLISH', channel, encodeEnvelope(this.#opts.instanceId, frame), once.windowMs);
+  }
+
+  async publishControl(message: Buffer, once?: Once): Promise<boolean> {
+    const pub = this.#pub;
+    if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
+    if (once !== undefined) {
+      const idem = idempotencyKey(this.#opts.channelPrefix, { control: true }, once.key);
+      return publishOnceWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', idem, 'PUBLISH', this.#control, message, once.windowMs);
+    }
+    try {
+      await withTimeout(pub.sendCommand(['PUBLISH', this.#control, message]), PUBLISH_TIMEOUT_MS, () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`));
+    } catch (err) {
+      throw new BackplaneUnavailableError(`publishing to redis failed (${describeError(err)}); retry shortly`);
+    }
+    return true;
+  }
+
+  onControl(handler: ControlHandler): void {
+    this.#controlHandler = handler;
   }
 
   async readHistory(room: string, since: HistoryPosition | undefined, limits?: ReadLimits): Promise<HistoryRead> {
@@ -293,7 +346,12 @@ export class RedisBackplane implements Backplane {
 
   // Arrow function: one stable identity, so node-redis treats repeated subscribes as no-ops.
   readonly #onMessage = (message: Buffer, channel: Buffer): void => {
-    const target = this.#channels.get(channel.toString());
+    const name = channel.toString();
+    if (name === this.#control) {
+      this.#onControl(message);
+      return;
+    }
+    const target = this.#channels.get(name);
     if (target === undefined || this.#handler === undefined) return;
     const envelope = decodeEnvelope(message);
     if (envelope === null || isOwnEcho(envelope, this.#opts.instanceId)) return;
@@ -303,6 +361,14 @@ export class RedisBackplane implements Backplane {
       this.#logger.error({ err }, 'frame handler threw');
     }
   };
+
+  #onControl(message: Buffer): void {
+    try {
+      this.#controlHandler?.(message);
+    } catch (err) {
+      this.#logger.error({ err }, 'control handler threw');
+    }
+  }
 
   /** Replaces the connection pair with a new one to `target`; node-redis retries each connection until it succeeds. */
   #connect(target: Address): void {

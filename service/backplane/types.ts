@@ -28,6 +28,22 @@ export interface FramePosition {
  */
 export type FrameHandler = (target: Target, frame: Buffer, position?: FramePosition) => void;
 
+/** An idempotency key of the server API and how long it is remembered. */
+export interface Once {
+  readonly key: string;
+  readonly windowMs: number;
+}
+
+/** What an append made once per idempotency key returns: the message's position, or the first one's (`duplicate`). */
+export interface OnceAppend {
+  readonly position: FramePosition;
+  /** The key was seen within its window: nothing was stored or published, `position` is the first publish's. */
+  readonly duplicate: boolean;
+}
+
+/** Called for every control message (server API requests between instances), this instance's own included. */
+export type ControlHandler = (message: Buffer) => void;
+
 export interface BackplaneStatus {
   readonly kind: 'memory' | 'redis' | 'cluster';
   readonly state: BackplaneState;
@@ -56,6 +72,23 @@ export interface Backplane {
    * them. Rejects with BackplaneUnavailableError while down.
    */
   readHistory(room: string, since: HistoryPosition | undefined, limits?: ReadLimits): Promise<HistoryRead>;
+  /**
+   * History on: append() made once per idempotency key, atomically with it (one script, the key in the target's hash
+   * slot). `once` undefined appends unconditionally. Resolves with the position (the first one for a duplicate).
+   */
+  appendOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<OnceAppend>;
+  /**
+   * History off: publish() made once per idempotency key, atomically with it. Resolves true when published, false
+   * for a duplicate (nothing published).
+   */
+  publishOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<boolean>;
+  /**
+   * Publishes a control message to every instance, this one included (through onControl), once per idempotency key
+   * when `once` is given. Resolves true when published, false for a duplicate.
+   */
+  publishControl(message: Buffer, once?: Once): Promise<boolean>;
+  /** Registers the single handler for control messages. */
+  onControl(handler: ControlHandler): void;
   /** Subscribes to a room's channel; called by the hub on the room's first local member. */
   subscribe(room: string): Promise<void>;
   /** Unsubscribes from a room's channel; called by the hub after the room's last local member left. */
@@ -143,6 +176,21 @@ export function roomChannel(prefix: string, room: string): string {
 
 export function broadcastChannel(prefix: string): string {
   return `${prefix}:broadcast`;
+}
+
+/** The channel of the server API's control messages, which every instance subscribes to like the broadcast channel. */
+export function controlChannel(prefix: string): string {
+  return `${prefix}:control`;
+}
+
+/**
+ * Where an idempotency key is kept: in the hash slot of what it guards (the room's keys, the broadcast keys, or the
+ * control channel), so the script that checks it and publishes runs on one cluster node.
+ */
+export function idempotencyKey(prefix: string, scope: Target | { readonly control: true }, key: string): string {
+  if (scope === null) return `{${broadcastChannel(prefix)}}:idem:${key}`;
+  if (typeof scope !== 'string') return `{${controlChannel(prefix)}}:idem:${key}`;
+  return `${prefix}:idem:{${scope}}:${key}`;
 }
 
 /**

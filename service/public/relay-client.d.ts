@@ -18,10 +18,12 @@ export interface RelayWelcome {
 /** A published message delivered by the relay. `seq`/`epoch` are present only when message recovery is on. */
 export interface RelayMessage {
   readonly type: 'message';
-  /** Absent for broadcasts (publish without a room). */
+  /** Absent for broadcasts (publish without a room) and messages to a user. */
   readonly room?: string;
+  /** Present on a message the server API sent to this connection's user (the token's `sub`). */
+  readonly user?: string;
   readonly data: unknown;
-  /** connectionId of the publisher. */
+  /** connectionId of the publisher; `"server"` for messages published through the server API. */
   readonly from: string;
   /** Position in the room's history (decimal string); broadcasts carry their own sequence. */
   readonly seq?: string;
@@ -90,7 +92,7 @@ export interface RelayJoinOptions {
 /**
  * Every error the client rejects with or emits. `code` is the relay's error code (bad_json, bad_frame, unknown_type,
  * invalid_room, too_large, rate_limited, too_many_rooms, unauthorized, forbidden, presence_disabled, backplane_unavailable) or one of the
- * client's own: invalid_option, invalid_argument, not_connected, disconnected, closed, timeout, connect_timeout,
+ * client's own: invalid_option, invalid_argument, not_connected, disconnected, disconnected_by_server, closed, timeout, connect_timeout,
  * connect_failed, socket_error, listener_error, unknown_error, token_failed (getToken() threw, rejected or returned no
  * string), token_expiring (the relay says the token expires and there is no getToken to refresh it).
  */
@@ -105,8 +107,13 @@ export interface RelayCloseEvent {
   readonly code: number | undefined;
   readonly reason: string;
   readonly url: string | undefined;
-  /** false only after close(). */
+  /** false after close(), and after the relay closed the connection with 4003 (disconnected by the server). */
   readonly willReconnect: boolean;
+  /**
+   * true when the application's backend ended the connection through the server API (close code 4003): the client is
+   * closed for good and does not reconnect.
+   */
+  readonly disconnected?: boolean;
 }
 
 export interface RelayReconnectingEvent {

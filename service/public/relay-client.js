@@ -27,6 +27,8 @@
     connectTimeoutMs: 10000,
   };
   var OPEN = 1; // WebSocket.OPEN, identical in browsers and ws
+  // The relay's close code for a connection its application's backend ended (POST /api/disconnect): never reconnect.
+  var CLOSE_DISCONNECTED = 4003;
   var EVENTS = ['open', 'message', 'close', 'reconnecting', 'error', 'state', 'resync', 'joined', 'left'];
 
   /**
@@ -211,18 +213,10 @@
   /** Closes the connection for good: no reconnect, pending requests rejected with code "closed". */
   RelayClient.prototype.close = function () {
     if (this.state === 'closed') return;
-    this._opening++;
-    clearTimer(this, '_reconnectTimer');
     clearTimer(this, '_connectTimer');
     var socket = this._socket;
     this._detach();
-    this._rejectPending('closed', 'The client was closed before the relay answered.');
-    var waiters = this._openWaiters;
-    this._openWaiters = [];
-    waiters.forEach(function (w) {
-      w.reject(relayError('closed', 'The client was closed before the connection opened.'));
-    });
-    this._setState('closed');
+    this._stop('closed', 'The client was closed');
     if (socket) {
       try {
         socket.close(1000, 'client closed');
@@ -548,9 +542,28 @@
     } catch {
       // Already closing or never opened.
     }
+    if (code === CLOSE_DISCONNECTED) {
+      // The application's backend ended this connection: the client stops for good, as after close().
+      this._stop('disconnected_by_server', 'The server disconnected this client (close code 4003)');
+      this._emit('close', { code: code, reason: reason || 'disconnected by the server', url: this.url, willReconnect: false, disconnected: true });
+      return;
+    }
     this._rejectPending('disconnected', 'The connection to ' + this.url + ' closed before the relay answered.');
     this._emit('close', { code: code, reason: reason || '', url: this.url, willReconnect: true });
     this._scheduleReconnect();
+  };
+
+  /** Ends the client for good: no reconnect; pending requests and connect() waiters reject with `code`. */
+  RelayClient.prototype._stop = function (code, what) {
+    this._opening++;
+    clearTimer(this, '_reconnectTimer');
+    this._rejectPending(code, what + ' before the relay answered.');
+    var waiters = this._openWaiters;
+    this._openWaiters = [];
+    waiters.forEach(function (w) {
+      w.reject(relayError(code, what + ' before the connection opened.'));
+    });
+    this._setState('closed');
   };
 
   RelayClient.prototype._scheduleReconnect = function () {

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { open, type Entry } from 'yauzl';
 import { buildArtifact, releaseLabel, type Artifact } from '../../app/artifact';
 import { REPO_ROOT } from '../../app/paths';
+import { METRICS_EBEXTENSION_PATH, metricsLogGroupName } from '../../stacks/relay-metrics-log';
 
 const run = promisify(execFile);
 
@@ -102,8 +103,9 @@ describe('buildArtifact', () => {
     const entries = await readZip(first.zipPath);
     const names = entries.map((e) => e.name);
     expect(names).toEqual([...names].sort());
-    expect(names).toEqual(expect.arrayContaining(['Procfile', 'package.json', 'server.js']));
-    expect(names.filter((n) => !['Procfile', 'package.json', 'server.js'].includes(n)).every((n) => n.startsWith('public/'))).toBe(true);
+    const top = ['.ebextensions/relay-metrics.config', 'Procfile', 'package.json', 'server.js'];
+    expect(names).toEqual(expect.arrayContaining(top));
+    expect(names.filter((n) => !top.includes(n)).every((n) => n.startsWith('public/'))).toBe(true);
     for (const e of entries) {
       expect(e.mode).toBe(0o100644);
       // 2020-01-01 00:00:00 in DOS format, with no extended-timestamp field that would carry a timezone-dependent UTC time.
@@ -123,6 +125,41 @@ describe('buildArtifact', () => {
       scripts: { start: 'node --max-semi-space-size=4 server.js' },
     });
     expect(byName.get('server.js')?.length).toBeGreaterThan(1000);
+  });
+
+  it('carries the .ebextensions file that streams the EMF file into the log group the stack creates', async () => {
+    // GIVEN the zip's configuration file, parsed as Beanstalk reads it (JSON is one of its two formats)
+    const entries = await readZip(first.zipPath);
+    const text = entries.find((e) => e.name === METRICS_EBEXTENSION_PATH)?.data.toString('utf8');
+    expect(text).toBeDefined();
+    const config = JSON.parse(text as string) as {
+      files: Record<string, { content: string; mode: string; owner: string }>;
+      commands: Record<string, { command: string }>;
+    };
+    expect(Object.keys(config).sort()).toEqual(['commands', 'files']);
+
+    // WHEN Beanstalk replaces its inline function with the environment's name
+    const file = config.files['/opt/aws/amazon-cloudwatch-agent/etc/relay-metrics.json'];
+    expect(file).toMatchObject({ mode: '000644', owner: 'root' });
+    expect(file.content.split('`{"Ref":"AWSEBEnvironmentName"}`')).toHaveLength(2);
+    const agent = JSON.parse(file.content.replace('`{"Ref":"AWSEBEnvironmentName"}`', 'relay-prod')) as unknown;
+
+    // THEN the agent collects the file the relay writes (RELAY_EMF_FILE) into the stack's log group, one stream per instance
+    expect(agent).toEqual({
+      logs: {
+        logs_collected: {
+          files: {
+            collect_list: [{ file_path: '/var/log/relay/metrics.log', log_group_name: '/aws/elasticbeanstalk/relay-prod/var/log/relay/metrics.log', log_stream_name: '{instance_id}' }],
+          },
+        },
+      },
+    });
+    expect(metricsLogGroupName('relay-prod')).toBe('/aws/elasticbeanstalk/relay-prod/var/log/relay/metrics.log');
+    // AND the folder is the app user's and the configuration is appended to the running agent, in that order
+    expect(Object.entries(config.commands).sort(([a], [b]) => a.localeCompare(b)).map(([, c]) => c.command)).toEqual([
+      'install -d -m 0755 -o webapp -g webapp /var/log/relay',
+      '/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a append-config -m ec2 -s -c file:/opt/aws/amazon-cloudwatch-agent/etc/relay-metrics.json',
+    ]);
   });
 
   it('gives the same bytes when built again', async () => {

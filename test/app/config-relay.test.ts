@@ -22,12 +22,32 @@ describe('infrastructure fields', () => {
   it('fails when several instance types are given without spot, and accepts them with it', () => {
     expect(problems({ instances: { types: ['c7g.large', 'c6g.large'] } })).toContain('a single instance type unless "spot" is set');
     expect(problems({ instances: { types: ['c7g.large', 'c6g.large'] }, spot: {} })).toBe('');
+    // SpotFleetOnDemandBase is documented as 0 to MaxSize.
+    expect(problems({ instances: { types: ['c7g.large', 'c6g.large'], max: 4 }, spot: { onDemandBase: 5 } })).toContain(
+      'environments[0].spot.onDemandBase: received 5; allowed: an integer <= instances.max (4): Beanstalk accepts an On-Demand base from 0 to MaxSize',
+    );
+    expect(problems({ instances: { types: ['c7g.large', 'c6g.large'], max: 4 }, spot: { onDemandBase: 4 } })).toBe('');
   });
 
   it('fails when the ElastiCache window overlaps the Beanstalk managed-update window', () => {
-    expect(problems({ maintenanceWindow: 'Sun:03:00', redisMaintenanceWindow: 'sun:04:00-sun:05:00' })).toContain('does not overlap the Beanstalk managed-update hour starting Sun:03:00');
+    expect(problems({ maintenanceWindow: 'Sun:03:00', redisMaintenanceWindow: 'sun:04:00-sun:05:00' })).toContain('does not overlap the two-hour Beanstalk managed-update window starting Sun:03:00');
     expect(overlaps('Sun:03:00', 'sun:05:00-sun:06:00')).toBe(false);
     expect(overlaps('Sat:23:30', 'sun:00:00-sun:01:00')).toBe(true);
+  });
+
+  it('takes the server API key as "generate", "off" (the default) or an existing secret, and never as a plain value', () => {
+    const keyOf = (relay?: Record<string, unknown>) => infraStackProps(parseConfig({ environments: [env(relay ? { relay } : {})] }).environments[0]).apiKey;
+    expect(keyOf()).toBe('off');
+    expect(keyOf({ apiKey: 'generate' })).toBe('generate');
+    const secretArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:relay-prod/api-key-AbCdEf';
+    expect(keyOf({ apiKey: { secretArn } })).toEqual({ secretArn });
+    // The key itself in the config would land in the plan and the state in plain text.
+    expect(problems({ relay: { apiKey: 'k3y-in-plain-text' } })).toContain(
+      'environments[0].relay.apiKey: received "k3y-in-plain-text"; allowed: "generate", "off" or { "secretArn": "<Secrets Manager ARN>" }',
+    );
+    expect(problems({ relay: { apiKey: { secretArn: 'relay-prod/api-key' } } })).toContain('environments[0].relay.apiKey');
+    // The relay's variables never carry it: it travels only as a secret reference.
+    expect(Object.keys(infraStackProps(parseConfig({ environments: [env({ relay: { apiKey: 'generate' } })] }).environments[0]).relayEnvironment ?? {})).not.toContain('RELAY_API_KEY');
   });
 
   it('turns "insecure" into the waiver of the https-and-auth rule, and fails on an empty reason', () => {

@@ -37,7 +37,7 @@ describe('parseConfig', () => {
       backend: { type: 'local' },
       policyWaivers: [],
       platform: '64bit Amazon Linux 2023 v6.10.0 running Node.js 22',
-      relay: { tokenAuth: 'generate', logLevel: 'info', drainWindowMs: 20_000, backplaneGraceMs: 60_000 },
+      relay: { tokenAuth: 'generate', apiKey: 'off', logLevel: 'info', drainWindowMs: 20_000, backplaneGraceMs: 60_000 },
       scaling: { cpuPercent: 60 },
       alarms: {},
       redisEngine: 'redis',

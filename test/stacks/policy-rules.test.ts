@@ -36,6 +36,7 @@ type Breakage =
   | 'full-access-policy'
   | 'imdsv1'
   | 'plain-token-env'
+  | 'plain-api-key'
   | 'password-in-url'
   | 'unpinned-stack'
   | 'percentage-batches'
@@ -192,6 +193,9 @@ function synthStack(breakage?: Breakage): unknown {
       env('aws:autoscaling:launchconfiguration', 'DisableIMDSv1', is('imdsv1') ? 'false' : 'true'),
       env('aws:elasticbeanstalk:application:environment', 'REDIS_URL', is('password-in-url') ? 'rediss://default:hunter2@redis.example:6379' : 'rediss://redis.example:6379'),
       env('aws:elasticbeanstalk:application:environment', 'PORT', '8080'),
+      is('plain-api-key')
+        ? env('aws:elasticbeanstalk:application:environment', 'RELAY_API_KEY', 'f3e1c0ffee')
+        : env('aws:elasticbeanstalk:application:environmentsecrets', 'RELAY_API_KEY', 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:api-key'),
       is('plain-token-env')
         ? env('aws:elasticbeanstalk:application:environment', 'REDIS_AUTH_TOKEN', '${random_password.auth.result}')
         : env('aws:elasticbeanstalk:application:environmentsecrets', 'REDIS_AUTH_TOKEN', 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:fixture'),
@@ -235,6 +239,7 @@ describe('infrastructure policy rules', () => {
     ['full-access-policy', 'iam-full-access'],
     ['imdsv1', 'imdsv1'],
     ['plain-token-env', 'plain-secret'],
+    ['plain-api-key', 'plain-secret'],
     ['password-in-url', 'plain-secret'],
     ['unpinned-stack', 'unpinned-solution-stack'],
     ['percentage-batches', 'deploy-batch-size'],

@@ -100,6 +100,41 @@ describe('RelayStack', () => {
     expect(setting(s, 'aws:ec2:vpc', 'AssociatePublicIpAddress')).toBe('true');
   });
 
+  it('generates the server API key in Secrets Manager and hands it to the instances only through environmentsecrets', () => {
+    // GIVEN apiKey "generate" WHEN synthesized
+    const { s, json } = synth({ apiKey: 'generate' });
+    // THEN a secret with a random 48-character value, recoverable at once outside prod
+    const secret = Object.entries(s.resource.aws_secretsmanager_secret).find(([, b]) => b.name === 'relay-dev/relay-api-key');
+    expect(secret?.[1]).toMatchObject({ recovery_window_in_days: 0 });
+    expect(s.resource.random_password['api-key-value']).toEqual({ length: 48, special: false });
+    expect(s.resource.aws_secretsmanager_secret_version['api-key-version']).toEqual({
+      secret_id: `\${aws_secretsmanager_secret.${secret?.[0]}.id}`,
+      secret_string: '${random_password.api-key-value.result}',
+    });
+    // AND the environment reads it as RELAY_API_KEY from the secret, waits for its value, and the instances may read it
+    const arn = `\${aws_secretsmanager_secret.${secret?.[0]}.arn}`;
+    expect(setting(s, 'aws:elasticbeanstalk:application:environmentsecrets', 'RELAY_API_KEY')).toBe(arn);
+    expect(setting(s, 'aws:elasticbeanstalk:application:environment', 'RELAY_API_KEY')).toBeUndefined();
+    expect(one(s, 'aws_elastic_beanstalk_environment').depends_on).toContain('aws_secretsmanager_secret_version.api-key-version');
+    expect(json).toContain(`"${arn}"`);
+    const policy = Object.values((JSON.parse(json) as { data: Record<string, Record<string, Body>> }).data.aws_iam_policy_document).find((d) => JSON.stringify(d).includes('GetSecretValue'));
+    expect((policy?.statement as { resources: string[] }[])[0].resources).toContain(arn);
+    // AND production keeps a deleted key recoverable for 7 days
+    const prod = synth({ apiKey: 'generate', protectData: true }).s;
+    expect(Object.values(prod.resource.aws_secretsmanager_secret).find((b) => b.name === 'relay-dev/relay-api-key')).toMatchObject({ recovery_window_in_days: 7 });
+  });
+
+  it('uses an existing API key secret as given, and has no RELAY_API_KEY at all when the key is off', () => {
+    const secretArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:relay-dev/api-key-AbCdEf';
+    const existing = synth({ apiKey: { secretArn } });
+    expect(setting(existing.s, 'aws:elasticbeanstalk:application:environmentsecrets', 'RELAY_API_KEY')).toBe(secretArn);
+    expect(existing.s.resource.random_password['api-key-value']).toBeUndefined();
+    expect(Object.values(existing.s.resource.aws_secretsmanager_secret).map((b) => b.name)).not.toContain('relay-dev/relay-api-key');
+    const off = synth();
+    expect(off.json).not.toContain('RELAY_API_KEY');
+    expect(off.json).not.toContain('relay-api-key');
+  });
+
   it('uses the configured VPC and subnets as given, without public addresses', () => {
     const { s } = synth({
       vpc: {

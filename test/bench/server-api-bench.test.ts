@@ -1,0 +1,34 @@
+import { join } from 'node:path';
+import { expect } from '@jest/globals';
+import { RELAY_NODE_FLAGS } from '../../app/bundle';
+import { livePids, stopAllProcesses } from '../../app/processes';
+import { runServerApiBench, serverApiSection } from '../../bench/server-api';
+import { TEST_BUILD_DIR } from '../global-setup';
+
+// A tiny configuration of the server API benchmark: the harness works end to end and cleans up; numbers are not judged.
+afterAll(async () => {
+  await stopAllProcesses();
+});
+
+describe('server API bench smoke run', () => {
+  it('publishes through the API of two relays, counts every delivery and renders its section', async () => {
+    const target = {
+      name: 'api',
+      script: join(TEST_BUILD_DIR, 'server.js'),
+      cwd: TEST_BUILD_DIR,
+      nodeFlags: RELAY_NODE_FLAGS,
+      env: { RELAY_MAX_CONNECTIONS_PER_ADDRESS: '0', RELAY_CONNECT_RATE_PER_ADDRESS: '0' },
+    };
+    const r = await runServerApiBench({ target, members: 10, rate: 50, durationMs: 1000, warmupMs: 200, log: () => undefined });
+    expect(r.errors).toBe(0);
+    expect(r.requests).toBe(50);
+    expect(r.deliveries).toBe(r.expectedDeliveries);
+    expect(r.expectedDeliveries).toBe(60 * 10);
+    expect(r.requestP99Ms).toBeGreaterThan(0);
+    expect(r.deliveryP99Ms).toBeGreaterThan(0);
+    expect(livePids()).toEqual([]);
+    const md = serverApiSection(r).join('\n');
+    expect(md).toContain('## Server API');
+    expect(md).toContain('| 50 |');
+  }, 60_000);
+});
