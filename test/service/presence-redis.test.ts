@@ -4,9 +4,11 @@
  * instance was killed (within RELAY_PRESENCE_TTL_MS), the cap on listed members and RELAY_PRESENCE=off.
  */
 import { expect } from '@jest/globals';
+import { signHs256Token } from '../../service/auth';
 import { useClients, useRedis, useRelays } from '../helpers/fixtures';
 import { trustedEnv } from '../helpers/load';
 import { roomsOnDistinctShards, waitUntil } from '../helpers/redis-server';
+import { API_KEY, callApi, errorCode } from '../helpers/server-api';
 import type { Frame, TestClient } from '../helpers/ws-client';
 
 jest.setTimeout(120_000);
@@ -16,6 +18,8 @@ const relays = useRelays();
 const clients = useClients();
 
 const TTL_MS = 2000;
+const SECRET = 'presence-relays-secret-0123456';
+const token = (sub: string) => signHs256Token({ sub, exp: Math.floor(Date.now() / 1000) + 3600 }, SECRET);
 const connectionIds = (cs: readonly TestClient[]) => cs.map((c) => c.welcome.connectionId as string).sort();
 const memberIds = (reply: Frame) => (reply.members as Array<{ connectionId: string }>).map((m) => m.connectionId).sort();
 const eventsOf = (watcher: TestClient, type: 'joined' | 'left', room: string) =>
@@ -142,5 +146,34 @@ describe('presence on a Redis Cluster', () => {
       await watcher.waitFor((f) => f.type === 'left' && (f.member as { connectionId: string }).connectionId === members[1].welcome.connectionId);
       expect(eventsOf(watcher, 'joined', room).sort()).toEqual(connectionIds([watcher, ...members]));
     }
+  });
+});
+
+describe('presence in the server API', () => {
+  it('lists the members of every relay with their token users on GET /api/rooms/<room>?members=1', async () => {
+    const server = await redis.start();
+    const env = { REDIS_URL: server.url, RELAY_CHANNEL_PREFIX: 'pres5', RELAY_API_KEY: API_KEY, RELAY_TOKEN_SECRET: SECRET };
+    const [a, b] = await relays.pair(trustedEnv(env));
+    const alice = await clients.connect(`${a.wsUrl}?token=${token('alice')}`);
+    const bob = await clients.connect(`${b.wsUrl}?token=${token('bob')}`);
+    await joinAcked([alice, bob], 'orders');
+
+    const info = await callApi(a, '/api/rooms/orders?members=1');
+    expect(info.status).toBe(200);
+    const presence = (info.body as { presence: { count: number; members: Array<{ user: string; instanceId: string }> } }).presence;
+    expect(presence.count).toBe(2);
+    expect(presence.members.map((m) => [m.user, m.instanceId]).sort()).toEqual([
+      ['alice', alice.welcome.instanceId],
+      ['bob', bob.welcome.instanceId],
+    ]);
+    expect((await callApi(a, '/api/rooms/orders')).body).not.toHaveProperty('presence');
+    const bad = await callApi(a, '/api/rooms/orders?members=yes');
+    expect(bad.status).toBe(400);
+    expect(errorCode(bad)).toBe('bad_frame');
+
+    const off = await relays.start(trustedEnv({ ...env, RELAY_PRESENCE: 'off' }));
+    const refused = await callApi(off, '/api/rooms/orders?members=1');
+    expect(refused.status).toBe(400);
+    expect(errorCode(refused)).toBe('presence_disabled');
   });
 });
