@@ -8,6 +8,7 @@ import type { IdleResult } from './idle-footprint';
 import type { BenchEnvironment, LoadSample } from './lib/environment';
 import type { SynthResult } from './synth';
 import { serverApiSection, type ServerApiBenchResult } from './server-api';
+import { presenceSection, type PresenceBenchResult } from './presence';
 
 export interface ReportInput {
   readonly environment: BenchEnvironment;
@@ -22,6 +23,7 @@ export interface ReportInput {
   readonly synth?: SynthResult;
   readonly artifact?: ArtifactResult;
   readonly serverApi?: ServerApiBenchResult;
+  readonly presence?: PresenceBenchResult;
 }
 
 /** One line of the targets table. */
@@ -150,6 +152,7 @@ export function renderReport(input: ReportInput): string {
   if (input.synth) out.push(...synthSection(input.synth));
   if (input.artifact) out.push(...artifactSection(input.artifact));
   if (input.serverApi) out.push(...serverApiSection(input.serverApi));
+  if (input.presence) out.push(...presenceSection(input.presence));
   if (existsSync(FINDINGS_FILE)) out.push(readFileSync(FINDINGS_FILE, 'utf8').trim(), '');
   return `${out.join('\n')}\n`;
 }
