@@ -5,6 +5,7 @@ import { REPO_ROOT } from '../app/paths';
 import type { ArtifactResult } from './artifact-start';
 import type { FanoutPoint, FanoutResult, FanoutTargetResult } from './fanout';
 import type { IdleResult } from './idle-footprint';
+import { manyRoomsChecks, manyRoomsSection, type ManyRoomsResult } from './many-rooms';
 import type { BenchEnvironment, LoadSample } from './lib/environment';
 import type { SynthResult } from './synth';
 import { serverApiSection, type ServerApiBenchResult } from './server-api';
@@ -22,6 +23,7 @@ export interface ReportInput {
   readonly idle?: IdleResult;
   readonly synth?: SynthResult;
   readonly artifact?: ArtifactResult;
+  readonly manyRooms?: ManyRoomsResult;
   readonly serverApi?: ServerApiBenchResult;
   readonly presence?: PresenceBenchResult;
 }
@@ -145,9 +147,10 @@ export function renderReport(input: ReportInput): string {
   out.push('');
   out.push('## Targets (issue 7)', '');
   out.push('| target | measured | result |', '|---|---|---|');
-  for (const c of checkTargets(input)) out.push(`| ${c.target} | ${c.measured} | ${c.pass === null ? '—' : c.pass ? 'pass' : '**fail**'} |`);
+  for (const c of [...checkTargets(input), ...manyRoomsChecks(input.manyRooms)]) out.push(`| ${c.target} | ${c.measured} | ${c.pass === null ? '—' : c.pass ? 'pass' : '**fail**'} |`);
   out.push('');
   if (input.fanout) out.push(...fanoutSection(input.fanout));
+  if (input.manyRooms) out.push(...manyRoomsSection(input.manyRooms));
   if (input.idle) out.push(...idleSection(input.idle));
   if (input.synth) out.push(...synthSection(input.synth));
   if (input.artifact) out.push(...artifactSection(input.artifact));

@@ -1,4 +1,4 @@
-// `npm run bench`: runs the four benchmarks against a fresh bundle of the relay and writes BENCHMARKS.md.
+// `npm run bench`: runs the benchmarks against a fresh bundle of the relay and writes BENCHMARKS.md.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { bundleService, RELAY_NODE_FLAGS } from '../app/bundle';
@@ -7,6 +7,7 @@ import { REPO_ROOT } from '../app/paths';
 import { runArtifact, type ArtifactResult } from './artifact-start';
 import { runFanout, type FanoutResult, type FanoutTargetSpec } from './fanout';
 import { runIdleFootprint, type IdleResult } from './idle-footprint';
+import { runManyRooms, type ManyRoomsResult } from './many-rooms';
 import { defaultPinning } from './lib/cpu-pinning';
 import { killAllNow, stopAllProcesses } from '../app/processes';
 import { captureEnvironment, type LoadSample, sampleLoad } from './lib/environment';
@@ -31,7 +32,7 @@ export const RELAY_BENCH_ENV: Record<string, string> = {
 /** Message recovery on, at the relay's default history size. */
 const DEFAULT_RECOVERY_ENV: Record<string, string> = { RELAY_HISTORY_SIZE: '1000' };
 
-const BENCHMARKS = ['fanout', 'idle', 'synth', 'artifact', 'api', 'presence'] as const;
+const BENCHMARKS = ['fanout', 'many', 'idle', 'synth', 'artifact', 'api', 'presence'] as const;
 type BenchName = (typeof BENCHMARKS)[number];
 
 interface CliOptions {
@@ -45,8 +46,8 @@ interface CliOptions {
   pin: boolean;
 }
 
-const USAGE = `usage: npm run bench -- [--only fanout,idle,synth,artifact,api,presence] [--quick] [--out FILE] [--recovery-env KEY=VALUE[,KEY=VALUE] | --no-recovery] [--no-pin] [--cpu-prof DIR]
-  --only          run only these benchmarks (default: all)
+const USAGE = `usage: npm run bench -- [--only fanout,many,idle,synth,artifact,api,presence] [--quick] [--out FILE] [--recovery-env KEY=VALUE[,KEY=VALUE] | --no-recovery] [--no-pin] [--cpu-prof DIR]
+  --only          run only these benchmarks (default: all; many = the many-rooms workload)
   --quick         tiny configuration (seconds, for trying the harness; numbers are not meaningful)
   --out           report file (default: BENCHMARKS.md at the repository root)
   --recovery-env  environment of the fan-out's relay-recovery target (default ${Object.entries(DEFAULT_RECOVERY_ENV).map(([k, v]) => `${k}=${v}`).join(',')})
@@ -119,6 +120,7 @@ async function main(): Promise<void> {
 
   let fanout: FanoutResult | undefined;
   let idle: IdleResult | undefined;
+  let manyRooms: ManyRoomsResult | undefined;
   let synth: SynthResult | undefined;
   let artifact: ArtifactResult | undefined;
   let serverApi: ServerApiBenchResult | undefined;
@@ -136,6 +138,17 @@ async function main(): Promise<void> {
       opts.quick
         ? { targets, subscribers: 20, rates: [100, 200], repeats: 1, bisectSteps: 0, warmupMs: 200, measureMs: 500, pinning, log }
         : { targets, subscribers: 200, rates: [250, 500, 1000, 2000, 4000, 8000], repeats: 3, bisectSteps: 3, pinning, log },
+    );
+  }
+  if (opts.only.has('many')) {
+    const pinning = opts.pin ? defaultPinning() : null;
+    log('many rooms: relay (recovery on, protocol 2) vs floor, interleaved');
+    // Recovery on at its default history size, as deployed; RELAY_BENCH_ENV lifts the per-connection limits.
+    const relay = { ...relayTarget('relay-recovery', {}), env: { ...RELAY_BENCH_ENV, RELAY_CHANNEL_PREFIX: 'bench-many', RELAY_HISTORY_SIZE: '1000' }, wsQuery: 'protocol=2' };
+    manyRooms = await runManyRooms(
+      opts.quick
+        ? { targets: [relay, floorTarget], rooms: 50, membersPerRoom: 4, rates: [200, 400], bisectSteps: 0, repeats: 1, warmupMs: 200, measureMs: 1000, heartbeatRunMs: 0, pinning, log }
+        : { targets: [relay, floorTarget], rooms: 2000, membersPerRoom: 4, rates: [2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000], bisectSteps: 2, repeats: 2, warmupMs: 500, measureMs: 2000, heartbeatRunMs: 30_000, pinning, log },
     );
   }
   if (opts.only.has('idle')) {
@@ -198,13 +211,14 @@ async function main(): Promise<void> {
     idle,
     synth,
     artifact,
+    manyRooms,
     serverApi,
     presence,
   });
   writeFileSync(opts.out, report);
   const jsonDir = join(REPO_ROOT, '.build', 'bench');
   mkdirSync(jsonDir, { recursive: true });
-  writeFileSync(join(jsonDir, 'results.json'), JSON.stringify({ fanout, idle, synth, artifact, serverApi, presence }, null, 2));
+  writeFileSync(join(jsonDir, 'results.json'), JSON.stringify({ fanout, manyRooms, idle, synth, artifact, serverApi, presence }, null, 2));
   log(`wrote ${opts.out} and .build/bench/results.json in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
 

@@ -43,6 +43,7 @@ export interface ServerApiBenchResult {
   readonly requests: number;
   /** Requests answered with anything but 200, failed, or refused for too many in flight. */
   readonly errors: number;
+  /** Up to five distinct error reasons. */
   readonly errorSamples: readonly string[];
   readonly achievedRate: number;
   readonly expectedDeliveries: number;
@@ -81,7 +82,7 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
     const errorSamples: string[] = [];
     const fail = (why: string): void => {
       errors++;
-      if (errorSamples.length < 5) errorSamples.push(why);
+      if (errorSamples.length < 5 && !errorSamples.includes(why)) errorSamples.push(why);
     };
     const warm = Math.round((opts.rate * (opts.warmupMs ?? 2000)) / 1000);
     const publish = (i: number): void => {

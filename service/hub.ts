@@ -13,7 +13,7 @@ import { Presence } from './core/presence';
 import { Registry } from './core/registry';
 import { Session, type Core } from './core/session';
 import type { RelayMetrics } from './metrics';
-import { CLOSE_DISCONNECTED, CLOSE_TOKEN_EXPIRED, encodeWelcome } from './protocol';
+import { CLOSE_DISCONNECTED, CLOSE_TOKEN_EXPIRED, encodeWelcome, type ProtocolVersion } from './protocol';
 import { UserIndex } from './core/user-index';
 import { createTokenLifetime } from './token-lifetime';
 
@@ -159,7 +159,7 @@ export class Hub {
   }
 
   /** Takes ownership of an upgraded socket and greets it. */
-  add(ws: WebSocket, meta: { remoteAddress?: string; claims?: TokenClaims } = {}): Connection {
+  add(ws: WebSocket, meta: { remoteAddress?: string; claims?: TokenClaims; protocol?: ProtocolVersion } = {}): Connection {
     const id = randomBytes(9).toString('base64url');
     const { config, logger } = this.opts;
     const session = new Session(this.core, id, ws, logger);
@@ -172,7 +172,8 @@ export class Hub {
     ws.on('close', onSocketClose);
     if (meta.claims) this.core.tokens?.attach(session, meta.claims);
     this.users.add(session, session.auth?.sub);
-    session.send(encodeWelcome(id, config.instanceId));
+    session.protocol = meta.protocol ?? 1;
+    session.send(encodeWelcome(id, config.instanceId, session.protocol));
     return session;
   }
 

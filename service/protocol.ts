@@ -3,7 +3,23 @@
  * Every frame is JSON text; docs/protocol.md describes the exchange.
  */
 
-export const PROTOCOL_VERSION = 1;
+/** The newest protocol; a client opts in with `?protocol=2` on the /ws URL, otherwise it speaks protocol 1. */
+export const PROTOCOL_VERSION = 2;
+/**
+ * Protocol 1: every publish is answered with an ack. Protocol 2: a publish without an `id` gets no ack (a publish with
+ * an `id` is still acked, and errors are always sent).
+ */
+export type ProtocolVersion = 1 | 2;
+
+/** Reads the `protocol` query parameter of the upgrade; absent means 1. */
+export function parseProtocolParam(value: string | null): { ok: true; version: ProtocolVersion } | { ok: false; message: string } {
+  if (value === null) return { ok: true, version: 1 };
+  if (value === '1' || value === '2') return { ok: true, version: Number(value) as ProtocolVersion };
+  return {
+    ok: false,
+    message: `protocol ${JSON.stringify(value.slice(0, 20))} is not supported; connect to /ws?protocol=2 (publishes without an id are not acked) or leave protocol out for protocol 1`,
+  };
+}
 
 /** Stable error codes carried by `error` frames. */
 export type ErrorCode =
@@ -153,8 +169,8 @@ export function encodeMessage(room: string | null, data: unknown, from: string):
   return Buffer.from(text, 'utf8');
 }
 
-export function encodeWelcome(connectionId: string, instanceId: string): string {
-  return JSON.stringify({ type: 'welcome', connectionId, instanceId, protocol: PROTOCOL_VERSION });
+export function encodeWelcome(connectionId: string, instanceId: string, protocol: ProtocolVersion = 1): string {
+  return JSON.stringify({ type: 'welcome', connectionId, instanceId, protocol });
 }
 
 export function encodeAck(id: string | undefined, extra: Record<string, unknown> = {}): string {

@@ -18,6 +18,7 @@ import { apiBucket, handleServerApi, isServerApiPath, type ServerApiDeps } from 
 import { ServerControl } from './core/control';
 import { servePublicFile } from './http/static-files';
 import { Hub } from './hub';
+import { parseProtocolParam, type ProtocolVersion } from './protocol';
 import { tokenRulesOf } from './token-lifetime';
 import { EmfReporter } from './emf-metrics';
 import { BackplaneOutage, DeregistrationWatch, LB_HEALTH_PATH } from './load-balancer-health';
@@ -60,6 +61,8 @@ export interface ConnectionMeta {
   readonly remoteAddress?: string;
   /** The verified token's claims, when RELAY_TOKEN_SECRET is set. */
   readonly claims?: TokenClaims;
+  /** The protocol the client asked for with `?protocol=`. @default 1 */
+  readonly protocol?: ProtocolVersion;
 }
 
 /** A relay instance: public HTTP server with the WebSocket upgrade, internal metrics server, hub and backplane. */
@@ -267,6 +270,9 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
     if (!target) return refuse(socket, 400, 'bad_request', 'the request target is not a valid path; connect to /ws');
     if (target.path !== '/ws') return refuse(socket, 404, 'not_found', `no WebSocket endpoint at ${target.path}; connect to /ws`);
     if (draining) return refuse(socket, 503, 'draining', 'this instance is shutting down; reconnect to another instance');
+    const asked = parseProtocolParam(target.query.get('protocol'));
+    if (!asked.ok) return refuse(socket, 400, 'bad_protocol', asked.message);
+    const protocol = asked.version;
     const client = resolveClientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], trusted);
     const refusal = admission.admit(client.key);
     if (refusal) {
@@ -280,11 +286,11 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
       return refuse(socket, 403, 'forbidden_origin', `origin ${origin === undefined ? '(none)' : JSON.stringify(origin)} is not in RELAY_ALLOWED_ORIGINS`);
     }
     const remoteAddress = client.address;
-    if (!tokenRules) return accept(req, socket, head, { remoteAddress });
+    if (!tokenRules) return accept(req, socket, head, { remoteAddress, protocol });
     verifyToken(target.query.get('token'), tokenRules).then(
       (check) => {
         if (!check.ok) refuse(socket, 401, 'unauthorized', check.reason);
-        else accept(req, socket, head, { remoteAddress, claims: check.claims });
+        else accept(req, socket, head, { remoteAddress, claims: check.claims, protocol });
       },
       (err: unknown) => {
         logger.error({ err }, 'token check failed');

@@ -11,13 +11,19 @@ const OP_PING = 0x9;
 /** Receives the text frames of an established subscription: `buf[start, end)` is one frame's payload. */
 export type FrameSink = (buf: Buffer, start: number, end: number) => void;
 
+/** A raw member that can also publish: `send` writes one text frame; `backlog` is what the kernel has not taken yet. */
+export interface RawMember extends LoadSocket {
+  send(text: string): void;
+  backlog(): number;
+}
+
 /**
  * A subscriber that speaks just enough WebSocket for the fan-out benchmark, on a plain TCP socket: it walks the
  * frames inside each received chunk in place (no per-message Buffer, event or stream machinery), answers pings and
  * closes cleanly. The `ws` client costs about as much CPU per delivery as the relay itself; this costs a fraction.
  * Server frames are never masked, and the relay does not fragment or compress, so neither is handled.
  */
-export function connectRawMember(url: string, room: string, onFrame: FrameSink): Promise<LoadSocket> {
+export function connectRawMember(url: string, room: string, onFrame: FrameSink): Promise<RawMember> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -106,8 +112,10 @@ export function connectRawMember(url: string, room: string, onFrame: FrameSink):
         if (at < buf.length) carry = buf.subarray(at);
       };
 
-      const handle: LoadSocket = {
+      const handle: RawMember = {
         isOpen: () => !closed && !sock.destroyed,
+        send: (text) => sendTextZeroMask(sock, text),
+        backlog: () => sock.writableLength,
         close: () =>
           new Promise<void>((done) => {
             if (sock.destroyed) return done();
@@ -153,4 +161,24 @@ function sendFrame(sock: Socket, opcode: number, payload: Buffer): void {
   const body = Buffer.allocUnsafe(len);
   for (let i = 0; i < len; i++) body[i] = payload[i] ^ mask[i & 3];
   sock.write(Buffer.concat([header, body]));
+}
+
+/**
+ * The publishing members' hot path: one allocation per frame and a zero masking key (legal, RFC 6455 §5.3 only asks
+ * the client to mask; XOR with zero leaves the payload as is), so the generator spends its CPU on the servers' load.
+ */
+function sendTextZeroMask(sock: Socket, text: string): void {
+  if (sock.destroyed || !sock.writable) return;
+  const len = Buffer.byteLength(text);
+  const headerLen = len < 126 ? 6 : 8;
+  const frame = Buffer.allocUnsafe(headerLen + len);
+  frame[0] = 0x80 | OP_TEXT;
+  if (len < 126) frame[1] = 0x80 | len;
+  else {
+    frame[1] = 0x80 | 126;
+    frame.writeUInt16BE(len, 2);
+  }
+  frame.writeUInt32BE(0, headerLen - 4);
+  frame.write(text, headerLen);
+  sock.write(frame);
 }

@@ -44,59 +44,112 @@ export interface HistoryRead {
 }
 
 /**
- * Publish with history. KEYS: meta hash, history stream. ARGV: publish command (PUBLISH or SPUBLISH), channel,
- * instance id, frame without its closing brace, MAXLEN (0 = keep no entries), TTL seconds, epoch to use if the
- * room has none. A missing meta hash means the history was lost or never existed: a new epoch starts and any
- * stale stream is dropped, so an old epoch's entries can never be served under the new one.
- * Returns the seq. The envelope is `<instanceId>#<seq> <frame>`.
+ * A room's history is one stream whose entry ids are `<epoch>-<seq>`: the epoch is the stream id's first part, so the
+ * stream alone holds the room's position and nothing else has to be read on the fast path. An epoch is the Redis
+ * server's clock in microseconds when the room's history started (`TIME`), so a room that starts again after its
+ * history was lost (expiry, a Redis restart, a flush) gets a new epoch. Entries hold the frame without its closing
+ * brace; seq and epoch are appended when a frame is published or replayed.
  */
-const APPEND_LUA = `
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[7]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
-  redis.call('DEL', KEYS[2])
+const NEW_EPOCH_LUA = `
+local function new_epoch()
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%06d', tonumber(t[2]))
 end
-local seq = string.format('%d', redis.call('HINCRBY', KEYS[1], 'seq', 1))
-local frame = ARGV[4] .. ',"seq":"' .. seq .. '","epoch":"' .. epoch .. '"}'
-if ARGV[5] ~= '0' then
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], '0-' .. seq, 'f', frame)
-  redis.call('EXPIRE', KEYS[2], ARGV[6])
+local function stream_epoch(key)
+  local info = redis.pcall('XINFO', 'STREAM', key)
+  if type(info) ~= 'table' or info.err then return nil end
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      local epoch, seq = string.match(info[i + 1], '^(%d+)-(%d+)$')
+      -- An epoch of 0 is a history numbered by an older relay: start again rather than mix the numberings.
+      if epoch == nil or epoch == '0' then return nil end
+      return epoch, seq
+    end
+  end
+  return nil
 end
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-redis.call(ARGV[1], ARGV[2], ARGV[3] .. '#' .. seq .. ' ' .. frame)
-return seq
 `;
 
 /**
- * Position and replay, one page at a time. KEYS: meta hash, history stream. ARGV: TTL seconds, epoch to use if the
- * room has none, since seq ('' = no recovery asked), since epoch, replay cap, page size (most frames returned). A join
- * creates the room's epoch (seq 0), so a client that joined before anything was published can still resume from
- * that position. Returns {epoch, seq, outcome, frame...}.
+ * Publish with history, many messages per call. KEYS: one history stream per message. ARGV: publish command
+ * (PUBLISH or SPUBLISH), instance id, TTL seconds, then five per message: channel, frame without its closing brace,
+ * MAXLEN (0 = keep no entries), the epoch the caller last saw for the room ('' = unknown), '1' to refresh the TTL.
+ *
+ * Fast path (the caller's epoch is current): XADD NOMKSTREAM `<epoch>-*` numbers and stores the message in one
+ * command, then PUBLISH — 2 commands per message inside one EVALSHA per batch. XADD fails when the stream's epoch is
+ * newer than the caller's, and answers `<epoch>-0` when it is older (the id part restarts at 0, which a current
+ * epoch never gives since a stream's ids start at `<epoch>-0` or later); both fall back to the slow path, which reads
+ * the stream's epoch, or starts a new one (dropping the stream) when there is none or the stream was touched by a
+ * stale epoch. Returns one `<epoch>-<seq>` per message. The envelope is `<instanceId>#<seq> <frame>`.
  */
-const READ_LUA = `
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[2]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', '0')
-  redis.call('DEL', KEYS[2])
+const APPEND_LUA = NEW_EPOCH_LUA + `
+local n = math.floor((#ARGV - 3) / 5)
+local out = {}
+for i = 1, n do
+  local key = KEYS[i]
+  local a = 3 + (i - 1) * 5
+  local head, maxlen, epoch = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local id = false
+  local refresh = ARGV[a + 5] == '1'
+  if epoch ~= '' then
+    id = redis.pcall('XADD', key, 'NOMKSTREAM', 'MAXLEN', maxlen, epoch .. '-*', 'f', head)
+    if type(id) == 'table' then
+      id = false
+    elseif id and string.sub(id, -2) == '-0' then
+      redis.call('DEL', key)
+      id = false
+    end
+  end
+  if not id then
+    local current, seq = stream_epoch(key)
+    if current then
+      id = redis.call('XADD', key, 'MAXLEN', maxlen, current .. '-*', 'f', head)
+    else
+      redis.call('DEL', key)
+      id = redis.call('XADD', key, 'MAXLEN', maxlen, new_epoch() .. '-1', 'f', head)
+      refresh = true
+    end
+  end
+  if refresh then redis.call('EXPIRE', key, ARGV[3]) end
+  local e, s = string.match(id, '^(%d+)-(%d+)$')
+  redis.call(ARGV[1], ARGV[a + 1], ARGV[2] .. '#' .. s .. ' ' .. head .. ',"seq":"' .. s .. '","epoch":"' .. e .. '"}')
+  out[i] = id
 end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
-if ARGV[3] == '' then return {epoch, seq, 'none'} end
-if ARGV[4] ~= epoch then return {epoch, seq, 'epoch'} end
-local since = tonumber(ARGV[3])
+return out
+`;
+
+/**
+ * Position and replay, one page at a time. KEYS: history stream. ARGV: TTL seconds, since seq ('' = no recovery
+ * asked), since epoch, replay cap, page size (most frames returned). A join creates the room's epoch (an empty stream
+ * at `<epoch>-0`), so a client that joined before anything was published can still resume from that position.
+ * Returns {epoch, seq, outcome, frame...}.
+ */
+const READ_LUA = NEW_EPOCH_LUA + `
+local key = KEYS[1]
+local epoch, seq = stream_epoch(key)
+if not epoch then
+  epoch, seq = new_epoch(), '0'
+  redis.call('DEL', key)
+  redis.call('XADD', key, epoch .. '-0', 'f', '')
+  redis.call('XDEL', key, epoch .. '-0')
+end
+redis.call('EXPIRE', key, ARGV[1])
+if ARGV[2] == '' then return {epoch, seq, 'none'} end
+if ARGV[3] ~= epoch then return {epoch, seq, 'epoch'} end
+local since = tonumber(ARGV[2])
 local last = tonumber(seq)
 if since > last then return {epoch, seq, 'future'} end
 local gap = last - since
 if gap == 0 then return {epoch, seq, 'ok'} end
-if gap > tonumber(ARGV[5]) then return {epoch, seq, 'cap'} end
-local page = math.min(gap, tonumber(ARGV[6]))
-local entries = redis.call('XRANGE', KEYS[2], '(0-' .. ARGV[3], '+', 'COUNT', page)
-if #entries < page or entries[1][1] ~= '0-' .. (since + 1) then return {epoch, seq, 'trimmed'} end
+if gap > tonumber(ARGV[4]) then return {epoch, seq, 'cap'} end
+local page = math.min(gap, tonumber(ARGV[5]))
+local entries = redis.call('XRANGE', key, '(' .. epoch .. '-' .. ARGV[2], '+', 'COUNT', page)
+if #entries < page or entries[1][1] ~= epoch .. '-' .. string.format('%d', since + 1) then return {epoch, seq, 'trimmed'} end
 local out = {epoch, seq, 'ok'}
-for i = 1, page do out[i + 3] = entries[i][2][2] end
+for i = 1, page do
+  local s = string.match(entries[i][1], '-(%d+)$')
+  out[i + 3] = entries[i][2][2] .. ',"seq":"' .. s .. '","epoch":"' .. epoch .. '"}'
+end
 return out
 `;
 
@@ -105,7 +158,8 @@ export interface LuaScript {
   readonly sha: string;
 }
 
-function script(source: string): LuaScript {
+/** A Lua script with its SHA1, for EVALSHA (see TransportBackplane.runScript for scripts of other features). */
+export function script(source: string): LuaScript {
   return { source, sha: createHash('sha1').update(source).digest('hex') };
 }
 
@@ -138,10 +192,9 @@ export async function runScript(send: SendCommand, lua: LuaScript, keys: readonl
   }
 }
 
-/** Key names: a room's keys share its channel's hash tag (one cluster slot); the broadcast keys use the broadcast channel's slot. */
-export function historyKeys(prefix: string, room: string | null): [meta: string, history: string] {
-  if (room === null) return [`{${prefix}:broadcast}:meta`, `{${prefix}:broadcast}:history`];
-  return [`${prefix}:meta:{${room}}`, `${prefix}:history:{${room}}`];
+/** A room's history stream shares its channel's hash tag (one cluster slot); the broadcast stream uses the broadcast channel's slot. */
+export function historyKey(prefix: string, room: string | null): string {
+  return room === null ? `{${prefix}:broadcast}:history` : `${prefix}:history:{${room}}`;
 }
 
 /**
@@ -162,7 +215,10 @@ export function frameHead(frame: Buffer): Buffer {
   return frame.subarray(0, frame.length - 1);
 }
 
-/** Arguments of the append script, in ARGV order. */
+/**
+ * Arguments of the append script for one message whose room's epoch the caller does not know (the script reads it),
+ * refreshing the TTL. The batcher (append-batch.ts) builds its own for many messages.
+ */
 export function appendArgs(
   command: 'PUBLISH' | 'SPUBLISH',
   channel: string,
@@ -170,21 +226,13 @@ export function appendArgs(
   frame: Buffer,
   storedSize: number,
   opts: HistoryOptions,
-  epoch: string,
 ): Array<string | Buffer> {
-  return [command, channel, instanceId, frameHead(frame), String(storedSize), String(opts.ttlSeconds), epoch];
+  return [command, instanceId, String(opts.ttlSeconds), channel, frameHead(frame), String(storedSize), '', '1'];
 }
 
 /** Arguments of the read script, in ARGV order. */
-export function readArgs(opts: HistoryOptions, epoch: string, since: HistoryPosition | undefined, limits: ReadLimits = {}): string[] {
-  return [
-    String(opts.ttlSeconds),
-    epoch,
-    since?.seq ?? '',
-    since?.epoch ?? '',
-    String(opts.replayMax),
-    String(limits.limit ?? opts.replayMax),
-  ];
+export function readArgs(opts: HistoryOptions, since: HistoryPosition | undefined, limits: ReadLimits = {}): string[] {
+  return [String(opts.ttlSeconds), since?.seq ?? '', since?.epoch ?? '', String(opts.replayMax), String(limits.limit ?? opts.replayMax)];
 }
 
 const OUTCOMES: readonly RecoveryOutcome[] = ['ok', 'none', 'epoch', 'trimmed', 'cap', 'future', 'budget'];
@@ -203,11 +251,12 @@ export function parseReadReply(reply: unknown): HistoryRead {
   };
 }
 
-/** Parses the script's seq reply (a bulk string) into a number. */
-export function parseSeqReply(reply: unknown): number {
-  const n = Number(Buffer.isBuffer(reply) ? reply.toString('latin1') : reply);
-  if (!Number.isSafeInteger(n)) throw new Error(`unexpected history append reply: ${String(reply)}`);
-  return n;
+/** A message's place as the append script answers it: the stream id `<epoch>-<seq>`. */
+export function parseAppendId(reply: unknown): HistoryPosition {
+  const text = Buffer.isBuffer(reply) ? reply.toString('latin1') : String(reply);
+  const match = /^(\d+)-(\d+)$/.exec(text);
+  if (match === null || !Number.isSafeInteger(Number(match[2]))) throw new Error(`unexpected history append reply: ${text}`);
+  return { epoch: match[1], seq: match[2] };
 }
 
 /**

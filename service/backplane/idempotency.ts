@@ -11,10 +11,12 @@ import { BackplaneUnavailableError, type OnceAppend } from './types';
 import { createHash } from 'node:crypto';
 
 /**
- * The append script, run once per key. KEYS: the append script's keys, then the idempotency key (last). ARGV: the
- * append script's arguments, then the window in milliseconds (last). The append script runs unchanged as a local
- * function (KEYS and ARGV are globals), so it stays the one place that numbers, stores and publishes. Returns
- * {seq, epoch} for a new message, {'dup', '<seq> <epoch>'} when the key was seen within the window.
+ * The append script, run once per key. KEYS: the append script's key for one message, then the idempotency key
+ * (last). ARGV: the append script's arguments for that one message (history.ts appendArgs), then the window in
+ * milliseconds (last). The append script runs unchanged as a local function (KEYS and ARGV are globals; it counts
+ * its messages from ARGV in fives, so the extra last argument is not one), so it stays the one place that numbers,
+ * stores and publishes. Returns {seq, epoch} for a new message, {'dup', '<seq> <epoch>'} when the key was seen
+ * within the window.
  */
 const APPEND_ONCE_LUA = `
 local stored = redis.call('GET', KEYS[#KEYS])
@@ -22,19 +24,18 @@ if stored then return {'dup', stored} end
 local function append()
 ${APPEND_SCRIPT.source}
 end
-local seq = append()
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local epoch, seq = string.match(append()[1], '^(%d+)-(%d+)$')
 redis.call('SET', KEYS[#KEYS], seq .. ' ' .. epoch, 'PX', ARGV[#ARGV])
 return {seq, epoch}
 `;
 
-/** The append script returning the position it gave the message, {seq, epoch}, for callers that answer with it. */
+/** The append script for one message, returning the position it gave the message, {seq, epoch}. */
 const APPEND_POSITION_LUA = `
 local function append()
 ${APPEND_SCRIPT.source}
 end
-local seq = append()
-return {seq, redis.call('HGET', KEYS[1], 'epoch')}
+local epoch, seq = string.match(append()[1], '^(%d+)-(%d+)$')
+return {seq, epoch}
 `;
 
 /**

@@ -11,7 +11,7 @@ export { BackplaneUnavailableError } from './types';
 /** Picks the backplane the configuration asks for: in-memory without REDIS_URL, else Redis (standalone or cluster). */
 export function createBackplane(config: ServiceConfig, logger: Logger): Backplane {
   const history = { size: config.historySize, ttlSeconds: config.historyTtlSeconds, replayMax: config.historyReplayMax };
-  if (!config.redisUrl) return new MemoryBackplane(history);
+  if (!config.redisUrl) return new MemoryBackplane(history, logger.child({ component: 'backplane' }));
   const opts = {
     history,
     url: config.redisUrl,

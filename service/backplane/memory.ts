@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import {
   BackplaneUnavailableError,
   idempotencyKey,
@@ -10,6 +11,7 @@ import {
   type PresenceList,
   type PresenceMember,
   type PresenceTiming,
+  type RawHandler,
   type FramePosition,
   type Once,
   type OnceAppend,
@@ -45,12 +47,16 @@ export class MemoryBackplane implements Backplane {
   private readonly epochs = new EpochSource();
   private handler: FrameHandler | undefined;
   private readonly presence = new MemoryPresence();
+  private readonly rawHandlers = new Map<string, RawHandler>();
   private controlHandler: ControlHandler | undefined;
   /** Idempotency keys seen, in the order they expire (every key of one relay has the same window), with what they answer. */
   private readonly onceKeys = new Map<string, { readonly expires: number; readonly position?: FramePosition }>();
   private sweepTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly history: HistoryOptions = HISTORY_OFF) {
+  constructor(
+    private readonly history: HistoryOptions = HISTORY_OFF,
+    private readonly logger?: Logger,
+  ) {
     this.historyEnabled = history.size > 0;
   }
 
@@ -208,6 +214,33 @@ export class MemoryBackplane implements Backplane {
     this.presence.onEvent(handler);
   }
 
+  /** Extra channels: the only instance is the only listener, so a publish comes straight back, as from Redis. */
+  listen(channel: string, handler: RawHandler): Promise<void> {
+    this.rawHandlers.set(channel, handler);
+    return Promise.resolve();
+  }
+
+  unlisten(channel: string): Promise<void> {
+    this.rawHandlers.delete(channel);
+    return Promise.resolve();
+  }
+
+  publishRaw(channel: string, message: Buffer): Promise<void> {
+    return settle(() => {
+      this.assertReady();
+      // After the caller's own synchronous work, as a message from Redis would arrive.
+      const handler = this.rawHandlers.get(channel);
+      if (handler === undefined) return;
+      queueMicrotask(() => {
+        try {
+          handler(message);
+        } catch (err) {
+          this.logger?.error({ err, channel }, 'extra channel handler threw');
+        }
+      });
+    });
+  }
+
   onFrame(handler: FrameHandler): void {
     this.handler = handler;
   }
@@ -226,6 +259,7 @@ export class MemoryBackplane implements Backplane {
       this.sweepTimer = undefined;
       this.histories.clear();
       this.presence.clear();
+      this.rawHandlers.clear();
       this.onceKeys.clear();
       this.setState('closed');
       this.listeners.clear();

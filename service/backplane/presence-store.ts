@@ -11,8 +11,7 @@
  * was there, so each member gets exactly one `left`, whoever removes it.
  */
 import { BackplaneUnavailableError, presenceChannel, type PresenceHandler, type PresenceList, type PresenceMember, type PresenceTiming } from './types';
-import { runScript, type LuaScript, type SendCommand } from './history';
-import { COMMAND_TIMEOUT_MS, describeError, withTimeout } from './redis-common';
+import type { LuaScript } from './history';
 import { createHash } from 'node:crypto';
 import { encodePresenceMember, presenceEventHead } from '../protocol';
 
@@ -115,25 +114,31 @@ export function presenceKeys(prefix: string, room: string): [hash: string, expir
   return [`${prefix}:presence:{${room}}`, `${prefix}:presence-expiry:{${room}}`];
 }
 
-/** Sends one command to the node that owns `key` (the standalone backplane ignores the key). */
-export type RoutedSend = (key: string, args: Array<string | Buffer>) => Promise<unknown>;
-
-/** Loads the presence scripts on a node (see loadScripts in history.ts for why before the first use). */
-export async function loadPresenceScripts(send: SendCommand): Promise<void> {
-  await Promise.all(Object.values(PRESENCE_SCRIPTS).map((lua) => send(['SCRIPT', 'LOAD', lua.source])));
+/** What the presence store needs of the Redis backplane (TransportBackplane's extension points). */
+export interface PresenceHost {
+  /** Runs a script on the node that owns keys[0]; rejects with BackplaneUnavailableError while down. */
+  runScript(script: LuaScript, keys: readonly string[], args: Array<string | Buffer>): Promise<unknown>;
+  /** Subscribes an extra channel, kept across reconnects. */
+  listen(channel: string, handler: (message: Buffer) => void): Promise<void>;
+  unlisten(channel: string): Promise<void>;
 }
 
 /**
- * Presence over one Redis (standalone, or a cluster through a key-routed send). `store` names the store in errors;
- * `publish` is PUBLISH, or SPUBLISH in a cluster (the event stays on the room's shard).
+ * Presence over one Redis (standalone or cluster): scripts routed by the room's keys, events on the room's presence
+ * channel. `publish` is PUBLISH, or SPUBLISH in a cluster (the event stays on the room's shard).
  */
 export class RedisPresenceStore {
+  #handler: PresenceHandler | undefined;
+
   constructor(
-    private readonly send: () => RoutedSend | undefined,
+    private readonly host: PresenceHost,
     private readonly prefix: string,
     private readonly publish: 'PUBLISH' | 'SPUBLISH',
-    private readonly store: string,
   ) {}
+
+  onEvent(handler: PresenceHandler): void {
+    this.#handler = handler;
+  }
 
   async enter(room: string, members: readonly PresenceMember[], timing: PresenceTiming): Promise<number> {
     let added = 0;
@@ -162,56 +167,21 @@ export class RedisPresenceStore {
 
   async list(room: string, limit: number): Promise<PresenceList> {
     const reply = await this.run(PRESENCE_SCRIPTS.list, room, [String(limit)]);
-    if (!Array.isArray(reply) || reply.length === 0) throw new BackplaneUnavailableError(`unexpected presence reply from ${this.store}: ${String(reply)}`);
+    if (!Array.isArray(reply) || reply.length === 0) throw new BackplaneUnavailableError(`unexpected presence reply: ${String(reply)}`);
     const [count, ...members] = reply as unknown[];
     return { count: Number(count), members: members.map((m) => JSON.parse(String(m)) as PresenceMember) };
   }
 
-  private async run(lua: LuaScript, room: string, args: string[]): Promise<unknown> {
-    const send = this.send();
-    if (send === undefined) throw new BackplaneUnavailableError();
-    const keys = presenceKeys(this.prefix, room);
-    try {
-      return await withTimeout(runScript((a) => send(keys[0], a), lua, keys, args), COMMAND_TIMEOUT_MS, () => new Error(`no reply within ${COMMAND_TIMEOUT_MS} ms`));
-    } catch (err) {
-      throw new BackplaneUnavailableError(`presence of room ${JSON.stringify(room)} in ${this.store} failed (${describeError(err)}); retry shortly`);
-    }
-  }
-}
-
-/**
- * The presence channels a Redis backplane subscribes (room → channel), kept across reconnects like its room channels,
- * and the listener that hands their events to the hub. Events carry no envelope: every instance, the publishing one
- * included, delivers each event once, from the channel.
- */
-export class PresenceChannels {
-  /** Channel → room, for every presence channel that should be subscribed. */
-  readonly channels = new Map<string, string>();
-  #handler: PresenceHandler | undefined;
-
-  constructor(private readonly prefix: string) {}
-
-  onEvent(handler: PresenceHandler): void {
-    this.#handler = handler;
+  /** Events of the room go to the handler while watched; no envelope, every instance delivers each event once. */
+  watch(room: string): Promise<void> {
+    return this.host.listen(presenceChannel(this.prefix, room), (message) => this.#handler?.(room, message));
   }
 
-  /** Records the room's channel; returns it when it is new (to subscribe now), undefined when already recorded. */
-  add(room: string): string | undefined {
-    const channel = presenceChannel(this.prefix, room);
-    if (this.channels.has(channel)) return undefined;
-    this.channels.set(channel, room);
-    return channel;
+  unwatch(room: string): Promise<void> {
+    return this.host.unlisten(presenceChannel(this.prefix, room));
   }
 
-  /** Forgets the room's channel; returns it when it was recorded (to unsubscribe now). */
-  remove(room: string): string | undefined {
-    const channel = presenceChannel(this.prefix, room);
-    return this.channels.delete(channel) ? channel : undefined;
+  private run(lua: LuaScript, room: string, args: string[]): Promise<unknown> {
+    return this.host.runScript(lua, presenceKeys(this.prefix, room), args);
   }
-
-  // Arrow function: one stable identity for node-redis's listener bookkeeping.
-  readonly listener = (message: Buffer, channel: Buffer): void => {
-    const room = this.channels.get(channel.toString());
-    if (room !== undefined) this.#handler?.(room, message);
-  };
 }

@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import { inspect } from 'node:util';
 import type { Logger } from 'pino';
 import { redactUrl as redactSecretsInUrl } from '../redact';
-import { APPEND_SCRIPT, READ_SCRIPT, parseReadReply, parseSeqReply, runScript, type HistoryRead, type SendCommand } from './history';
+import { READ_SCRIPT, parseReadReply, runScript, type HistoryRead, type SendCommand } from './history';
 import { BackplaneUnavailableError, type BackplaneState, type BackplaneStatus } from './types';
 
 /**
@@ -202,20 +202,6 @@ export class StateReporter {
         this.logger.error({ err }, 'backplane state listener threw');
       }
     }
-  }
-}
-
-/**
- * Runs the append script on the node that owns the keys (`send`) and returns the message's seq. `store` names that
- * store in the error a publisher sees ("redis", "the redis cluster").
- */
-export async function appendWithScript(send: SendCommand, store: string, keys: readonly string[], args: Array<string | Buffer>): Promise<number> {
-  try {
-    const reply = await withTimeout(runScript(send, APPEND_SCRIPT, keys, args), PUBLISH_TIMEOUT_MS,
-      () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`));
-    return parseSeqReply(reply);
-  } catch (err) {
-    throw new BackplaneUnavailableError(`publishing to ${store} failed (${describeError(err)}); retry shortly`);
   }
 }
 

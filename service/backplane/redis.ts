@@ -1,71 +1,17 @@
+/**
+ * The standalone transport of the Redis backplane: a standalone Redis or a replication group with cluster mode
+ * disabled (ElastiCache primary endpoint). Publishes on one connection and subscribes on another, so a slow
+ * subscriber never delays publishes; asks ROLE every second and follows a failover to the new primary.
+ * Everything else (channels, envelopes, history, state) is the shared backplane in redis-backplane.ts.
+ */
 import { RedisClient } from '@redis/client';
 import type { Logger } from 'pino';
-import {
-  BackplaneUnavailableError,
-  broadcastChannel,
-  controlChannel,
-  decodeEnvelope,
-  idempotencyKey,
-  encodeEnvelope,
-  isOwnEcho,
-  roomChannel,
-  type Backplane,
-  type BackplaneStatus,
-  type ControlHandler,
-  type FrameHandler,
-  type PresenceHandler,
-  type PresenceList,
-  type PresenceMember,
-  type PresenceTiming,
-  type Once,
-  type OnceAppend,
-  type Target,
-} from './types';
-import { appendOnceWithScript, publishOnceWithScript } from './idempotency';
-import { PresenceChannels, RedisPresenceStore, loadPresenceScripts } from './presence-store';
-import {
-  COMMAND_TIMEOUT_MS,
-  PUBLISH_TIMEOUT_MS,
-  StateReporter,
-  appendWithScript,
-  readWithScript,
-  describeError,
-  redactUrl,
-  resolveConnectionSettings,
-  socketOptions,
-  withTimeout,
-  type RedisConnectionSettings,
-} from './redis-common';
-import {
-  BUFFER_REPLIES,
-  EpochSource,
-  HISTORY_OFF,
-  appendArgs,
-  historyKeys,
-  loadScripts,
-  readArgs,
-  type HistoryOptions,
-  type HistoryPosition,
-  type HistoryRead,
-  type ReadLimits,
-} from './history';
+import { TransportBackplane } from './redis-backplane';
+import type { RedisBackplaneOptions, RedisTransport, TransportHost } from './transport';
+import { BUFFER_REPLIES } from './history';
+import { COMMAND_TIMEOUT_MS, describeError, socketOptions, withTimeout, type RedisConnectionSettings } from './redis-common';
 
-/** Options shared by the standalone and cluster Redis backplanes. */
-export interface RedisBackplaneOptions {
-  /** `redis://` or `rediss://` URL (TLS for rediss); may carry a password. Cluster: one seed node or the configuration endpoint. */
-  url: string;
-  /** AUTH token, used only when the URL carries no password. @default none */
-  authToken?: string;
-  /** PEM file with the CA that signed the server certificate (rediss only). @default the system CAs */
-  tlsCaFile?: string;
-  /** Prefix of every channel; isolates apps sharing one Redis. */
-  channelPrefix: string;
-  /** This instance's id; envelopes tagged with it are dropped on receipt. */
-  instanceId: string;
-  logger: Logger;
-  /** Per-room history for message recovery; size 0 keeps the plain publish path. @default off (size 0) */
-  history?: HistoryOptions;
-}
+export type { RedisBackplaneOptions } from './transport';
 
 /** How often the publisher connection asks ROLE, to notice a primary demoted without a dropped connection. */
 export const ROLE_CHECK_INTERVAL_MS = 1000;
@@ -87,36 +33,24 @@ interface Address {
 }
 
 /**
- * Backplane over a standalone Redis or a replication group with cluster mode disabled (ElastiCache primary
- * endpoint). Publishes on one connection and subscribes on another, so a slow subscriber never delays publishes.
- *
- * Start-up: `start()` resolves on the first `ready` and never rejects because Redis is unreachable; it keeps
- * retrying in the background (watch `onStateChange`). So the relay may call `start()` without awaiting it and
- * serve /healthz (503) until Redis appears. Configuration errors (URL, CA file) throw from the constructor.
- * `start()` rejects only if `close()` runs before the first `ready`.
- *
- * Subscriptions: `subscribe`/`unsubscribe` record the room and apply it when connected; while Redis is down they
- * resolve at once and the subscription is made on reconnect. They never reject while down.
+ * The Redis backplane over a standalone Redis or a replication group (kind 'redis'); see TransportBackplane for
+ * start-up and subscription behaviour.
  */
-export class RedisBackplane implements Backplane {
+export class RedisBackplane extends TransportBackplane {
+  constructor(opts: RedisBackplaneOptions) {
+    super(opts, (settings, logger) => new StandaloneTransport(settings, logger));
+  }
+}
+
+/** A publisher + subscriber connection pair to the primary; replaced as a whole on failover. */
+export class StandaloneTransport implements RedisTransport {
   readonly kind = 'redis' as const;
-  readonly historyEnabled: boolean;
-  readonly #opts: RedisBackplaneOptions;
-  readonly #history: HistoryOptions;
-  readonly #epochs = new EpochSource();
+  readonly store = 'redis';
+  readonly publishCommand = 'PUBLISH' as const;
   readonly #settings: RedisConnectionSettings;
   readonly #configured: Address;
-  readonly #reporter: StateReporter;
   readonly #logger: Logger;
-  readonly #broadcast: string;
-  /** channel → target for every channel we want subscribed, broadcast included; the source of truth after reconnects. */
-  readonly #channels = new Map<string, Target>();
-  #handler: FrameHandler | undefined;
-  readonly #presenceChannels: PresenceChannels;
-  readonly #presence: RedisPresenceStore;
-  #controlHandler: ControlHandler | undefined;
-  readonly #control: string;
-
+  #host: TransportHost | undefined;
   #pub: Client | undefined;
   #sub: Client | undefined;
   /** Bumped whenever the connection pair is replaced, so events from a discarded pair are ignored. */
@@ -127,247 +61,64 @@ export class RedisBackplane implements Backplane {
   /** Generation whose ROLE check is in flight, so one check runs per connection pair. */
   #roleCheckFor = -1;
   #roleUnsupported = false;
-  /** Generation whose primary has the history scripts loaded (loaded before the first publish, see loadScripts). */
-  #scriptsLoadedFor = -1;
+  /** Generation whose primary ran prepareNode (scripts loaded before the first publish, see loadScripts). */
+  #preparedFor = -1;
   #failoverHops = 0;
   #downSince = 0;
+  #ready = false;
   #timer: NodeJS.Timeout | undefined;
-  #started: Promise<void> | undefined;
-  #resolveStarted: (() => void) | undefined;
-  #rejectStarted: ((err: Error) => void) | undefined;
-  #closing: Promise<void> | undefined;
+  #closed = false;
 
-  constructor(opts: RedisBackplaneOptions) {
-    this.#opts = opts;
-    this.#history = opts.history ?? HISTORY_OFF;
-    this.historyEnabled = this.#history.size > 0;
-    this.#settings = resolveConnectionSettings(opts.url, opts.authToken, opts.tlsCaFile);
-    this.#configured = { host: this.#settings.endpoint.host, port: this.#settings.endpoint.port };
+  constructor(settings: RedisConnectionSettings, logger: Logger) {
+    this.#settings = settings;
+    this.#configured = { host: settings.endpoint.host, port: settings.endpoint.port };
     this.#target = this.#configured;
-    this.#logger = opts.logger.child({ url: redactUrl(opts.url) });
-    this.#reporter = new StateReporter('redis', this.#logger);
-    this.#broadcast = broadcastChannel(opts.channelPrefix);
-    this.#channels.set(this.#broadcast, null);
-    this.#presenceChannels = new PresenceChannels(opts.channelPrefix);
-    this.#presence = new RedisPresenceStore(() => {
-      const pub = this.#pub;
-      return this.#reporter.state === 'ready' && pub !== undefined ? (_key, args) => pub.sendCommand(args) : undefined;
-    }, opts.channelPrefix, 'PUBLISH', 'redis');
-    this.#control = controlChannel(opts.channelPrefix);
-    // Recorded like the broadcast channel so every (re)subscription includes it; #onMessage routes it first.
-    this.#channels.set(this.#control, null);
+    this.#logger = logger;
   }
 
-  start(): Promise<void> {
-    if (this.#started !== undefined) return this.#started;
-    if (this.#closing !== undefined) return Promise.reject(new BackplaneUnavailableError('the redis backplane is closed'));
-    this.#started = new Promise<void>((resolve, reject) => {
-      this.#resolveStarted = resolve;
-      this.#rejectStarted = reject;
-    });
+  start(host: TransportHost): void {
+    if (this.#host !== undefined || this.#closed) return;
+    this.#host = host;
     this.#connect(this.#configured);
     this.#timer = setInterval(() => this.#tick(), ROLE_CHECK_INTERVAL_MS);
     this.#timer.unref();
-    return this.#started;
   }
 
-  async publish(target: Target, frame: Buffer): Promise<void> {
+  send(_key: string, args: Array<string | Buffer>): Promise<unknown> {
     const pub = this.#pub;
-    if (this.#reporter.state !== 'ready' || pub === undefined) {
-      throw new BackplaneUnavailableError();
-    }
-    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
-    try {
-      // Our own bound: node-redis's command timeout stops counting once the command is written to the socket.
-      await withTimeout(pub.sendCommand(['PUBLISH', channel, encodeEnvelope(this.#opts.instanceId, frame)]), PUBLISH_TIMEOUT_MS, publishTimedOut);
-    } catch (err) {
-      throw new BackplaneUnavailableError(`publishing to redis failed (${describeError(err)}); retry shortly`);
-    }
+    if (pub === undefined) return Promise.reject(new Error('not connected'));
+    return pub.sendCommand(args, BUFFER_REPLIES);
   }
 
-  async append(target: Target, frame: Buffer): Promise<number> {
+  publish(channel: string, message: Buffer): Promise<unknown> {
     const pub = this.#pub;
-    if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
-    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
-    // Broadcasts are numbered but not stored: no join can ask for them.
-    const stored = target === null ? 0 : this.#history.size;
-    const args = appendArgs('PUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
-    return appendWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', historyKeys(this.#opts.channelPrefix, target), args);
+    if (pub === undefined) return Promise.reject(new Error('not connected'));
+    return pub.sendCommand(['PUBLISH', channel, message]);
   }
 
-  async appendOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<OnceAppend> {
-    const pub = this.#pub;
-    if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
-    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
-    const stored = target === null ? 0 : this.#history.size;
-    const keys = historyKeys(this.#opts.channelPrefix, target);
-    const args = appendArgs('PUBLISH', channel, this.#opts.instanceId, frame, stored, this.#history, this.#epochs.next());
-    const idem = once === undefined ? undefined : { key: idempotencyKey(this.#opts.channelPrefix, target, once.key), windowMs: once.windowMs };
-    return appendOnceWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', keys, args, idem);
-  }
-
-  async publishOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<boolean> {
-    if (once === undefined) {
-      await this.publish(target, frame);
-      return true;
-    }
-    const pub = this.#pub;
-    if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
-    const channel = target === null ? this.#broadcast : roomChannel(this.#opts.channelPrefix, target);
-    const idem = idempotencyKey(this.#opts.channelPrefix, target, once.key);
-    return publishOnceWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', idem, 'PUBLISH', channel, encodeEnvelope(this.#opts.instanceId, frame), once.windowMs);
-  }
-
-  async publishControl(message: Buffer, once?: Once): Promise<boolean> {
-    const pub = this.#pub;
-    if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
-    if (once !== undefined) {
-      const idem = idempotencyKey(this.#opts.channelPrefix, { control: true }, once.key);
-      return publishOnceWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', idem, 'PUBLISH', this.#control, message, once.windowMs);
-    }
-    try {
-      await withTimeout(pub.sendCommand(['PUBLISH', this.#control, message]), PUBLISH_TIMEOUT_MS, () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`));
-    } catch (err) {
-      throw new BackplaneUnavailableError(`publishing to redis failed (${describeError(err)}); retry shortly`);
-    }
-    return true;
-  }
-
-  onControl(handler: ControlHandler): void {
-    this.#controlHandler = handler;
-  }
-
-  async readHistory(room: string, since: HistoryPosition | undefined, limits?: ReadLimits): Promise<HistoryRead> {
-    const pub = this.#pub;
-    if (this.#reporter.state !== 'ready' || pub === undefined) throw new BackplaneUnavailableError();
-    const args = readArgs(this.#history, this.#epochs.next(), since, limits);
-    return readWithScript((a) => pub.sendCommand(a, BUFFER_REPLIES), 'redis', room, historyKeys(this.#opts.channelPrefix, room), args);
-  }
-
-  async subscribe(room: string): Promise<void> {
-    const channel = roomChannel(this.#opts.channelPrefix, room);
-    if (this.#channels.has(channel)) return;
-    this.#channels.set(channel, room);
+  async subscribe(channel: string): Promise<void> {
     const sub = this.#sub;
-    if (sub === undefined || !sub.isReady) return;
-    try {
-      await withTimeout(sub.subscribe(channel, this.#onMessage, true), COMMAND_TIMEOUT_MS, () => new Error('SUBSCRIBE timed out'));
-    } catch (err) {
-      // The room stays recorded; the next reconnect subscribes it.
-      this.#logger.debug({ room, error: describeError(err) }, 'subscribe deferred until redis reconnects');
-    }
+    const host = this.#host;
+    if (sub === undefined || host === undefined || !sub.isReady) return;
+    await sub.subscribe(channel, host.onMessage, true);
   }
 
-  async unsubscribe(room: string): Promise<void> {
-    const channel = roomChannel(this.#opts.channelPrefix, room);
-    if (!this.#channels.delete(channel)) return;
+  async unsubscribe(channel: string): Promise<void> {
     const sub = this.#sub;
-    if (sub === undefined || !sub.isReady) return;
-    try {
-      await withTimeout(sub.unsubscribe(channel, this.#onMessage, true), COMMAND_TIMEOUT_MS, () => new Error('UNSUBSCRIBE timed out'));
-    } catch (err) {
-      // A stale subscription is harmless: messages on unknown channels are dropped, and the next sync removes it.
-      this.#logger.debug({ room, error: describeError(err) }, 'unsubscribe deferred until redis reconnects');
-    }
-  }
-
-  presenceEnter(room: string, members: readonly PresenceMember[], timing: PresenceTiming): Promise<number> {
-    return this.#presence.enter(room, members, timing);
-  }
-
-  presenceLeave(room: string, connectionIds: readonly string[]): Promise<number> {
-    return this.#presence.leave(room, connectionIds);
-  }
-
-  presencePrune(room: string): Promise<number> {
-    return this.#presence.prune(room);
-  }
-
-  async presenceCount(room: string): Promise<number> {
-    return (await this.#presence.list(room, 0)).count;
-  }
-
-  presenceMembers(room: string, limit: number): Promise<PresenceList> {
-    return this.#presence.list(room, limit);
-  }
-
-  async watchPresence(room: string): Promise<void> {
-    const channel = this.#presenceChannels.add(room);
-    const sub = this.#sub;
-    if (channel === undefined || sub === undefined || !sub.isReady) return;
-    try {
-      await withTimeout(sub.subscribe(channel, this.#presenceChannels.listener, true), COMMAND_TIMEOUT_MS, () => new Error('SUBSCRIBE timed out'));
-    } catch (err) {
-      this.#logger.debug({ room, error: describeError(err) }, 'presence subscribe deferred until redis reconnects');
-    }
-  }
-
-  async unwatchPresence(room: string): Promise<void> {
-    const channel = this.#presenceChannels.remove(room);
-    const sub = this.#sub;
-    if (channel === undefined || sub === undefined || !sub.isReady) return;
-    try {
-      await withTimeout(sub.unsubscribe(channel, this.#presenceChannels.listener, true), COMMAND_TIMEOUT_MS, () => new Error('UNSUBSCRIBE timed out'));
-    } catch (err) {
-      this.#logger.debug({ room, error: describeError(err) }, 'presence unsubscribe deferred until redis reconnects');
-    }
-  }
-
-  onPresence(handler: PresenceHandler): void {
-    this.#presenceChannels.onEvent(handler);
-  }
-
-  onFrame(handler: FrameHandler): void {
-    this.#handler = handler;
-  }
-
-  onStateChange(listener: (status: BackplaneStatus) => void): void {
-    this.#reporter.onChange(listener);
-  }
-
-  status(): BackplaneStatus {
-    return this.#reporter.status();
+    const host = this.#host;
+    if (sub === undefined || host === undefined || !sub.isReady) return;
+    await sub.unsubscribe(channel, host.onMessage, true);
   }
 
   close(): Promise<void> {
-    if (this.#closing !== undefined) return this.#closing;
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
+    this.#closed = true;
     this.#generation++;
-    this.#reporter.set('closed');
-    this.#rejectStarted?.(new BackplaneUnavailableError('the redis backplane was closed before it became ready'));
-    this.#started?.catch(() => undefined);
     const clients = [this.#pub, this.#sub];
     this.#pub = undefined;
     this.#sub = undefined;
-    this.#closing = Promise.all(clients.map((client) => closeClient(client))).then(() => undefined);
-    return this.#closing;
-  }
-
-  // Arrow function: one stable identity, so node-redis treats repeated subscribes as no-ops.
-  readonly #onMessage = (message: Buffer, channel: Buffer): void => {
-    const name = channel.toString();
-    if (name === this.#control) {
-      this.#onControl(message);
-      return;
-    }
-    const target = this.#channels.get(name);
-    if (target === undefined || this.#handler === undefined) return;
-    const envelope = decodeEnvelope(message);
-    if (envelope === null || isOwnEcho(envelope, this.#opts.instanceId)) return;
-    try {
-      this.#handler(target, envelope.frame, envelope.position);
-    } catch (err) {
-      this.#logger.error({ err }, 'frame handler threw');
-    }
-  };
-
-  #onControl(message: Buffer): void {
-    try {
-      this.#controlHandler?.(message);
-    } catch (err) {
-      this.#logger.error({ err }, 'control handler threw');
-    }
+    return Promise.all(clients.map((client) => closeClient(client))).then(() => undefined);
   }
 
   /** Replaces the connection pair with a new one to `target`; node-redis retries each connection until it succeeds. */
@@ -398,7 +149,7 @@ export class RedisBackplane implements Backplane {
     for (const client of [pub, sub]) {
       client.on('error', (err: unknown) => {
         if (!current()) return;
-        this.#reporter.noteError(err);
+        this.#host?.noteError(err);
         this.#recompute();
       });
       client.on('reconnecting', () => {
@@ -407,7 +158,7 @@ export class RedisBackplane implements Backplane {
         if (client === pub) {
           this.#roleOk = false;
           // A reconnect may reach a restarted server with an empty script cache.
-          this.#scriptsLoadedFor = -1;
+          this.#preparedFor = -1;
         }
         this.#recompute();
       });
@@ -429,26 +180,20 @@ export class RedisBackplane implements Backplane {
   /** Makes the subscriber's channels match `#channels`; node-redis resubscribes on its own, this covers what it missed. */
   async #syncSubscriptions(generation: number): Promise<void> {
     const sub = this.#sub;
-    if (sub === undefined) return;
+    const host = this.#host;
+    if (sub === undefined || host === undefined) return;
     try {
-      const wanted = [...this.#channels.keys()];
-      await withTimeout(sub.subscribe(wanted, this.#onMessage, true), COMMAND_TIMEOUT_MS, () => new Error('SUBSCRIBE timed out'));
-      const presence = [...this.#presenceChannels.channels.keys()];
-      if (presence.length > 0) {
-        await withTimeout(sub.subscribe(presence, this.#presenceChannels.listener, true), COMMAND_TIMEOUT_MS, () => new Error('SUBSCRIBE timed out'));
-      }
-      const known = (channel: string): boolean => this.#channels.has(channel) || this.#presenceChannels.channels.has(channel);
-      const stale = [...sub.getPubSubListeners('CHANNELS').keys()].filter((channel) => !known(channel));
+      await withTimeout(sub.subscribe(host.wantedChannels(), host.onMessage, true), COMMAND_TIMEOUT_MS, () => new Error('SUBSCRIBE timed out'));
+      const stale = [...sub.getPubSubListeners('CHANNELS').keys()].filter((channel) => !host.isWanted(channel));
       if (stale.length > 0) {
-        // Without a listener: drops every listener of those channels, room and presence ones alike.
-        await withTimeout(sub.unsubscribe(stale), COMMAND_TIMEOUT_MS, () => new Error('UNSUBSCRIBE timed out'));
+        await withTimeout(sub.unsubscribe(stale, host.onMessage, true), COMMAND_TIMEOUT_MS, () => new Error('UNSUBSCRIBE timed out'));
       }
       if (generation !== this.#generation || !sub.isReady) return;
       this.#subSynced = true;
       this.#recompute();
     } catch (err) {
       if (generation !== this.#generation) return;
-      this.#reporter.noteError(err);
+      host.noteError(err);
       // Retried by the next 'ready' or the periodic tick.
     }
   }
@@ -456,18 +201,15 @@ export class RedisBackplane implements Backplane {
   /** ROLE on the publisher: only a primary may take our publishes, or instances on the old primary never hear them. */
   async #checkRole(generation: number): Promise<void> {
     const pub = this.#pub;
-    if (pub === undefined || this.#roleCheckFor === generation) return;
+    const host = this.#host;
+    if (pub === undefined || host === undefined || this.#roleCheckFor === generation) return;
     this.#roleCheckFor = generation;
     try {
       // Before the first publish on this connection pair; see loadScripts for why.
-      if (this.#scriptsLoadedFor !== generation) {
-        const load = async (): Promise<void> => {
-          if (this.historyEnabled) await loadScripts((a) => pub.sendCommand(a));
-          await loadPresenceScripts((a) => pub.sendCommand(a));
-        };
-        await withTimeout(load(), COMMAND_TIMEOUT_MS, () => new Error(`SCRIPT LOAD: no reply within ${COMMAND_TIMEOUT_MS} ms`));
+      if (this.#preparedFor !== generation) {
+        await host.prepareNode((a) => pub.sendCommand(a, BUFFER_REPLIES));
         if (generation !== this.#generation) return;
-        this.#scriptsLoadedFor = generation;
+        this.#preparedFor = generation;
       }
       if (this.#roleUnsupported) {
         this.#roleOk = true;
@@ -484,7 +226,7 @@ export class RedisBackplane implements Backplane {
         return;
       }
       this.#roleOk = false;
-      this.#reporter.noteError(
+      host.noteError(
         new Error(`redis node ${this.#target.host}:${this.#target.port} is a ${role.role}, not the primary (failover); reconnecting`),
       );
       this.#recompute();
@@ -500,7 +242,7 @@ export class RedisBackplane implements Backplane {
         return;
       }
       // A node that cannot answer ROLE in time is hung (or the link is): report down until a check succeeds.
-      this.#reporter.noteError(new Error(`redis did not answer ROLE (${describeError(err)})`));
+      host.noteError(new Error(`redis did not answer ROLE (${describeError(err)})`));
       this.#roleOk = false;
       this.#recompute();
     } finally {
@@ -525,9 +267,8 @@ export class RedisBackplane implements Backplane {
   }
 
   #tick(): void {
-    if (this.#closing !== undefined) return;
-    const state = this.#reporter.state;
-    if (state === 'ready') {
+    if (this.#closed) return;
+    if (this.#ready) {
       void this.#checkRole(this.#generation);
       return;
     }
@@ -535,7 +276,6 @@ export class RedisBackplane implements Backplane {
     if (pub?.isReady === true && !this.#roleOk) void this.#checkRole(this.#generation);
     if (this.#sub?.isReady === true && !this.#subSynced) void this.#syncSubscriptions(this.#generation);
     if (
-      state === 'down' &&
       !sameAddress(this.#target, this.#configured) &&
       this.#downSince > 0 &&
       Date.now() - this.#downSince > REDIRECT_GIVE_UP_MS
@@ -547,23 +287,12 @@ export class RedisBackplane implements Backplane {
   }
 
   #recompute(): void {
-    if (this.#closing !== undefined) return;
-    const ready = this.#pub?.isReady === true && this.#sub?.isReady === true && this.#subSynced && this.#roleOk;
-    if (ready) {
-      this.#downSince = 0;
-      this.#reporter.set('ready');
-      this.#resolveStarted?.();
-      this.#resolveStarted = undefined;
-      this.#rejectStarted = undefined;
-      return;
-    }
-    if (this.#downSince === 0) this.#downSince = Date.now();
-    if (this.#reporter.state === 'ready') this.#reporter.set('down');
+    if (this.#closed) return;
+    this.#ready = this.#pub?.isReady === true && this.#sub?.isReady === true && this.#subSynced && this.#roleOk;
+    if (this.#ready) this.#downSince = 0;
+    else if (this.#downSince === 0) this.#downSince = Date.now();
+    this.#host?.setReady(this.#ready);
   }
-}
-
-function publishTimedOut(): Error {
-  return new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`);
 }
 
 function sameAddress(a: Address, b: Address): boolean {

@@ -28,6 +28,9 @@ export interface FramePosition {
  */
 export type FrameHandler = (target: Target, frame: Buffer, position?: FramePosition) => void;
 
+/** Called with the bytes of every message on an extra channel (see Backplane.listen), exactly as published. */
+export type RawHandler = (message: Buffer) => void;
+
 /** An idempotency key of the server API and how long it is remembered. */
 export interface Once {
   readonly key: string;
@@ -113,6 +116,16 @@ export interface Backplane {
   unwatchPresence(room: string): Promise<void>;
   /** Registers the single handler for joined/left events (client-ready frames) of watched rooms. */
   onPresence(handler: PresenceHandler): void;
+  /**
+   * Subscribes an extra channel (extraChannel, roomExtraChannel), kept across reconnects like a room's; every
+   * message published on it, by any instance this one included, goes to `handler` as raw bytes. One handler per
+   * channel; a second listen replaces it. Never rejects while down.
+   */
+  listen(channel: string, handler: RawHandler): Promise<void>;
+  /** Stops listening to an extra channel. */
+  unlisten(channel: string): Promise<void>;
+  /** Publishes raw bytes on an extra channel. Rejects with BackplaneUnavailableError while down. */
+  publishRaw(channel: string, message: Buffer): Promise<void>;
   /** Registers the single handler for frames from other instances. */
   onFrame(handler: FrameHandler): void;
   /** Registers a listener for state changes (ready/down/…). */
@@ -191,6 +204,40 @@ export function idempotencyKey(prefix: string, scope: Target | { readonly contro
   if (scope === null) return `{${broadcastChannel(prefix)}}:idem:${key}`;
   if (typeof scope !== 'string') return `{${controlChannel(prefix)}}:idem:${key}`;
   return `${prefix}:idem:{${scope}}:${key}`;
+}
+
+/** Names the reserved words of roomKey and extraChannel. */
+const RESERVED_KINDS = new Set(['room', 'meta', 'history', 'idem', 'broadcast', 'control']);
+
+function checkKind(what: string, kind: string): void {
+  if (kind === '' || RESERVED_KINDS.has(kind) || /[\s{}:#]/.test(kind)) {
+    throw new Error(
+      `${what} ${JSON.stringify(kind)} is not usable: pick a word other than ${[...RESERVED_KINDS].join(', ')}, without spaces, braces, colons or #`,
+    );
+  }
+}
+
+/**
+ * An extra channel every instance may listen to (Backplane.listen), beside the control channel that the server API
+ * owns (onControl): `<prefix>:<name>`.
+ */
+export function extraChannel(prefix: string, name: string): string {
+  checkKind('extra channel name', name);
+  return `${prefix}:${name}`;
+}
+
+/**
+ * A per-room key or extra channel named by `kind` (such as "presence"), on the room's cluster slot: its hash tag is
+ * the room's, as in roomChannel and the history keys, so one script may touch the room's keys and publish on it.
+ */
+export function roomKey(prefix: string, kind: string, room: string): string {
+  checkKind('room key kind', kind);
+  return `${prefix}:${kind}:{${room}}`;
+}
+
+/** A per-room extra channel (Backplane.listen), on the room's cluster slot; see roomKey. */
+export function roomExtraChannel(prefix: string, kind: string, room: string): string {
+  return roomKey(prefix, kind, room);
 }
 
 /**

@@ -8,7 +8,7 @@ import { BackplaneUnavailableError, type Backplane } from '../backplane/types';
 import type { ServiceConfig } from '../config';
 import type { Authenticated, ConnectionAuth, TokenLifetime } from '../token-lifetime';
 import type { RelayMetrics } from '../metrics';
-import { encodeAck, encodeError, encodeMessage, encodePong, parseClientFrame, type ClientFrame, type ProtocolError } from '../protocol';
+import { encodeAck, encodeError, encodeMessage, encodePong, parseClientFrame, type ClientFrame, type ProtocolError, type ProtocolVersion } from '../protocol';
 import { join } from './join';
 import type { Presence } from './presence';
 import type { Outbound, OutboundPeer } from './outbound';
@@ -52,6 +52,8 @@ export class Session implements Member, OutboundPeer, TokenBucket, Authenticated
   /** Index in the hub's heartbeat pass, so a closed session's entry is cleared at once; -1 when not in it. */
   heartbeatSlot = -1;
   closing = false;
+  /** Protocol 2 sends no ack for a publish without an id (see docs/protocol.md). */
+  protocol: ProtocolVersion = 1;
   corked = false;
   overSince = 0;
   /** Set once the socket has closed and left every room. */
@@ -264,7 +266,7 @@ export class Session implements Member, OutboundPeer, TokenBucket, Authenticated
     (backplane.historyEnabled ? backplane.append(room, frame) : backplane.publish(room, frame)).then(
       () => {
         this.settleInflight(frame.length);
-        this.send(encodeAck(id));
+        if (id !== undefined || this.protocol === 1) this.send(encodeAck(id));
       },
       (err: unknown) => {
         this.settleInflight(frame.length);

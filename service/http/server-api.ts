@@ -129,18 +129,33 @@ async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const tooLarge = (): ApiError => new ApiError(413, 'too_large', `the body is over RELAY_MAX_PAYLOAD_BYTES=${limit} bytes; send less data`);
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw tooLarge();
-    chunks.push(chunk);
-  }
+  const body = await readBody(req, limit, tooLarge);
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    return JSON.parse(body.toString('utf8')) as unknown;
   } catch {
     throw new ApiError(400, 'bad_frame', 'the body is not valid JSON; send one JSON object such as {"room":"lobby","data":{"text":"hi"}}');
   }
+}
+
+/** The request body, or `tooLarge()` once it passes `limit` bytes (the rest is not read). */
+function readBody(req: IncomingMessage, limit: number, tooLarge: () => ApiError): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size <= limit) {
+        chunks.push(chunk);
+        return;
+      }
+      req.off('data', onData);
+      req.pause();
+      reject(tooLarge());
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+    req.once('error', reject);
+  });
 }
 
 const publishSchema = z.strictObject({

@@ -11,6 +11,7 @@ export interface RelayPosition {
 export interface RelayWelcome {
   readonly connectionId: string;
   readonly instanceId: string;
+  /** The protocol version the relay speaks on this connection: 2 (the client asks for it with `?protocol=2`), or 1 from a relay that predates protocol 2. */
   readonly protocol: number;
   readonly url: string;
 }

@@ -281,7 +281,7 @@
     this.url = url;
     var opening = ++this._opening;
     if (typeof this._getToken !== 'function') {
-      this._openSocket(url, url);
+      this._openSocket(url, connectTarget(url));
       return;
     }
     // A fresh token for every connection: the one the last connection used may have expired meanwhile. A getToken()
@@ -300,7 +300,7 @@
     callGetToken(this._getToken).then(function (token) {
       if (self._opening !== opening || self.state === 'closed') return;
       clearTimeout(tokenTimer);
-      self._openSocket(url, withToken(url, token));
+      self._openSocket(url, connectTarget(url, token));
     }, failed);
   };
 
@@ -675,9 +675,14 @@
   }
 
   /** The URL with its `token` query parameter set (replacing one already there). */
-  function withToken(url, token) {
+  /**
+   * The URL the socket opens: `url` with `protocol=2` (every request of this client carries an id, so it is still
+   * acked; see docs/protocol.md) and the token, if any.
+   */
+  function connectTarget(url, token) {
     var u = new URL(url);
-    u.searchParams.set('token', token);
+    u.searchParams.set('protocol', '2');
+    if (token !== undefined) u.searchParams.set('token', token);
     return u.toString();
   }
 

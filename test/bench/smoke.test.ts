@@ -5,6 +5,7 @@ import { REPO_ROOT } from '../../app/paths';
 import { runArtifact } from '../../bench/artifact-start';
 import { runFanout, type FanoutTargetSpec } from '../../bench/fanout';
 import { runIdleFootprint } from '../../bench/idle-footprint';
+import { manyRoomsChecks, manyRoomsSection, runManyRooms } from '../../bench/many-rooms';
 import { captureEnvironment, sampleLoad } from '../../bench/lib/environment';
 import { livePids, stopAllProcesses } from '../../app/processes';
 import { startBenchRelay } from '../../bench/lib/servers';
@@ -97,6 +98,31 @@ describe('bench smoke runs', () => {
     expect(md).toContain(`| ${fmt(relay.bytesPerConnection)} B | ${relay.runs.map((r) => fmt(r.bytesPerConnection)).join(', ')} B |`);
     expectNoProcessLeft();
   }, 60_000);
+
+  it('many rooms: measures the relay (protocol 2, recovery on) and the floor, Redis commands per delivery included', async () => {
+    const [relay, floor] = targets;
+    const manyTargets = [{ ...relay, env: { ...relay.env, RELAY_HISTORY_SIZE: '1000', RELAY_CHANNEL_PREFIX: 'smoke-many' }, wsQuery: 'protocol=2' }, floor];
+    const result = await runManyRooms({ targets: manyTargets, rooms: 10, membersPerRoom: 4, rates: [50], bisectSteps: 0, repeats: 1, warmupMs: 200, measureMs: 1000, heartbeatRunMs: 1000, log });
+    expect(result.targets.map((t) => t.name)).toEqual(['relay', 'floor']);
+    for (const t of result.targets) {
+      expect(t.points).toHaveLength(1);
+      const p = t.points[0];
+      expect(p.deliveriesPerSec).toBeGreaterThan(0);
+      expect(p.p99Ms).toBeGreaterThanOrEqual(p.p50Ms);
+      expect(p.worstSecondP99Ms).toBeGreaterThan(0);
+      expect(p.serverCpuPer100k).toBeGreaterThanOrEqual(0);
+      // The floor publishes once per message: 1 command per 4 deliveries, plus the INFO calls and its own traffic.
+      expect(p.redisCommandsPerDelivery).toBeGreaterThan(0);
+    }
+    expect(result.targets[1].points[0].redisCommandsPerDelivery).toBeLessThan(0.5);
+    // The heartbeat run is for relay targets at their saturation rate only.
+    expect(result.targets[1].heartbeat).toBeUndefined();
+    if (result.targets[0].saturationRate > 0) expect(result.targets[0].heartbeat?.windowMs).toBe(1000);
+    const report = manyRoomsSection(result).join('\n');
+    expect(report).toContain('### relay');
+    expect(manyRoomsChecks(result).map((c) => c.target)).toHaveLength(3);
+    expectNoProcessLeft();
+  }, 120_000);
 
   it('synth: times the cdktf.json app and the one-resource app in a copy of the repository', async () => {
     const result = await runSynth({ runs: 1, log });

@@ -1,5 +1,5 @@
 /** The pure parts of recovery: the envelope that carries a seq, and the rule that decides whether a gap can be filled. */
-import { classify, historyKeys, parseReadReply } from '../../service/backplane/history';
+import { classify, historyKey, parseReadReply } from '../../service/backplane/history';
 import { decodeEnvelope, isOwnEcho, roomChannel } from '../../service/backplane/types';
 
 describe('envelopes', () => {
@@ -25,8 +25,8 @@ describe('envelopes', () => {
 describe('history keys', () => {
   it('share the hash tag of the room channel, and broadcast keys cannot collide with a room', () => {
     expect(roomChannel('app', 'lobby')).toBe('app:room:{lobby}');
-    expect(historyKeys('app', 'lobby')).toEqual(['app:meta:{lobby}', 'app:history:{lobby}']);
-    expect(historyKeys('app', null)).toEqual(['{app:broadcast}:meta', '{app:broadcast}:history']);
+    expect(historyKey('app', 'lobby')).toBe('app:history:{lobby}');
+    expect(historyKey('app', null)).toBe('{app:broadcast}:history');
   });
 });
 

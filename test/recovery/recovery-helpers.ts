@@ -13,6 +13,17 @@ export interface Position {
 
 let nextId = 0;
 
+/**
+ * A room's position as Redis holds it: the history stream's last id is `<epoch>-<seq>`. Takes the output of
+ * `redis-cli XINFO STREAM <key>`; null when the stream does not exist.
+ */
+export function streamPosition(xinfo: string): Position | null {
+  const lines = xinfo.split('\n').map((l) => l.trim());
+  const at = lines.indexOf('last-generated-id');
+  const match = at < 0 ? null : /^(\d+)-(\d+)$/.exec(lines[at + 1] ?? '');
+  return match === null ? null : { epoch: match[1], seq: match[2] };
+}
+
 /** Sends a join (with `since` when given) and returns the ack or error that answers it. */
 export async function join(client: TestClient, room: string, since?: Position): Promise<Frame> {
   const id = `j${++nextId}`;

@@ -7,7 +7,7 @@
 import { useClients, useRedis, useRelays } from '../helpers/fixtures';
 import { injectedDelay, trustedEnv } from '../helpers/load';
 import type { TestClient } from '../helpers/ws-client';
-import { WAIT_MS, expectConsecutive, join, publish, roomMessages, waitForCondition, type Position } from './recovery-helpers';
+import { WAIT_MS, expectConsecutive, streamPosition, join, publish, roomMessages, waitForCondition, type Position } from './recovery-helpers';
 
 jest.setTimeout(180_000);
 
@@ -57,7 +57,9 @@ describe('redis restart', () => {
 
     for (const r of readers) {
       // The room's position in Redis now: the new epoch and its last seq.
-      const [epoch, seq] = (await redis.cli('HMGET', `restart:meta:{${r.room}}`, 'epoch', 'seq')).trim().split('\n');
+      const position = streamPosition(await redis.cli('XINFO', 'STREAM', `restart:history:{${r.room}}`));
+      expect(position).not.toBeNull();
+      const { epoch, seq } = position!;
       expect(epoch).not.toBe(r.epoch);
       const last = Number(seq);
       expect(last).toBeGreaterThan(0);

@@ -2,7 +2,8 @@ import { createServer, type Socket } from 'node:net';
 import { expect } from '@jest/globals';
 import pino from 'pino';
 import { RedisBackplane, type RedisBackplaneOptions } from '../../service/backplane/redis';
-import { BackplaneUnavailableError } from '../../service/backplane/types';
+import { script } from '../../service/backplane/history';
+import { BackplaneUnavailableError, extraChannel, roomExtraChannel, roomKey } from '../../service/backplane/types';
 import { freePort } from '../../app/free-port';
 import { observe, waitState } from '../helpers/backplane-observer';
 import { useClients, useRedis } from '../helpers/fixtures';
@@ -95,12 +96,13 @@ describe('RedisBackplane against one redis-server', () => {
     const a = backplane(redis.url, 'a', { channelPrefix: 'ondemand' });
     await a.start();
     const channels = async () => (await redis.cli('PUBSUB', 'CHANNELS', 'ondemand:*')).split('\n').filter(Boolean).sort();
-    expect(await channels()).toEqual(['ondemand:broadcast']);
+    // The broadcast and control channels are always subscribed; room channels only while the room has members.
+    expect(await channels()).toEqual(['ondemand:broadcast', 'ondemand:control']);
     await a.subscribe('r1');
     await a.subscribe('r1');
-    expect(await channels()).toEqual(['ondemand:broadcast', 'ondemand:room:{r1}']);
+    expect(await channels()).toEqual(['ondemand:broadcast', 'ondemand:control', 'ondemand:room:{r1}']);
     await a.unsubscribe('r1');
-    expect(await channels()).toEqual(['ondemand:broadcast']);
+    expect(await channels()).toEqual(['ondemand:broadcast', 'ondemand:control']);
     await a.unsubscribe('never-joined');
   });
 
@@ -176,7 +178,7 @@ describe('RedisBackplane when Redis goes away', () => {
     await waitState(a, 'ready', 15_000);
     await waitState(b, 'ready', 15_000);
     const channels = (await redis.cli('PUBSUB', 'CHANNELS', 'restart:*')).split('\n').filter(Boolean).sort();
-    expect(channels).toEqual(['restart:broadcast', 'restart:room:{room1}', 'restart:room:{room2}']);
+    expect(channels).toEqual(['restart:broadcast', 'restart:control', 'restart:room:{room1}', 'restart:room:{room2}']);
     await a.publish('room1', Buffer.from('after-1'));
     await a.publish('room2', Buffer.from('after-2'));
     await a.publish(null, Buffer.from('after-all'));
@@ -184,6 +186,58 @@ describe('RedisBackplane when Redis goes away', () => {
     expect(seenB.texts()).toEqual(['before', 'after-1', 'after-2', 'after-all']);
     expect(seenA.states).toEqual(['ready', 'down', 'ready']);
     expect(seenB.states).toEqual(['ready', 'down', 'ready']);
+  });
+});
+
+describe('RedisBackplane extension points', () => {
+  it('carries raw bytes on an extra channel and a per-room channel, and keeps them across a Redis restart', async () => {
+    const redis = await redisServers.start();
+    const a = backplane(redis.url, 'a', { channelPrefix: 'ext' });
+    const b = backplane(redis.url, 'b', { channelPrefix: 'ext' });
+    await Promise.all([a.start(), b.start()]);
+    const got: string[] = [];
+    await a.listen(extraChannel('ext', 'sync'), (m) => got.push(`a ${m.toString()}`));
+    await b.listen(extraChannel('ext', 'sync'), (m) => got.push(`b ${m.toString()}`));
+    await b.listen(roomExtraChannel('ext', 'presence', 'r1'), (m) => got.push(`b presence ${m.toString()}`));
+    await a.publishRaw(extraChannel('ext', 'sync'), Buffer.from('hello'));
+    // Every listener hears it, the publisher included: extra channels carry raw bytes, with no echo filter.
+    await waitUntil(() => got.length === 2, 5_000, `both instances to hear the extra channel message (got ${JSON.stringify(got)})`);
+    expect(got.sort()).toEqual(['a hello', 'b hello']);
+
+    await redis.kill('SIGKILL');
+    await waitState(a, 'down');
+    await expect(a.publishRaw(extraChannel('ext', 'sync'), Buffer.from('x'))).rejects.toBeInstanceOf(BackplaneUnavailableError);
+    await redis.restart();
+    await waitState(a, 'ready', 15_000);
+    await waitState(b, 'ready', 15_000);
+    const channels = (await redis.cli('PUBSUB', 'CHANNELS', 'ext:*')).split('\n').filter(Boolean).sort();
+    expect(channels).toEqual(['ext:broadcast', 'ext:control', 'ext:presence:{r1}', 'ext:sync']);
+    got.length = 0;
+    await a.publishRaw(roomExtraChannel('ext', 'presence', 'r1'), Buffer.from('joined'));
+    await waitUntil(() => got.length === 1, 5_000, 'the per-room message after the restart');
+    expect(got).toEqual(['b presence joined']);
+
+    await b.unlisten(extraChannel('ext', 'sync'));
+    expect((await redis.cli('PUBSUB', 'NUMSUB', 'ext:sync')).split('\n').filter(Boolean)).toEqual(['ext:sync', '1']);
+  });
+
+  it('loads a registered script before ready, runs it on the room key, and names the script when Redis refuses it', async () => {
+    const redis = await redisServers.start();
+    const counter = script("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+    const a = backplane(redis.url, 'a', { channelPrefix: 'lua' });
+    a.registerScript(counter);
+    await a.start();
+    expect((await redis.cli('SCRIPT', 'EXISTS', counter.sha)).trim()).toBe('1');
+    const key = roomKey('lua', 'count', 'r1');
+    expect(await a.runScript(counter, [key], ['5'])).toBe(5);
+    expect(await a.runScript(counter, [key], ['2'])).toBe(7);
+    expect((await redis.cli('GET', 'lua:count:{r1}')).trim()).toBe('7');
+    // Not registered: EVALSHA misses and the script is sent with EVAL.
+    const echo = script('return ARGV[1]');
+    expect(await a.runScript(echo, [key], ['bytes'])).toEqual(Buffer.from('bytes'));
+    await expect(a.runScript(counter, [key], ['not-a-number'])).rejects.toThrow(
+      new RegExp(`^script ${counter.sha.slice(0, 12)} failed on redis: .*not an integer`),
+    );
   });
 });
 
@@ -275,7 +329,7 @@ describe('RedisBackplane failover (cluster mode disabled)', () => {
 
     // Both now publish and subscribe on B.
     const onB = (await nodeB.cli('PUBSUB', 'CHANNELS', 'fo:*')).split('\n').filter(Boolean).sort();
-    expect(onB).toEqual(['fo:broadcast', 'fo:room:{r}']);
+    expect(onB).toEqual(['fo:broadcast', 'fo:control', 'fo:room:{r}']);
     expect(await nodeB.cli('PUBSUB', 'NUMSUB', 'fo:room:{r}')).toBe('fo:room:{r}\n2\n');
     await onA2.publish('r', Buffer.from('after'));
     await seen.waitFrames(2);

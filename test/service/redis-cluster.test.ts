@@ -1,7 +1,8 @@
 import { expect } from '@jest/globals';
 import pino from 'pino';
 import { ClusterBackplane } from '../../service/backplane/cluster';
-import { BackplaneUnavailableError, roomChannel } from '../../service/backplane/types';
+import { script } from '../../service/backplane/history';
+import { BackplaneUnavailableError, extraChannel, roomChannel, roomExtraChannel, roomKey } from '../../service/backplane/types';
 import { freePort } from '../../app/free-port';
 import { observe } from '../helpers/backplane-observer';
 import { useClients, useRedis, useRelays } from '../helpers/fixtures';
@@ -90,6 +91,33 @@ describe('ClusterBackplane against a 3-master Redis Cluster', () => {
     expect(seenB.states.slice(0, 3)).toEqual(['ready', 'down', 'ready']);
     // The other nodes marked the shard failed; later tests need the whole cluster serving again.
     await waitClusterOk(cluster);
+  });
+});
+
+describe('ClusterBackplane extension points', () => {
+  it('runs a script on the shard that owns the room, and carries extra and per-room channels on their slots', async () => {
+    const rooms = await roomsOnDistinctShards(cluster, PREFIX);
+    const setter = script("redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])");
+    const a = backplane(cluster.url, 'a');
+    const b = backplane(cluster.url, 'b');
+    a.registerScript(setter);
+    await Promise.all([a.start(), b.start()]);
+    for (const node of cluster.nodes) expect((await node.cli('SCRIPT', 'EXISTS', setter.sha)).trim()).toBe('1');
+    for (const { room, owner } of rooms) {
+      const key = roomKey(PREFIX, 'state', room);
+      expect(await a.runScript(setter, [key], [`v-${room}`])).toEqual(Buffer.from(`v-${room}`));
+      expect((await owner.cli('GET', key)).trim()).toBe(`v-${room}`);
+    }
+
+    const got: string[] = [];
+    await b.listen(extraChannel(PREFIX, 'sync'), (m) => got.push(`sync ${m.toString()}`));
+    const { room, owner } = rooms[2];
+    await b.listen(roomExtraChannel(PREFIX, 'presence', room), (m) => got.push(`presence ${m.toString()}`));
+    expect(await shardChannels(owner)).toContain(roomExtraChannel(PREFIX, 'presence', room));
+    await a.publishRaw(extraChannel(PREFIX, 'sync'), Buffer.from('hello'));
+    await a.publishRaw(roomExtraChannel(PREFIX, 'presence', room), Buffer.from('joined'));
+    await waitUntil(() => got.length === 2, 10_000, `both extra channel messages (got ${JSON.stringify(got)})`);
+    expect(got.sort()).toEqual(['presence joined', 'sync hello']);
   });
 });
 
