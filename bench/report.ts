@@ -9,6 +9,7 @@ import { manyRoomsChecks, manyRoomsSection, type ManyRoomsResult } from './many-
 import type { BenchEnvironment, LoadSample } from './lib/environment';
 import type { SynthResult } from './synth';
 import { serverApiSection, type ServerApiBenchResult } from './server-api';
+import { presenceSection, type PresenceBenchResult } from './presence';
 
 export interface ReportInput {
   readonly environment: BenchEnvironment;
@@ -24,6 +25,7 @@ export interface ReportInput {
   readonly artifact?: ArtifactResult;
   readonly manyRooms?: ManyRoomsResult;
   readonly serverApi?: ServerApiBenchResult;
+  readonly presence?: PresenceBenchResult;
 }
 
 /** One line of the targets table. */
@@ -153,6 +155,7 @@ export function renderReport(input: ReportInput): string {
   if (input.synth) out.push(...synthSection(input.synth));
   if (input.artifact) out.push(...artifactSection(input.artifact));
   if (input.serverApi) out.push(...serverApiSection(input.serverApi));
+  if (input.presence) out.push(...presenceSection(input.presence));
   if (existsSync(FINDINGS_FILE)) out.push(readFileSync(FINDINGS_FILE, 'utf8').trim(), '');
   return `${out.join('\n')}\n`;
 }

@@ -14,6 +14,7 @@ import { captureEnvironment, type LoadSample, sampleLoad } from './lib/environme
 import { renderReport } from './report';
 import { runSynth, type SynthResult } from './synth';
 import { runServerApiBench, type ServerApiBenchResult } from './server-api';
+import { runPresenceBench, type PresenceBenchResult } from './presence';
 
 /** Every benchmark client connects from 127.0.0.1 and stands for a different user: no per-address limits. */
 const BENCH_TOKEN_SECRET = 'bench-token-secret-0123456789';
@@ -31,7 +32,7 @@ export const RELAY_BENCH_ENV: Record<string, string> = {
 /** Message recovery on, at the relay's default history size. */
 const DEFAULT_RECOVERY_ENV: Record<string, string> = { RELAY_HISTORY_SIZE: '1000' };
 
-const BENCHMARKS = ['fanout', 'many', 'idle', 'synth', 'artifact', 'api'] as const;
+const BENCHMARKS = ['fanout', 'many', 'idle', 'synth', 'artifact', 'api', 'presence'] as const;
 type BenchName = (typeof BENCHMARKS)[number];
 
 interface CliOptions {
@@ -45,7 +46,7 @@ interface CliOptions {
   pin: boolean;
 }
 
-const USAGE = `usage: npm run bench -- [--only fanout,many,idle,synth,artifact,api] [--quick] [--out FILE] [--recovery-env KEY=VALUE[,KEY=VALUE] | --no-recovery] [--no-pin] [--cpu-prof DIR]
+const USAGE = `usage: npm run bench -- [--only fanout,many,idle,synth,artifact,api,presence] [--quick] [--out FILE] [--recovery-env KEY=VALUE[,KEY=VALUE] | --no-recovery] [--no-pin] [--cpu-prof DIR]
   --only          run only these benchmarks (default: all; many = the many-rooms workload)
   --quick         tiny configuration (seconds, for trying the harness; numbers are not meaningful)
   --out           report file (default: BENCHMARKS.md at the repository root)
@@ -123,6 +124,7 @@ async function main(): Promise<void> {
   let synth: SynthResult | undefined;
   let artifact: ArtifactResult | undefined;
   let serverApi: ServerApiBenchResult | undefined;
+  let presence: PresenceBenchResult | undefined;
 
   if (opts.only.has('fanout')) {
     const pinning = opts.pin ? defaultPinning() : null;
@@ -192,6 +194,10 @@ async function main(): Promise<void> {
     });
   }
 
+  if (opts.only.has('presence')) {
+    presence = await runPresenceBench({ target: relayTarget('presence', {}), members: opts.quick ? 200 : 10_000, requests: opts.quick ? 100 : 1000, log });
+  }
+
   const loadAfter = sampleLoad();
   const report = renderReport({
     environment: captureEnvironment(opts.out),
@@ -207,11 +213,12 @@ async function main(): Promise<void> {
     artifact,
     manyRooms,
     serverApi,
+    presence,
   });
   writeFileSync(opts.out, report);
   const jsonDir = join(REPO_ROOT, '.build', 'bench');
   mkdirSync(jsonDir, { recursive: true });
-  writeFileSync(join(jsonDir, 'results.json'), JSON.stringify({ fanout, manyRooms, idle, synth, artifact, serverApi }, null, 2));
+  writeFileSync(join(jsonDir, 'results.json'), JSON.stringify({ fanout, manyRooms, idle, synth, artifact, serverApi, presence }, null, 2));
   log(`wrote ${opts.out} and .build/bench/results.json in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
 

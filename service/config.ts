@@ -98,6 +98,12 @@ export interface ServiceConfig {
   readonly historyMemoryMaxBytes: number;
   /** RELAY_REPLAY_BUDGET_BYTES: replay bytes one connection may be sent per minute; a join over it gets recovered:false. @default 64 MiB */
   readonly replayBudgetBytes: number;
+  /** RELAY_PRESENCE: whether members are recorded for `presence` frames and joined/left events. @default true (on) */
+  readonly presence: boolean;
+  /** RELAY_PRESENCE_TTL_MS: a member of an instance that died is gone from presence (with its `left`) within this long. @default 30000 */
+  readonly presenceTtlMs: number;
+  /** RELAY_PRESENCE_LIST_MAX: most members listed in one `presence` reply; its `count` stays exact. @default 100 */
+  readonly presenceListMax: number;
   /** RELAY_API_KEY: the server API's bearer keys (one, or two during a rotation); null turns the API off (404). @default null */
   readonly apiKeys: readonly string[] | null;
   /** RELAY_API_IDEMPOTENCY_WINDOW_MS: how long an `idempotencyKey` of the server API is remembered. @default 300000 */
@@ -406,6 +412,16 @@ const schema = z.object({
   RELAY_REPLAY_BUDGET_BYTES: int(64 * 1024 * 1024, 1024, 1024 * 1024 * 1024).meta({
     description: 'Replay bytes one connection may be sent per minute; a join whose gap does not fit what is left is answered `recovered: false` with `reason: "budget"` (nothing is replayed).',
   }),
+  RELAY_PRESENCE: oneOf(['on', 'off'] as const, 'on').meta({
+    description:
+      'Presence: every join records the member in the backplane (one Redis script call, about 150 bytes per member, refreshed every `RELAY_PRESENCE_TTL_MS`/5 per room), so `presence` frames list a room\'s members on every instance and `join` with `presence: true` sends `joined`/`left` events. `off`: nothing is recorded and both are refused with `presence_disabled`.',
+  }),
+  RELAY_PRESENCE_TTL_MS: int(30_000, 500, 600_000).meta({
+    description: 'A member of an instance that stopped (killed, lost) is gone from presence, with one `left` event, within this long. Instances refresh their members every fifth of it.',
+  }),
+  RELAY_PRESENCE_LIST_MAX: int(100, 1, 1000).meta({
+    description: 'Most members listed in one `presence` reply; its `count` is always the exact number of members.',
+  }),
   RELAY_API_KEY: apiKeys().meta({
     description:
       'Bearer key of the server API (`/api/publish`, `/api/disconnect`, `/api/rooms/<room>`, see docs/protocol.md "Server API"). Two keys separated by a comma are both accepted, for a rotation: add the new key, deploy, move the callers, remove the old key. Never logged; the stacks set it from Secrets Manager.',
@@ -513,6 +529,9 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
     historyMaxBytes: v.RELAY_HISTORY_MAX_BYTES,
     historyMemoryMaxBytes: v.RELAY_HISTORY_MEMORY_MAX_BYTES,
     replayBudgetBytes: v.RELAY_REPLAY_BUDGET_BYTES,
+    presence: v.RELAY_PRESENCE === 'on',
+    presenceTtlMs: v.RELAY_PRESENCE_TTL_MS,
+    presenceListMax: v.RELAY_PRESENCE_LIST_MAX,
     apiKeys: v.RELAY_API_KEY,
     apiIdempotencyWindowMs: v.RELAY_API_IDEMPOTENCY_WINDOW_MS,
     apiRateLimit: v.RELAY_API_RATE_LIMIT,

@@ -9,6 +9,7 @@ import type { TokenClaims } from './auth';
 import type { Backplane, BackplaneState } from './backplane/types';
 import type { ServiceConfig } from './config';
 import { Outbound } from './core/outbound';
+import { Presence } from './core/presence';
 import { Registry } from './core/registry';
 import { Session, type Core } from './core/session';
 import type { RelayMetrics } from './metrics';
@@ -108,6 +109,7 @@ export class Hub {
       send: (session, data) => this.outbound.send(session, data),
       onOverflow: (session) => this.slowConsumer(session),
       maxHeldFrames: MAX_HELD_FRAMES,
+      onLeave: (session, room) => this.core.presence?.leave(session, room),
     });
     // Token expiry, refresh and permissions; null when token auth is off.
     const tokens = createTokenLifetime<Session>(config, {
@@ -126,6 +128,7 @@ export class Hub {
       metrics,
       outbound: this.outbound,
       registry: this.registry,
+      presence: config.presence ? new Presence<Session>({ config, backplane, logger, send: (session, data) => this.outbound.send(session, data) }) : null,
       close: (session, code, reason) => this.closeSession(session, code, reason),
       slowConsumer: (session) => this.slowConsumer(session),
     };
@@ -152,6 +155,7 @@ export class Hub {
     if (this.pingTimer) return;
     this.pingTimer = setInterval(() => this.heartbeat(), Math.max(1, Math.floor(this.opts.config.pingIntervalMs / HEARTBEAT_SLICES)));
     this.pingTimer.unref();
+    this.core.presence?.start();
   }
 
   /** Takes ownership of an upgraded socket and greets it. */
@@ -242,6 +246,11 @@ export class Hub {
       session.closing = true;
       session.ws.terminate();
     }
+  }
+
+  /** Removes this instance's members from presence (with their `left` events); before the backplane closes. */
+  closePresence(): Promise<void> {
+    return this.core.presence?.close() ?? Promise.resolve();
   }
 
   /** The socket closed (its 'close' listener): leaves every room and resolves `closed`. */

@@ -32,6 +32,7 @@ export type ErrorCode =
   | 'too_many_rooms'
   | 'unauthorized'
   | 'forbidden'
+  | 'presence_disabled'
   | 'backplane_unavailable';
 
 /**
@@ -52,7 +53,7 @@ const MAX_ID_LENGTH = 64;
 /** Seqs stay within the integers a JavaScript number holds exactly. */
 const SEQ_RE = /^(0|[1-9][0-9]{0,14})$/;
 const MAX_EPOCH_LENGTH = 64;
-const CLIENT_TYPES = ['join', 'leave', 'publish', 'ping', 'refresh'] as const;
+const CLIENT_TYPES = ['join', 'leave', 'publish', 'ping', 'refresh', 'presence'] as const;
 /**
  * Deepest nesting of arrays and objects accepted in `data`. The relay re-serialises `data` into the message frame,
  * and JSON.stringify recurses: a few thousand levels (a 10 KB frame) overflow the stack and the frame got no answer.
@@ -66,11 +67,12 @@ export interface Since {
 }
 
 export type ClientFrame =
-  | { readonly type: 'join'; readonly room: string; readonly id?: string; readonly since?: Since }
+  | { readonly type: 'join'; readonly room: string; readonly id?: string; readonly since?: Since; readonly presence?: boolean }
   | { readonly type: 'leave'; readonly room: string; readonly id?: string }
   | { readonly type: 'publish'; readonly room?: string; readonly data: unknown; readonly id?: string }
   | { readonly type: 'ping'; readonly id?: string }
-  | { readonly type: 'refresh'; readonly token: string; readonly id?: string };
+  | { readonly type: 'refresh'; readonly token: string; readonly id?: string }
+  | { readonly type: 'presence'; readonly room: string; readonly id?: string };
 
 /** A refusal to send back to the client. */
 export interface ProtocolError {
@@ -110,11 +112,16 @@ export function parseClientFrame(text: string): ParseResult {
       }
       return ok({ type: 'refresh', token: obj.token, id });
     case 'join':
-    case 'leave': {
+    case 'leave':
+    case 'presence': {
       const room = checkRoom(obj.room, obj.type, id);
       if (typeof room !== 'string') return room;
-      if (obj.type === 'leave') return ok({ type: 'leave', room, id });
-      if (obj.since === undefined) return ok({ type: 'join', room, id });
+      if (obj.type === 'leave' || obj.type === 'presence') return ok({ type: obj.type, room, id });
+      if (obj.presence !== undefined && typeof obj.presence !== 'boolean') {
+        return fail('bad_frame', `"presence" must be true (send joined/left events of the room) or false; received ${describe(obj.presence)}`, id);
+      }
+      const presence = obj.presence === undefined ? {} : { presence: obj.presence };
+      if (obj.since === undefined) return ok({ type: 'join', room, id, ...presence });
       const since = obj.since as Record<string, unknown> | null;
       if (
         since === null ||
@@ -131,7 +138,7 @@ export function parseClientFrame(text: string): ParseResult {
       if (since.epoch.length > MAX_EPOCH_LENGTH) {
         return fail('bad_frame', `"since.epoch" must be at most ${MAX_EPOCH_LENGTH} characters; received ${describe(since.epoch)}`, id);
       }
-      return ok({ type: 'join', room, id, since: { seq: since.seq, epoch: since.epoch } });
+      return ok({ type: 'join', room, id, since: { seq: since.seq, epoch: since.epoch }, ...presence });
     }
     case 'publish': {
       if (!('data' in obj)) {
@@ -185,6 +192,40 @@ export function encodeResync(room: string, position: { readonly seq: number; rea
  */
 export function encodeTokenExpiring(exp: number, closeAt: number): string {
   return JSON.stringify({ type: 'token_expiring', exp, closeAt });
+}
+
+/** One member of a room, as presence lists and joined/left events show it. */
+export interface PresenceMember {
+  /** The member's connection (the `connectionId` of its welcome). */
+  readonly connectionId: string;
+  /** The token's `sub`; null without token auth or without `sub`. */
+  readonly user: string | null;
+  /** The relay instance the connection is on. */
+  readonly instanceId: string;
+  /** When the member joined, in milliseconds since the epoch. */
+  readonly since: number;
+}
+
+/** A member's JSON, with its fields always in this order: stored as is and spliced into frames without re-parsing. */
+export function encodePresenceMember(member: PresenceMember): string {
+  return `{"connectionId":${JSON.stringify(member.connectionId)},"user":${JSON.stringify(member.user)},"instanceId":${JSON.stringify(member.instanceId)},"since":${member.since}}`;
+}
+
+/** The start of a `joined`/`left` event; the member's JSON and a closing brace complete it (also in the Redis scripts). */
+export function presenceEventHead(kind: 'joined' | 'left', room: string): string {
+  return `{"type":"${kind}","room":${JSON.stringify(room)},"member":`;
+}
+
+/** `{"type":"joined"|"left","room","member"}` from the member's stored JSON. */
+export function encodePresenceEvent(kind: 'joined' | 'left', room: string, memberJson: string): string {
+  return `${presenceEventHead(kind, room)}${memberJson}}`;
+}
+
+/** The reply to a `presence` frame: up to RELAY_PRESENCE_LIST_MAX members and the exact count of every instance's members. */
+export function encodePresence(id: string | undefined, room: string, members: readonly PresenceMember[], count: number): string {
+  const list = members.map(encodePresenceMember).join(',');
+  const head = id === undefined ? '{"type":"presence"' : `{"type":"presence","id":${JSON.stringify(id)}`;
+  return `${head},"room":${JSON.stringify(room)},"members":[${list}],"count":${count}}`;
 }
 
 export function encodePong(id: string | undefined): string {

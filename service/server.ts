@@ -379,6 +379,7 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
         for (const socket of upgrading) socket.destroy();
         await Promise.all([closeServer(server), closeServer(internalServer)]);
         try {
+          await hub.closePresence();
           await backplane.close();
         } catch (err) {
           logger.warn({ err }, 'backplane close failed');

@@ -7,6 +7,10 @@ import {
   type BackplaneStatus,
   type ControlHandler,
   type FrameHandler,
+  type PresenceHandler,
+  type PresenceList,
+  type PresenceMember,
+  type PresenceTiming,
   type RawHandler,
   type FramePosition,
   type Once,
@@ -15,6 +19,7 @@ import {
 } from './types';
 import { HISTORY_OFF, classify, frameHead, type HistoryOptions, type HistoryPosition, type HistoryRead, type ReadLimits } from './history';
 import { RoomHistories, type RoomHistory } from './memory-history';
+import { MemoryPresence } from './memory-presence';
 
 /** How often idle histories are dropped, at most; they are also checked lazily on every use. */
 const SWEEP_INTERVAL_MS = 30_000;
@@ -32,6 +37,7 @@ export class MemoryBackplane implements Backplane {
   private readonly listeners = new Set<(status: BackplaneStatus) => void>();
   private readonly histories: RoomHistories;
   private handler: FrameHandler | undefined;
+  private readonly presence = new MemoryPresence();
   private readonly rawHandlers = new Map<string, RawHandler>();
   private controlHandler: ControlHandler | undefined;
   /** Idempotency keys seen, in the order they expire (every key of one relay has the same window), with what they answer. */
@@ -163,6 +169,49 @@ export class MemoryBackplane implements Backplane {
     return Promise.resolve();
   }
 
+  presenceEnter(room: string, members: readonly PresenceMember[], timing: PresenceTiming): Promise<number> {
+    return settle(() => {
+      this.assertReady();
+      return this.presence.enter(room, members, timing);
+    });
+  }
+
+  /** Not refused while down: in one process nothing can disagree about who left. */
+  presenceLeave(room: string, connectionIds: readonly string[]): Promise<number> {
+    return settle(() => this.presence.leave(room, connectionIds));
+  }
+
+  presencePrune(room: string): Promise<number> {
+    return settle(() => this.presence.prune(room));
+  }
+
+  presenceCount(room: string): Promise<number> {
+    return settle(() => {
+      this.assertReady();
+      return this.presence.list(room, 0).count;
+    });
+  }
+
+  presenceMembers(room: string, limit: number): Promise<PresenceList> {
+    return settle(() => {
+      this.assertReady();
+      return this.presence.list(room, limit);
+    });
+  }
+
+  /** Every event reaches the handler; the hub keeps those of rooms a local member watches. */
+  watchPresence(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  unwatchPresence(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  onPresence(handler: PresenceHandler): void {
+    this.presence.onEvent(handler);
+  }
+
   /** Extra channels: the only instance is the only listener, so a publish comes straight back, as from Redis. */
   listen(channel: string, handler: RawHandler): Promise<void> {
     this.rawHandlers.set(channel, handler);
@@ -207,6 +256,7 @@ export class MemoryBackplane implements Backplane {
       if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
       this.sweepTimer = undefined;
       this.histories.clear();
+      this.presence.clear();
       this.rawHandlers.clear();
       this.onceKeys.clear();
       this.setState('closed');

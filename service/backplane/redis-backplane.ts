@@ -16,6 +16,8 @@
  * - After a reconnect the hub catches rooms up from the history when the state goes down → ready
  *   (hub.ts, registry.catchUpAll); listeners of extra channels see the same `onStateChange`.
  */
+import { PRESENCE_SCRIPTS, RedisPresenceStore } from './presence-store';
+import type { PresenceHandler, PresenceList, PresenceMember, PresenceTiming } from './types';
 import { ErrorReply } from '@redis/client';
 import type { Logger } from 'pino';
 import {
@@ -90,6 +92,7 @@ export class TransportBackplane implements Backplane {
   /** channel → use for every channel we want subscribed, broadcast included. */
   readonly #channels = new Map<string, ChannelUse>();
   readonly #scripts = new Set<LuaScript>();
+  readonly #presence: RedisPresenceStore;
   #handler: FrameHandler | undefined;
   #controlHandler: ControlHandler | undefined;
   #started: Promise<void> | undefined;
@@ -104,6 +107,8 @@ export class TransportBackplane implements Backplane {
     const settings = resolveConnectionSettings(opts.url, opts.authToken, opts.tlsCaFile);
     this.#logger = opts.logger.child({ url: redactUrl(opts.url), ...logFields });
     this.#transport = transport(settings, this.#logger);
+    this.#presence = new RedisPresenceStore(this, opts.channelPrefix, this.#transport.publishCommand);
+    for (const lua of Object.values(PRESENCE_SCRIPTS)) this.#scripts.add(lua);
     this.#batcher = new AppendBatcher({
       publishCommand: this.#transport.publishCommand,
       prefix: opts.channelPrefix,
@@ -244,6 +249,38 @@ export class TransportBackplane implements Backplane {
   async unlisten(channel: string): Promise<void> {
     if (this.#channels.get(channel)?.kind !== 'raw' || channel === this.#control) return;
     await this.#unwant(channel);
+  }
+
+  presenceEnter(room: string, members: readonly PresenceMember[], timing: PresenceTiming): Promise<number> {
+    return this.#presence.enter(room, members, timing);
+  }
+
+  presenceLeave(room: string, connectionIds: readonly string[]): Promise<number> {
+    return this.#presence.leave(room, connectionIds);
+  }
+
+  presencePrune(room: string): Promise<number> {
+    return this.#presence.prune(room);
+  }
+
+  async presenceCount(room: string): Promise<number> {
+    return (await this.#presence.list(room, 0)).count;
+  }
+
+  presenceMembers(room: string, limit: number): Promise<PresenceList> {
+    return this.#presence.list(room, limit);
+  }
+
+  watchPresence(room: string): Promise<void> {
+    return this.#presence.watch(room);
+  }
+
+  unwatchPresence(room: string): Promise<void> {
+    return this.#presence.unwatch(room);
+  }
+
+  onPresence(handler: PresenceHandler): void {
+    this.#presence.onEvent(handler);
   }
 
   onFrame(handler: FrameHandler): void {

@@ -7,6 +7,7 @@
  */
 
 import type { HistoryPosition, HistoryRead, ReadLimits } from './history';
+import type { PresenceMember } from '../protocol';
 
 /** `connecting` before the first connection, `ready` when publish and subscribe work, `down` while reconnecting, `closed` after close(). */
 export type BackplaneState = 'connecting' | 'ready' | 'down' | 'closed';
@@ -96,6 +97,26 @@ export interface Backplane {
   /** Unsubscribes from a room's channel; called by the hub after the room's last local member left. */
   unsubscribe(room: string): Promise<void>;
   /**
+   * Presence (every instance's members of a room, see presence-store.ts). Adds or refreshes local members' entries,
+   * each living `timing.lifetimeMs` from now; a member that was not there yet is announced with a `joined` event on
+   * the room's presence channel. Resolves with the number of new members.
+   */
+  presenceEnter(room: string, members: readonly PresenceMember[], timing: PresenceTiming): Promise<number>;
+  /** Removes members' entries; each one removed is announced with exactly one `left` event. Resolves with how many were. */
+  presenceLeave(room: string, connectionIds: readonly string[]): Promise<number>;
+  /** Removes entries whose lifetime ended (their instance stopped refreshing them), with one `left` event each. */
+  presencePrune(room: string): Promise<number>;
+  /** How many members the room has on every instance (live entries only). */
+  presenceCount(room: string): Promise<number>;
+  /** The exact count and at most `limit` of the room's members. */
+  presenceMembers(room: string, limit: number): Promise<PresenceList>;
+  /** Subscribes to the room's presence channel (joined/left events, handed to onPresence); called while a local member watches. */
+  watchPresence(room: string): Promise<void>;
+  /** Unsubscribes from the room's presence channel. */
+  unwatchPresence(room: string): Promise<void>;
+  /** Registers the single handler for joined/left events (client-ready frames) of watched rooms. */
+  onPresence(handler: PresenceHandler): void;
+  /**
    * Subscribes an extra channel (extraChannel, roomExtraChannel), kept across reconnects like a room's; every
    * message published on it, by any instance this one included, goes to `handler` as raw bytes. One handler per
    * channel; a second listen replaces it. Never rejects while down.
@@ -124,6 +145,41 @@ export class BackplaneUnavailableError extends Error {
 }
 
 export type { HistoryPosition, HistoryRead, ReadLimits, RecoveryOutcome } from './history';
+export type { PresenceMember } from '../protocol';
+
+/** Called with a `joined`/`left` event of a watched room, as client-ready JSON bytes. */
+export type PresenceHandler = (room: string, frame: Buffer) => void;
+
+/** A presence read: the exact number of members and the first of them, up to the read's limit. */
+export interface PresenceList {
+  readonly count: number;
+  readonly members: readonly PresenceMember[];
+}
+
+/** How long presence entries live and how often they are refreshed and pruned; see presenceTiming(). */
+export interface PresenceTiming {
+  /** RELAY_PRESENCE_TTL_MS: a member of a dead instance is gone (and its `left` sent) within this long. */
+  readonly ttlMs: number;
+  /** An entry expires this long after its last refresh. */
+  readonly lifetimeMs: number;
+  /** Every instance refreshes its members' entries and prunes its watched rooms this often. */
+  readonly tickMs: number;
+  /** The room's keys expire this long after the last refresh, so a room whose instances all died leaves nothing behind. */
+  readonly keyTtlMs: number;
+}
+
+/**
+ * Refreshed every tick (ttl/5) and living 3/4 of the ttl, an entry outlives two missed refreshes, and a dead instance's
+ * member expires within 3/4 ttl of its last refresh and is pruned at most a tick later: gone within the ttl.
+ */
+export function presenceTiming(ttlMs: number): PresenceTiming {
+  return { ttlMs, lifetimeMs: Math.floor((ttlMs * 3) / 4), tickMs: Math.max(1, Math.floor(ttlMs / 5)), keyTtlMs: ttlMs * 2 };
+}
+
+/** A room's presence channel: joined/left events, subscribed only by instances with a local member watching. */
+export function presenceChannel(prefix: string, room: string): string {
+  return `${prefix}:presence-events:{${room}}`;
+}
 
 /** Channel names shared by every backplane implementation; the prefix isolates apps sharing one Redis. */
 export function roomChannel(prefix: string, room: string): string {

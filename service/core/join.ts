@@ -15,7 +15,14 @@ const REPLAY_PAGE_FACTOR = 0.5;
 /** Frames per history read while replaying: one Redis reply stays about 1 MB at most (16 frames of 64 KB). */
 const REPLAY_PAGE_FRAMES = 16;
 
-export async function join(core: Core, session: Session, name: string, id: string | undefined, since: HistoryPosition | undefined): Promise<void> {
+export async function join(
+  core: Core,
+  session: Session,
+  name: string,
+  id: string | undefined,
+  since: HistoryPosition | undefined,
+  watch?: boolean,
+): Promise<void> {
   const { registry, config, backplane } = core;
   const denied = core.tokens?.refusal(session, 'join', name);
   if (denied) return session.sendError({ id, code: 'forbidden', message: denied });
@@ -30,13 +37,17 @@ export async function join(core: Core, session: Session, name: string, id: strin
   }
   const room = member ? registry.rooms.get(name) : registry.join(session, name);
   if (room === undefined) return;
+  // Stored before the ack (in parallel with the subscription and the history read), so presence lists the member once it is acked.
+  const entered = core.presence?.enter(session, name, watch);
   if (!backplane.historyEnabled) {
     await room.subscribed;
+    await entered;
     // Without history nothing can be recovered: a client asking to resume learns that it did not.
     session.send(encodeAck(id, since === undefined ? {} : { recovered: false }));
     return;
   }
   if (member && since === undefined) {
+    await entered;
     const position = registry.memberPosition(room, session);
     session.send(encodeAck(id, position === undefined ? {} : { position: wirePosition(position) }));
     return;
@@ -55,6 +66,7 @@ export async function join(core: Core, session: Session, name: string, id: strin
   if (read === undefined) {
     // Position unknown (backplane down): the client cannot resume from this join, and is told so.
     registry.endJoin(room, session);
+    await entered;
     session.send(encodeAck(id, since === undefined ? {} : { recovered: false }));
     for (const h of state.acked(undefined)) session.send(h.frame);
     return;
@@ -78,6 +90,8 @@ export async function join(core: Core, session: Session, name: string, id: strin
   const extra: Record<string, unknown> =
     since === undefined ? {} : outcome === 'ok' ? { recovered: true, replayed } : outcome === 'budget' ? { recovered: false, reason: 'budget' } : { recovered: false };
   extra.position = read.position;
+  await entered;
+  if (!current()) return;
   session.send(encodeAck(id, extra));
   let released = 0;
   for (const h of state.acked(position)) if (session.send(h.frame)) released++;

@@ -41,6 +41,8 @@ export interface RegistryOptions<M extends Member> {
   readonly onOverflow: (member: M) => void;
   /** Most frames held per room during a catch-up; beyond it they are dropped and read again from the history. */
   readonly maxHeldFrames: number;
+  /** Called after a member left a room, whatever the reason (leave, refresh, close). */
+  readonly onLeave?: (member: M, room: string) => void;
 }
 
 export class Registry<M extends Member> {
@@ -64,6 +66,7 @@ export class Registry<M extends Member> {
   /** Removes a member from a room; the last one out unsubscribes it. */
   leave(member: M, name: string): boolean {
     if (!member.rooms.delete(name)) return false;
+    this.opts.onLeave?.(member, name);
     const room = this.rooms.get(name);
     if (room === undefined) return true;
     room.members.delete(member);

@@ -10,6 +10,7 @@ import type { Authenticated, ConnectionAuth, TokenLifetime } from '../token-life
 import type { RelayMetrics } from '../metrics';
 import { encodeAck, encodeError, encodeMessage, encodePong, parseClientFrame, type ClientFrame, type ProtocolError, type ProtocolVersion } from '../protocol';
 import { join } from './join';
+import type { Presence } from './presence';
 import type { Outbound, OutboundPeer } from './outbound';
 import { takeToken, type TokenBucket } from './rate-limit';
 import type { Member, Registry } from './registry';
@@ -28,6 +29,8 @@ export interface Core {
   readonly registry: Registry<Session>;
   /** Token expiry, refresh and permissions; null when token auth is off. */
   readonly tokens: TokenLifetime<Session> | null;
+  /** Presence of rooms across instances; null when RELAY_PRESENCE=off. */
+  readonly presence: Presence<Session> | null;
   /** Starts the close handshake (terminated after a grace if it does not finish). */
   close(session: Session, code: number, reason: string): void;
   /** Closes a session as a slow consumer (1013). */
@@ -192,7 +195,11 @@ export class Session implements Member, OutboundPeer, TokenBucket, Authenticated
         this.send(encodePong(frame.id));
         return undefined;
       case 'join':
-        return join(this.core, this, frame.room, frame.id, frame.since);
+        if (frame.presence === true && this.core.presence === null) return this.presenceDisabled(frame.id);
+        return join(this.core, this, frame.room, frame.id, frame.since, frame.presence);
+      case 'presence':
+        if (this.core.presence === null) return this.presenceDisabled(frame.id);
+        return this.core.presence.query(this, frame.room, frame.id);
       case 'leave':
         this.core.registry.leave(this, frame.room);
         this.send(encodeAck(frame.id));
@@ -203,6 +210,15 @@ export class Session implements Member, OutboundPeer, TokenBucket, Authenticated
       case 'refresh':
         return this.refresh(frame.token, frame.id);
     }
+  }
+
+  private presenceDisabled(id: string | undefined): undefined {
+    this.sendError({
+      id,
+      code: 'presence_disabled',
+      message: 'presence is turned off on this relay (RELAY_PRESENCE=off): no presence frames and no join with "presence": true; join without it',
+    });
+    return undefined;
   }
 
   /** Takes a new token for the connection (same sub); rooms the new token may not join are left. */

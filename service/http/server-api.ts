@@ -4,7 +4,7 @@
  *
  *   POST /api/publish     {"room"?, "user"?, "data", "idempotencyKey"?}  → 200 {"seq","epoch"} | {"published":true}
  *   POST /api/disconnect  {"user"} | {"connectionId"}                     → 200 {"closed","instances"}
- *   GET  /api/rooms/<room>                                                 → 200 {"members","instances","position"}
+ *   GET  /api/rooms/<room>[?members=1]                                     → 200 {"members","instances","position"[,"presence"]}
  *
  * Errors are `{"error":{"code","message"}}` with the wire protocol's codes; nothing is delivered on any error.
  */
@@ -99,7 +99,7 @@ async function route(req: IncomingMessage, target: RequestTarget, keys: readonly
   if (takeToken(deps.bucket, { rateLimit: deps.config.apiRateLimit, rateBurst: deps.config.apiRateLimit, rateLimitMaxRejects: Infinity }) !== 'ok') {
     throw new ApiError(429, 'rate_limited', `over RELAY_API_RATE_LIMIT=${deps.config.apiRateLimit} requests per second on this instance; retry shortly`, { 'Retry-After': '1' });
   }
-  if (roomPath !== undefined) return roomInfo(decodeRoom(roomPath), deps);
+  if (roomPath !== undefined) return roomInfo(decodeRoom(roomPath), listMembers(target.query, deps.config), deps);
   const body = await readJson(req, deps.config.maxPayloadBytes);
   return path === '/api/publish' ? publish(body, deps) : disconnect(body, deps);
 }
@@ -230,12 +230,25 @@ async function disconnect(body: unknown, deps: ServerApiDeps): Promise<unknown> 
   return { closed: gathered.total, instances: gathered.instances };
 }
 
-async function roomInfo(room: string, deps: ServerApiDeps): Promise<unknown> {
-  const [members, position] = await Promise.all([
+async function roomInfo(room: string, withPresence: boolean, deps: ServerApiDeps): Promise<unknown> {
+  const [members, position, presence] = await Promise.all([
     deps.control.countMembers(room),
     deps.backplane.historyEnabled ? deps.backplane.readHistory(room, undefined).then((r) => r.position) : Promise.resolve(null),
+    withPresence ? deps.backplane.presenceMembers(room, deps.config.presenceListMax) : Promise.resolve(undefined),
   ]);
-  return { room, members: members.total, instances: members.instances, position };
+  const info = { room, members: members.total, instances: members.instances, position };
+  return presence === undefined ? info : { ...info, presence: { count: presence.count, members: presence.members } };
+}
+
+/** `?members=1` asks for the room's presence list (RELAY_PRESENCE on); `0` or no parameter leaves it out. */
+function listMembers(query: URLSearchParams, config: ServiceConfig): boolean {
+  const value = query.get('members');
+  if (value === null || value === '0') return false;
+  if (value !== '1') throw new ApiError(400, 'bad_frame', `"members" must be 1 (list the room's members) or 0; received ${JSON.stringify(value.slice(0, 70))}`);
+  if (!config.presence) {
+    throw new ApiError(400, 'presence_disabled', 'presence is turned off on this relay (RELAY_PRESENCE=off): the members cannot be listed; ask without ?members=1');
+  }
+  return true;
 }
 
 function checkSize(bytes: number, limit: number): void {

@@ -56,9 +56,43 @@ export interface RelayResyncEvent {
   readonly position?: RelayPosition;
 }
 
+/** A member of a room on any instance (presence). */
+export interface RelayPresenceMember {
+  /** The member's connection (its welcome's `connectionId`). */
+  readonly connectionId: string;
+  /** The `sub` of the member's token; null without token auth. */
+  readonly user: string | null;
+  /** The relay instance the member is connected to. */
+  readonly instanceId: string;
+  /** When the member joined, in milliseconds since the epoch. */
+  readonly since: number;
+}
+
+/** The relay's answer to presence(room). */
+export interface RelayPresence {
+  readonly type: 'presence';
+  readonly id: string;
+  readonly room: string;
+  /** At most the relay's RELAY_PRESENCE_LIST_MAX members. */
+  readonly members: readonly RelayPresenceMember[];
+  /** The exact number of members on every instance. */
+  readonly count: number;
+}
+
+/** A member joined or left a room this client joined with `{ presence: true }`. */
+export interface RelayPresenceEvent {
+  readonly room: string;
+  readonly member: RelayPresenceMember;
+}
+
+export interface RelayJoinOptions {
+  /** true: emit the room's `joined` / `left` events (kept across reconnects); false: stop them. @default unchanged (off on a first join) */
+  readonly presence?: boolean;
+}
+
 /**
  * Every error the client rejects with or emits. `code` is the relay's error code (bad_json, bad_frame, unknown_type,
- * invalid_room, too_large, rate_limited, too_many_rooms, unauthorized, forbidden, backplane_unavailable) or one of the
+ * invalid_room, too_large, rate_limited, too_many_rooms, unauthorized, forbidden, presence_disabled, backplane_unavailable) or one of the
  * client's own: invalid_option, invalid_argument, not_connected, disconnected, disconnected_by_server, closed, timeout, connect_timeout,
  * connect_failed, socket_error, listener_error, unknown_error, token_failed (getToken() threw, rejected or returned no
  * string), token_expiring (the relay says the token expires and there is no getToken to refresh it).
@@ -101,6 +135,10 @@ export interface RelayClientEvents {
   state: RelayState;
   /** A rejoin after a reconnect could not replay what was missed. */
   resync: RelayResyncEvent;
+  /** A member joined a room joined with `{ presence: true }` (this client's own join included). */
+  joined: RelayPresenceEvent;
+  /** A member left such a room: left, disconnected, or its instance died (then within RELAY_PRESENCE_TTL_MS). */
+  left: RelayPresenceEvent;
 }
 
 export interface RelayBackoffOptions {
@@ -158,7 +196,9 @@ export declare class RelayClient {
   off<E extends keyof RelayClientEvents>(event: E, listener: (payload: RelayClientEvents[E]) => void): this;
   /** Starts connecting; resolves once open (rooms rejoined). Rejects only if close() comes first. */
   connect(): Promise<RelayWelcome>;
-  join(room: string): Promise<RelayAck>;
+  join(room: string, options?: RelayJoinOptions): Promise<RelayAck>;
+  /** The room's members on every instance; the client must be in the room (else rejects with code "forbidden"). */
+  presence(room: string): Promise<RelayPresence>;
   leave(room: string): Promise<RelayAck>;
   /** `room` null broadcasts to every client on every instance. */
   publish(room: string | null, data: unknown): Promise<RelayAck>;

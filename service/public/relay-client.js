@@ -4,7 +4,8 @@
  * Browser: <script src="/relay-client.js"></script> defines the global `RelayClient`.
  * Node:    const { RelayClient } = require('./relay-client.js'); new RelayClient({ urls, WebSocket: require('ws') }).
  *
- * Requests (join, leave, publish, ping) return promises settled by the relay's ack / pong / error frame.
+ * Requests (join, leave, publish, ping, presence) return promises settled by the relay's ack / pong / presence /
+ * error frame. join(room, { presence: true }) also delivers the room's `joined` / `left` events.
  * After a disconnect the client reconnects with exponential backoff and jitter, rotating through `urls`,
  * and rejoins its rooms, asking for the messages it missed (`since`) when the relay numbers them.
  * With `getToken`, every connection gets a fresh token (`?token=`), and the client answers the relay's
@@ -28,7 +29,7 @@
   var OPEN = 1; // WebSocket.OPEN, identical in browsers and ws
   // The relay's close code for a connection its application's backend ended (POST /api/disconnect): never reconnect.
   var CLOSE_DISCONNECTED = 4003;
-  var EVENTS = ['open', 'message', 'close', 'reconnecting', 'error', 'state', 'resync'];
+  var EVENTS = ['open', 'message', 'close', 'reconnecting', 'error', 'state', 'resync', 'joined', 'left'];
 
   /**
    * @param {{ urls: string[], WebSocket?: Function, backoff?: { initialMs?: number, maxMs?: number },
@@ -101,6 +102,7 @@
     this._nextId = 1;
     this._pending = new Map(); // id -> { resolve, reject, timer, expect }
     this._rooms = new Set(); // rooms to rejoin after a reconnect
+    this._watched = new Set(); // rooms rejoined with presence: true
     this._lastSeen = new Map(); // room -> { seq, epoch } of the newest message seen
     this._listeners = {};
     this._openWaiters = [];
@@ -145,21 +147,46 @@
     return ready;
   };
 
-  /** Joins a room; resolves with the ack. The room is rejoined automatically after every reconnect. */
-  RelayClient.prototype.join = function (room) {
+  /**
+   * Joins a room; resolves with the ack. The room is rejoined automatically after every reconnect.
+   * With `{ presence: true }` the client also emits the room's `joined` and `left` events (members of every instance).
+   */
+  RelayClient.prototype.join = function (room, options) {
     var self = this;
     checkRoomArg('join', room);
-    return this._request({ type: 'join', room: room }, 'ack').then(function (ack) {
+    if (options !== undefined && (options === null || typeof options !== 'object' || Array.isArray(options))) {
+      return Promise.reject(relayError('invalid_argument', 'join(room, options): options must be an object such as { presence: true }, got ' + describe(options) + '.'));
+    }
+    var presence = options === undefined ? undefined : options.presence;
+    if (presence !== undefined && typeof presence !== 'boolean') {
+      return Promise.reject(relayError('invalid_argument', 'join(room, { presence }): presence must be true or false, got ' + describe(presence) + '.'));
+    }
+    var frame = { type: 'join', room: room };
+    if (presence !== undefined) frame.presence = presence;
+    return this._request(frame, 'ack').then(function (ack) {
       self._rooms.add(room);
+      if (presence === true) self._watched.add(room);
+      else if (presence === false) self._watched.delete(room);
       self._notePosition(room, ack);
       return ack;
     });
+  };
+
+  /**
+   * The members of a room the client is in, on every instance: resolves with the relay's reply
+   * `{ type: "presence", room, members: [{ connectionId, user, instanceId, since }], count }` (`count` is exact;
+   * `members` holds at most the relay's RELAY_PRESENCE_LIST_MAX of them).
+   */
+  RelayClient.prototype.presence = function (room) {
+    checkRoomArg('presence', room);
+    return this._request({ type: 'presence', room: room }, 'presence');
   };
 
   /** Leaves a room; it is no longer rejoined after a reconnect. */
   RelayClient.prototype.leave = function (room) {
     checkRoomArg('leave', room);
     this._rooms.delete(room);
+    this._watched.delete(room);
     this._lastSeen.delete(room);
     return this._request({ type: 'leave', room: room }, 'ack');
   };
@@ -226,6 +253,7 @@
           if (Array.isArray(ack.left)) {
             ack.left.forEach(function (room) {
               self._rooms.delete(room);
+              self._watched.delete(room);
               self._lastSeen.delete(room);
             });
           }
@@ -338,7 +366,14 @@
         return;
       case 'ack':
       case 'pong':
+      case 'presence':
         this._settle(frame, null);
+        return;
+      case 'joined':
+      case 'left':
+        if (typeof frame.room === 'string' && frame.member && typeof frame.member === 'object') {
+          this._emit(frame.type, { room: frame.room, member: frame.member });
+        }
         return;
       case 'token_expiring':
         this._onTokenExpiring(frame);
@@ -368,6 +403,7 @@
     var socket = this._socket;
     var rejoins = Array.from(this._rooms).map(function (room) {
       var frameOut = { type: 'join', room: room };
+      if (self._watched.has(room)) frameOut.presence = true;
       var seen = self._lastSeen.get(room);
       if (seen) frameOut.since = { seq: seen.seq, epoch: seen.epoch };
       return self._request(frameOut, 'ack').then(function (ack) {
@@ -382,6 +418,7 @@
         // The room stays in the set and the next reconnect tries again, unless the token forbids it.
         if (err.code === 'forbidden') {
           self._rooms.delete(room);
+          self._watched.delete(room);
           self._lastSeen.delete(room);
         }
         if (self._socket === socket) {

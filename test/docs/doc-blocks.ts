@@ -12,11 +12,15 @@ import {
   encodeError,
   encodeMessage,
   encodePong,
+  encodePresence,
+  encodePresenceEvent,
+  encodePresenceMember,
   encodeResync,
   encodeTokenExpiring,
   encodeWelcome,
   parseClientFrame,
   type ErrorCode,
+  type PresenceMember,
 } from '../../service/protocol';
 
 /** One fenced block: where it is, its info string split into language and arguments, and its text. */
@@ -195,6 +199,13 @@ function encodeServerFrame(frame: Record<string, unknown>, errorCodes: ReadonlyS
       if (frame.reason !== 'epoch' && frame.reason !== 'lost') return { problem: '"reason" must be "epoch" or "lost"' };
       return encodeResync(String(frame.room), { seq: Number(position.seq), epoch: position.epoch }, frame.reason);
     }
+    case 'presence': {
+      if (!Array.isArray(frame.members) || typeof frame.count !== 'number') return { problem: '"members" must be an array and "count" a number' };
+      return encodePresence(str(frame.id), String(frame.room), frame.members as PresenceMember[], frame.count);
+    }
+    case 'joined':
+    case 'left':
+      return encodePresenceEvent(frame.type, String(frame.room), encodePresenceMember(frame.member as PresenceMember));
     case 'error': {
       const code = String(frame.code);
       if (!errorCodes.has(code)) return { problem: `unknown error code ${JSON.stringify(code)}; service/protocol.ts has ${[...errorCodes].join(', ')}` };

@@ -92,11 +92,11 @@ export class TestClient {
     this.ws.send(data, { binary: opts.binary ?? false });
   }
 
-  /** Sends a frame with an id and resolves with the ack, pong or error that echoes it. */
+  /** Sends a frame with an id and resolves with the ack, pong, presence reply or error that echoes it. */
   request(frame: { id: string; [k: string]: unknown }, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Frame> {
     const id = frame.id;
     const wait = this.waitFor(
-      (f) => f.id === id && (f.type === 'ack' || f.type === 'pong' || f.type === 'error'),
+      (f) => f.id === id && (f.type === 'ack' || f.type === 'pong' || f.type === 'presence' || f.type === 'error'),
       timeoutMs,
       true,
     );

@@ -148,7 +148,7 @@ describe('hub: errors', () => {
     ['"a string"', 'bad_frame', 'frame must be a JSON object with a "type" field; received the string "a string"'],
     ['{"type":"publish","room":"r","id":"x"}', 'bad_frame', 'publish needs a "data" field (any JSON value); omit "room" to broadcast to every client'],
     ['{"type":"ping","id":12}', 'bad_frame', '"id" must be a string of at most 64 characters; received a number'],
-    ['{"type":"dance","id":"x"}', 'unknown_type', 'unknown frame type "dance"; expected one of join, leave, publish, ping, refresh'],
+    ['{"type":"dance","id":"x"}', 'unknown_type', 'unknown frame type "dance"; expected one of join, leave, publish, ping, refresh, presence'],
     ['{"type":"join","room":"bad room!","id":"x"}', 'invalid_room', 'room "bad room!" is invalid; use 1-128 characters of A-Z a-z 0-9 : _ . -'],
   ])('answers %s with %s', async (text, code, message) => {
     const { url } = await startRelay();

@@ -1,0 +1,179 @@
+/**
+ * Presence across relay processes sharing a real Redis (standalone and cluster): members of every instance listed,
+ * joined/left events to watchers on other instances, exactly one `left` per member whether it left, closed or its
+ * instance was killed (within RELAY_PRESENCE_TTL_MS), the cap on listed members and RELAY_PRESENCE=off.
+ */
+import { expect } from '@jest/globals';
+import { signHs256Token } from '../../service/auth';
+import { useClients, useRedis, useRelays } from '../helpers/fixtures';
+import { trustedEnv } from '../helpers/load';
+import { roomsOnDistinctShards, waitUntil } from '../helpers/redis-server';
+import { API_KEY, callApi, errorCode } from '../helpers/server-api';
+import type { Frame, TestClient } from '../helpers/ws-client';
+
+jest.setTimeout(120_000);
+
+const redis = useRedis();
+const relays = useRelays();
+const clients = useClients();
+
+const TTL_MS = 2000;
+const SECRET = 'presence-relays-secret-0123456';
+const token = (sub: string) => signHs256Token({ sub, exp: Math.floor(Date.now() / 1000) + 3600 }, SECRET);
+const connectionIds = (cs: readonly TestClient[]) => cs.map((c) => c.welcome.connectionId as string).sort();
+const memberIds = (reply: Frame) => (reply.members as Array<{ connectionId: string }>).map((m) => m.connectionId).sort();
+const eventsOf = (watcher: TestClient, type: 'joined' | 'left', room: string) =>
+  watcher.frames.filter((f) => f.type === type && f.room === room).map((f) => (f.member as { connectionId: string }).connectionId);
+
+async function joinAcked(cs: readonly TestClient[], room: string, extra: Record<string, unknown> = {}): Promise<void> {
+  const acks = await Promise.all(cs.map((c, i) => c.request({ type: 'join', room, id: `j${i}`, ...extra })));
+  for (const ack of acks) expect(ack.type).toBe('ack');
+}
+
+describe('presence across relays on one Redis', () => {
+  it('lists the members of both relays within 1 s of their join acks and tells a watcher on the other relay', async () => {
+    const server = await redis.start();
+    const [a, b] = await relays.pair(trustedEnv({ REDIS_URL: server.url, RELAY_CHANNEL_PREFIX: 'pres1' }));
+    const watcher = await clients.connect(a);
+    await joinAcked([watcher], 'team', { presence: true });
+    const onA = await clients.connectMany(a, 2);
+    const onB = await clients.connectMany(b, 3);
+    await Promise.all([joinAcked(onA, 'team'), joinAcked(onB, 'team')]);
+    const acked = Date.now();
+
+    const everyone = connectionIds([watcher, ...onA, ...onB]);
+    let reply: Frame | undefined;
+    for (let i = 0; i < 50 && memberIds(reply ?? { type: 'none', members: [] }).join() !== everyone.join(); i++) {
+      reply = await onB[0].request({ type: 'presence', room: 'team', id: `p${i}` });
+    }
+    expect(Date.now() - acked).toBeLessThan(1000);
+    expect(reply).toMatchObject({ type: 'presence', room: 'team', count: 6 });
+    expect(memberIds(reply as Frame)).toEqual(everyone);
+    const instances = new Map((reply?.members as Array<{ connectionId: string; instanceId: string }>).map((m) => [m.connectionId, m.instanceId]));
+    expect(instances.get(onB[0].welcome.connectionId as string)).toBe(onB[0].welcome.instanceId);
+    expect(instances.get(onA[0].welcome.connectionId as string)).toBe(onA[0].welcome.instanceId);
+    expect(onA[0].welcome.instanceId).not.toBe(onB[0].welcome.instanceId);
+
+    await waitUntil(() => eventsOf(watcher, 'joined', 'team').length === 6, 5000, 'the watcher to hear every joined');
+    expect(eventsOf(watcher, 'joined', 'team').sort()).toEqual(everyone);
+    expect(Number(await server.cli('HLEN', 'pres1:presence:{team}'))).toBe(6);
+  });
+
+  it('sends exactly one left for a member that leaves and one that closes, on the other relay too', async () => {
+    const server = await redis.start();
+    const [a, b] = await relays.pair(trustedEnv({ REDIS_URL: server.url, RELAY_CHANNEL_PREFIX: 'pres2' }));
+    const [watchA, watchB] = [await clients.connect(a), await clients.connect(b)];
+    await joinAcked([watchA, watchB], 'desk', { presence: true });
+    const [leaver, closer] = [await clients.connect(b), await clients.connect(a)];
+    await joinAcked([leaver, closer], 'desk');
+    await leaver.request({ type: 'leave', room: 'desk', id: 'l' });
+    await closer.close();
+    const gone = connectionIds([leaver, closer]);
+    for (const w of [watchA, watchB]) await waitUntil(() => eventsOf(w, 'left', 'desk').length >= 2, 5000, 'both left events');
+    // A marker after both: its joined comes after any duplicate left the removals could have published.
+    const marker = await clients.connect(a);
+    await joinAcked([marker], 'desk');
+    for (const w of [watchA, watchB]) {
+      await w.waitFor((f) => f.type === 'joined' && (f.member as { connectionId: string }).connectionId === marker.welcome.connectionId);
+      expect(eventsOf(w, 'left', 'desk').sort()).toEqual(gone);
+    }
+    expect((await watchA.request({ type: 'presence', room: 'desk', id: 'p' })).count).toBe(3);
+  });
+
+  it('removes the members of a SIGKILLed relay within RELAY_PRESENCE_TTL_MS, with one left each, seen on the survivor', async () => {
+    const server = await redis.start();
+    const [doomed, survivor] = await relays.pair(trustedEnv({ REDIS_URL: server.url, RELAY_CHANNEL_PREFIX: 'pres3', RELAY_PRESENCE_TTL_MS: String(TTL_MS) }));
+    const watchers = await clients.connectMany(survivor, 2);
+    await joinAcked(watchers, 'ops', { presence: true });
+    const lost = await clients.connectMany(doomed, 4);
+    await joinAcked(lost, 'ops');
+    for (const w of watchers) await waitUntil(() => eventsOf(w, 'joined', 'ops').length === 6, 5000, 'every joined');
+
+    doomed.signal('SIGKILL');
+    const killed = Date.now();
+    await doomed.waitExit(10_000);
+    const isLeftOf = (c: TestClient) => (f: Frame) => f.type === 'left' && (f.member as { connectionId: string }).connectionId === c.welcome.connectionId;
+    const leftAt = await Promise.all(watchers.flatMap((w) => lost.map((c) => w.waitFor(isLeftOf(c), TTL_MS * 3).then(() => Date.now()))));
+    expect(Math.max(...leftAt) - killed).toBeLessThanOrEqual(TTL_MS);
+    const reply = await watchers[0].request({ type: 'presence', room: 'ops', id: 'p' });
+    expect(reply.count).toBe(2);
+    expect(memberIds(reply)).toEqual(connectionIds(watchers));
+    // Two more prune rounds (a tick is a fifth of the TTL) would have published any second left.
+    const settled = Date.now() + (TTL_MS * 2) / 5;
+    await waitUntil(() => Date.now() > settled, TTL_MS, 'two more prune rounds');
+    for (const w of watchers) expect(eventsOf(w, 'left', 'ops').sort()).toEqual(connectionIds(lost));
+    expect(Number(await server.cli('ZCARD', 'pres3:presence-expiry:{ops}'))).toBe(2);
+  });
+
+  it('lists at most RELAY_PRESENCE_LIST_MAX members with the exact count, and refuses presence when RELAY_PRESENCE=off', async () => {
+    const server = await redis.start();
+    const [a, b] = await relays.pair(trustedEnv({ REDIS_URL: server.url, RELAY_CHANNEL_PREFIX: 'pres4', RELAY_PRESENCE_LIST_MAX: '3' }));
+    const members = [...(await clients.connectMany(a, 4)), ...(await clients.connectMany(b, 4))];
+    await joinAcked(members, 'crowd');
+    const reply = await members[0].request({ type: 'presence', room: 'crowd', id: 'p' });
+    expect(reply.count).toBe(8);
+    expect(reply.members).toHaveLength(3);
+
+    const off = await relays.start(trustedEnv({ REDIS_URL: server.url, RELAY_CHANNEL_PREFIX: 'pres4', RELAY_PRESENCE: 'off' }));
+    const c = await clients.connect(off);
+    await joinAcked([c], 'crowd');
+    expect(await c.request({ type: 'presence', room: 'crowd', id: 'q' })).toMatchObject({ type: 'error', id: 'q', code: 'presence_disabled' });
+    // Its members are not recorded: the count on the other relays is unchanged.
+    expect((await members[0].request({ type: 'presence', room: 'crowd', id: 'p2' })).count).toBe(8);
+  });
+});
+
+describe('presence on a Redis Cluster', () => {
+  it('keeps each room’s presence on the shard that owns it and delivers its events from there', async () => {
+    const cluster = await redis.cluster(3);
+    const prefix = 'cpres';
+    const rooms = await roomsOnDistinctShards(cluster, prefix);
+    const [a, b] = await relays.pair(trustedEnv({ REDIS_URL: cluster.url, REDIS_MODE: 'cluster', RELAY_CHANNEL_PREFIX: prefix }));
+    for (const { room, owner } of rooms) {
+      const watcher = await clients.connect(a);
+      await joinAcked([watcher], room, { presence: true });
+      const members = [await clients.connect(a), await clients.connect(b)];
+      await joinAcked(members, room);
+      const reply = await members[1].request({ type: 'presence', room, id: 'p' });
+      expect(reply.count).toBe(3);
+      expect(memberIds(reply)).toEqual(connectionIds([watcher, ...members]));
+      expect(Number(await owner.cli('HLEN', `${prefix}:presence:{${room}}`))).toBe(3);
+      for (const other of cluster.nodes.filter((n) => n !== owner)) {
+        // KEYS answers on any node (no MOVED): only the owner holds the room's presence.
+        expect((await other.cli('KEYS', `${prefix}:presence*{${room}}`)).trim()).toBe('');
+      }
+      await members[1].close();
+      await watcher.waitFor((f) => f.type === 'left' && (f.member as { connectionId: string }).connectionId === members[1].welcome.connectionId);
+      expect(eventsOf(watcher, 'joined', room).sort()).toEqual(connectionIds([watcher, ...members]));
+    }
+  });
+});
+
+describe('presence in the server API', () => {
+  it('lists the members of every relay with their token users on GET /api/rooms/<room>?members=1', async () => {
+    const server = await redis.start();
+    const env = { REDIS_URL: server.url, RELAY_CHANNEL_PREFIX: 'pres5', RELAY_API_KEY: API_KEY, RELAY_TOKEN_SECRET: SECRET };
+    const [a, b] = await relays.pair(trustedEnv(env));
+    const alice = await clients.connect(`${a.wsUrl}?token=${token('alice')}`);
+    const bob = await clients.connect(`${b.wsUrl}?token=${token('bob')}`);
+    await joinAcked([alice, bob], 'orders');
+
+    const info = await callApi(a, '/api/rooms/orders?members=1');
+    expect(info.status).toBe(200);
+    const presence = (info.body as { presence: { count: number; members: Array<{ user: string; instanceId: string }> } }).presence;
+    expect(presence.count).toBe(2);
+    expect(presence.members.map((m) => [m.user, m.instanceId]).sort()).toEqual([
+      ['alice', alice.welcome.instanceId],
+      ['bob', bob.welcome.instanceId],
+    ]);
+    expect((await callApi(a, '/api/rooms/orders')).body).not.toHaveProperty('presence');
+    const bad = await callApi(a, '/api/rooms/orders?members=yes');
+    expect(bad.status).toBe(400);
+    expect(errorCode(bad)).toBe('bad_frame');
+
+    const off = await relays.start(trustedEnv({ ...env, RELAY_PRESENCE: 'off' }));
+    const refused = await callApi(off, '/api/rooms/orders?members=1');
+    expect(refused.status).toBe(400);
+    expect(errorCode(refused)).toBe('presence_disabled');
+  });
+});
