@@ -3,7 +3,8 @@
  * same script that publishes, so a message is published at most once per key and window, and a repeated request gets
  * the first one's answer. The key sits in the hash slot of what it guards (see idempotencyKey in types.ts), so in
  * cluster mode the script runs on the shard that owns the room. Shared by the standalone and cluster backplanes; the
- * in-memory backplane keeps the keys in process (memory.ts).
+ * in-memory backplane keeps the keys in process (memory.ts). These scripts are not loaded ahead: the first request
+ * on a node runs EVAL once (runScript's fallback), which is harmless since API requests are independent of each other.
  */
 import { APPEND_SCRIPT, runScript, type LuaScript, type SendCommand } from './history';
 import { PUBLISH_TIMEOUT_MS, describeError, withTimeout } from './redis-common';
@@ -11,31 +12,45 @@ import { BackplaneUnavailableError, type OnceAppend } from './types';
 import { createHash } from 'node:crypto';
 
 /**
- * The append script, run once per key. KEYS: the append script's key for one message, then the idempotency key
- * (last). ARGV: the append script's arguments for that one message (history.ts appendArgs), then the window in
- * milliseconds (last). The append script runs unchanged as a local function (KEYS and ARGV are globals; it counts
- * its messages from ARGV in fives, so the extra last argument is not one), so it stays the one place that numbers,
- * stores and publishes. Returns {seq, epoch} for a new message, {'dup', '<seq> <epoch>'} when the key was seen
- * within the window.
+ * The append script's reply as a position `<epoch>-<seq>`, whatever shape the script answers in: a list of stream ids
+ * `<epoch>-<seq>` (one per message appended) or the bare seq, its epoch then in the meta hash (KEYS[1]).
  */
-const APPEND_ONCE_LUA = `
-local stored = redis.call('GET', KEYS[#KEYS])
-if stored then return {'dup', stored} end
-local function append()
-${APPEND_SCRIPT.source}
+const POSITION_OF_LUA = `
+local function position_of(reply)
+  if type(reply) == 'table' then return reply[1] end
+  return redis.call('HGET', KEYS[1], 'epoch') .. '-' .. reply
 end
-local epoch, seq = string.match(append()[1], '^(%d+)-(%d+)$')
-redis.call('SET', KEYS[#KEYS], seq .. ' ' .. epoch, 'PX', ARGV[#ARGV])
-return {seq, epoch}
 `;
 
-/** The append script for one message, returning the position it gave the message, {seq, epoch}. */
-const APPEND_POSITION_LUA = `
+/**
+ * The append script, run once per key. KEYS: the append script's keys, then the idempotency key (last). ARGV: the
+ * append script's arguments, then the window in milliseconds (last); both extras are removed before the append
+ * script runs, unchanged, as a local function (KEYS and ARGV are tables it reads), so it stays the one place that
+ * numbers, stores and publishes. Returns {'new', '<epoch>-<seq>'}, or {'dup', '<epoch>-<seq>'} with the first
+ * message's position when the key was seen within the window (nothing is appended).
+ */
+export const appendOnceLua = (append: string): string => `
+local idem, window = KEYS[#KEYS], ARGV[#ARGV]
+local stored = redis.call('GET', idem)
+if stored then return {'dup', stored} end
+KEYS[#KEYS] = nil
+ARGV[#ARGV] = nil
 local function append()
-${APPEND_SCRIPT.source}
+${append}
 end
-local epoch, seq = string.match(append()[1], '^(%d+)-(%d+)$')
-return {seq, epoch}
+${POSITION_OF_LUA}
+local position = position_of(append())
+redis.call('SET', idem, position, 'PX', window)
+return {'new', position}
+`;
+
+/** The append script answering the position it gave the message, {'new', '<epoch>-<seq>'}. */
+export const appendPositionLua = (append: string): string => `
+local function append()
+${append}
+end
+${POSITION_OF_LUA}
+return {'new', position_of(append())}
 `;
 
 /**
@@ -52,9 +67,9 @@ function script(source: string): LuaScript {
   return { source, sha: createHash('sha1').update(source).digest('hex') };
 }
 
-export const APPEND_ONCE_SCRIPT = script(APPEND_ONCE_LUA);
+export const APPEND_ONCE_SCRIPT = script(appendOnceLua(APPEND_SCRIPT.source));
 export const PUBLISH_ONCE_SCRIPT = script(PUBLISH_ONCE_LUA);
-export const APPEND_POSITION_SCRIPT = script(APPEND_POSITION_LUA);
+export const APPEND_POSITION_SCRIPT = script(appendPositionLua(APPEND_SCRIPT.source));
 
 /**
  * Runs the append script and returns the message's position: once per `idem` key and window when given (the
@@ -100,14 +115,13 @@ export async function publishOnceWithScript(
   return Number(Buffer.isBuffer(reply) ? reply.toString('latin1') : reply) === 1;
 }
 
-/** {seq, epoch} or {'dup', '<seq> <epoch>'} → OnceAppend; throws on any other shape. */
+/** {'new' | 'dup', '<epoch>-<seq>'} → OnceAppend; throws on any other shape. */
 export function parseAppendOnceReply(reply: unknown): OnceAppend {
   const text = (v: unknown): string => (Buffer.isBuffer(v) ? v.toString('latin1') : String(v));
-  if (!Array.isArray(reply) || reply.length !== 2) throw new Error(`unexpected append-once reply: ${String(reply)}`);
-  const [first, second] = reply.map(text) as [string, string];
-  const duplicate = first === 'dup';
-  const [seqText, epoch] = duplicate ? second.split(' ') : [first, second];
-  const seq = Number(seqText);
-  if (!Number.isSafeInteger(seq) || epoch === undefined || epoch === '') throw new Error(`unexpected append-once reply: ${reply.map(text).join(' ')}`);
-  return { position: { seq, epoch }, duplicate };
+  const parts = Array.isArray(reply) ? reply.map(text) : [];
+  // The epoch may itself contain '-': the seq is what follows the last one.
+  const match = parts.length === 2 && (parts[0] === 'new' || parts[0] === 'dup') ? /^(.+)-(\d+)$/.exec(parts[1] ?? '') : null;
+  const seq = Number(match?.[2]);
+  if (match === null || !Number.isSafeInteger(seq)) throw new Error(`unexpected append-once reply: ${parts.join(' ') || String(reply)}`);
+  return { position: { seq, epoch: match[1] ?? '' }, duplicate: parts[0] === 'dup' };
 }

@@ -110,6 +110,10 @@ describe('server API on one relay (in-memory backplane)', () => {
     const tooBig = await callApi(relay, '/api/publish', { body: { room: 'lobby', data: 'x'.repeat(4096) } });
     expect(tooBig.status).toBe(413);
     expect(errorCode(tooBig)).toBe('too_large');
+    // Without a length up front the body is counted as it arrives, and refused once it passes the limit.
+    const chunked = await callApi(relay, '/api/publish', { body: JSON.stringify({ room: 'lobby', data: 'x'.repeat(4096) }), headers: { 'Transfer-Encoding': 'chunked' } });
+    expect(chunked.status).toBe(413);
+    expect(errorCode(chunked)).toBe('too_large');
     // The body fits, the frame (with its room and sender) does not.
     const frameTooBig = await callApi(relay, '/api/publish', { body: { room: 'lobby', data: 'x'.repeat(990) } });
     expect(frameTooBig.status).toBe(413);
