@@ -363,17 +363,22 @@ export function manyRoomsChecks(result: ManyRoomsResult | undefined): ManyRoomsC
   const ratio = floor.saturationRate > 0 ? relay.saturationRate / floor.saturationRate : Number.NaN;
   const bound = relay.saturationIsLowerBound || floor.saturationIsLowerBound ? ' (a side kept up at every rate tried: its saturation is higher)' : '';
   const undecided = (relay.saturationIsLowerBound && ratio < 1) || (floor.saturationIsLowerBound && ratio >= 1) || !Number.isFinite(ratio);
-  const cmd = relay.saturation?.redisCommandsPerDelivery ?? Number.NaN;
+  // At the saturation point; when no point kept up (an overloaded machine), at the lowest rate measured, said so.
+  const cmdPoint = relay.saturation ?? relay.points[0];
+  const floorPoint = floor.saturation ?? floor.points[0];
+  const cmd = cmdPoint?.redisCommandsPerDelivery ?? Number.NaN;
   const hb = relay.heartbeat;
   return [
     {
       target: rateTarget,
-      measured: `${fmt(relay.saturationRate)} vs ${fmt(floor.saturationRate)} msg/s = ${ratio.toFixed(2)} × floor${bound}`,
+      measured: `${fmt(relay.saturationRate)} vs ${fmt(floor.saturationRate)} msg/s${Number.isFinite(ratio) ? ` = ${ratio.toFixed(2)} × floor` : ' (the floor kept up at no rate)'}${bound}`,
       pass: undecided ? null : ratio >= MANY_ROOMS_TARGETS.rateVsFloor,
     },
     {
       target: cmdTarget,
-      measured: Number.isFinite(cmd) ? `${cmd.toFixed(3)} at ${fmt(relay.saturationRate)} msg/s (floor ${(floor.saturation?.redisCommandsPerDelivery ?? Number.NaN).toFixed(3)})` : 'not measured',
+      measured: Number.isFinite(cmd)
+        ? `${cmd.toFixed(3)} at ${fmt(cmdPoint?.rate ?? Number.NaN)} msg/s${relay.saturation ? '' : ' (no point kept up)'} (floor ${(floorPoint?.redisCommandsPerDelivery ?? Number.NaN).toFixed(3)})`
+        : 'not measured',
       pass: Number.isFinite(cmd) ? cmd <= MANY_ROOMS_TARGETS.commandsPerDelivery : null,
     },
     hb

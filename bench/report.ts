@@ -145,7 +145,7 @@ export function renderReport(input: ReportInput): string {
   out.push(`| command | \`${input.command}\` |`);
   out.push(`| load average (1/5/15 min) | before ${fmtLoad(input.loadBefore)}, after ${fmtLoad(input.loadAfter)} |`);
   out.push('');
-  out.push('## Targets (issue 7)', '');
+  out.push('## Targets (issues 7 and 16)', '');
   out.push('| target | measured | result |', '|---|---|---|');
   for (const c of [...checkTargets(input), ...manyRoomsChecks(input.manyRooms)]) out.push(`| ${c.target} | ${c.measured} | ${c.pass === null ? '—' : c.pass ? 'pass' : '**fail**'} |`);
   out.push('');

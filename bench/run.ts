@@ -148,7 +148,7 @@ async function main(): Promise<void> {
     manyRooms = await runManyRooms(
       opts.quick
         ? { targets: [relay, floorTarget], rooms: 50, membersPerRoom: 4, rates: [200, 400], bisectSteps: 0, repeats: 1, warmupMs: 200, measureMs: 1000, heartbeatRunMs: 0, pinning, log }
-        : { targets: [relay, floorTarget], rooms: 2000, membersPerRoom: 4, rates: [2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000], bisectSteps: 2, repeats: 2, warmupMs: 500, measureMs: 2000, heartbeatRunMs: 30_000, pinning, log },
+        : { targets: [relay, floorTarget], rooms: 2000, membersPerRoom: 4, rates: [1000, 2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000], bisectSteps: 2, repeats: 2, warmupMs: 500, measureMs: 2000, heartbeatRunMs: 30_000, pinning, log },
     );
   }
   if (opts.only.has('idle')) {
