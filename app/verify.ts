@@ -88,6 +88,8 @@ interface Frame {
   recovered?: boolean;
   position?: Position;
   room?: string;
+  code?: string;
+  message?: string;
 }
 
 interface Payload {
@@ -183,16 +185,19 @@ class CanaryClient {
       ws.on('error', (err) => {
         if (!settled) reject(err);
       });
-      ws.on('close', () => {
+      ws.on('close', (code: number, reason: Buffer) => {
+        // A misplaced connection sent nothing; the pending requests belong to the connection that replaced it.
+        if (misplaced) return;
+        const closed = `the relay closed the connection (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''}) before answering`;
         for (const [id, done] of this.acks) {
           this.acks.delete(id);
-          done({ type: 'error' });
+          done({ type: 'error', message: closed });
         }
         if (!settled) {
-          reject(new Error('closed before the join was acknowledged'));
+          reject(new Error(`${closed} the join`));
           return;
         }
-        if (misplaced || this.stopped) return;
+        if (this.stopped) return;
         // Reconnect to the next URL (a drained instance refuses new connections), bounded by the run's own end.
         this.urlIndex = (this.urlIndex + 1) % this.urls.length;
         void this.reconnect();
