@@ -31,6 +31,10 @@ export interface ServiceConfig {
   readonly rateLimitMaxRejects: number;
   /** Rooms one connection may join. @default 100 */
   readonly maxRooms: number;
+  /** RELAY_ROOM_CREATE_BUDGET: different rooms one connection may join or publish to per interval. @default 100 */
+  readonly roomCreateBudget: number;
+  /** RELAY_ROOM_CREATE_INTERVAL_MS: the interval of roomCreateBudget. @default 60000 */
+  readonly roomCreateIntervalMs: number;
   /** Bytes queued on one socket before it is closed as a slow consumer (1013). @default 1048576 */
   readonly sendBufferBytes: number;
   /** ws ping period; a socket that did not pong since the previous ping is terminated. @default 25000 */

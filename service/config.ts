@@ -71,6 +71,8 @@ const schema = z.object({
   RELAY_RATE_BURST: int(200, 1, 1_000_000).meta({ description: 'Size of each connection\'s token bucket: the burst it may send at once.' }),
   RELAY_RATE_LIMIT_MAX_REJECTS: int(200, 1, 1_000_000).meta({ description: 'Rate-limited frames tolerated within 10 s; one more closes the socket with 1008.' }),
   RELAY_MAX_ROOMS: int(100, 1, 100_000).meta({ description: 'Rooms one connection may be in; a join beyond it gets `too_many_rooms`.' }),
+  RELAY_ROOM_CREATE_BUDGET: int(100, 1, 1_000_000).meta({ description: 'Different rooms one connection may join or publish to per `RELAY_ROOM_CREATE_INTERVAL_MS` (rooms it is in are free); one more gets `room_budget` and nothing is stored. Bounds the rooms, and so the history memory, one client can create, see docs/redis-backplane.md "Sizing".' }),
+  RELAY_ROOM_CREATE_INTERVAL_MS: int(60_000, 1000, 86_400_000).meta({ description: 'The interval of `RELAY_ROOM_CREATE_BUDGET`.' }),
   RELAY_SEND_BUFFER_BYTES: int(1_048_576, 1024, 1024 * 1024 * 1024).meta({ description: 'Bytes queued for one socket before it is closed as a slow consumer (1013).' }),
   RELAY_PING_INTERVAL_MS: int(25_000, 50, 3_600_000).meta({ description: 'WebSocket ping period; a socket that sent no pong since the previous ping is terminated.' }),
   RELAY_ALLOWED_ORIGINS: list(
@@ -284,6 +286,8 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
     rateBurst: v.RELAY_RATE_BURST,
     rateLimitMaxRejects: v.RELAY_RATE_LIMIT_MAX_REJECTS,
     maxRooms: v.RELAY_MAX_ROOMS,
+    roomCreateBudget: v.RELAY_ROOM_CREATE_BUDGET,
+    roomCreateIntervalMs: v.RELAY_ROOM_CREATE_INTERVAL_MS,
     sendBufferBytes: v.RELAY_SEND_BUFFER_BYTES,
     pingIntervalMs: v.RELAY_PING_INTERVAL_MS,
     allowedOrigins: v.RELAY_ALLOWED_ORIGINS,

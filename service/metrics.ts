@@ -17,7 +17,8 @@ export class RelayMetrics {
   /** The same latencies per EMF interval (the reporter takes them). */
   readonly publishLatencyWindow = new LatencyWindow();
 
-  constructor(sample: { connections: () => number; rooms: () => number; maxConnections?: number }) {
+  /** `historyBytes`: the in-memory backplane's history bytes (relay_history_bytes); absent on Redis. */
+  constructor(sample: { connections: () => number; rooms: () => number; maxConnections?: number; historyBytes?: () => number }) {
     const registers = [this.registry];
     new Gauge({
       name: 'relay_connections',
@@ -35,6 +36,17 @@ export class RelayMetrics {
         this.set(sample.rooms());
       },
     });
+    const historyBytes = sample.historyBytes;
+    if (historyBytes !== undefined) {
+      new Gauge({
+        name: 'relay_history_bytes',
+        help: 'Bytes the in-memory backplane holds in room histories (capped by RELAY_HISTORY_MEMORY_MAX_BYTES).',
+        registers,
+        collect() {
+          this.set(historyBytes());
+        },
+      });
+    }
     this.messagesIn = new Counter({ name: 'relay_messages_in_total', help: 'Publish frames accepted from local clients.', registers });
     this.messagesOut = new Counter({
       name: 'relay_messages_out_total',

@@ -30,6 +30,7 @@ export type ErrorCode =
   | 'too_large'
   | 'rate_limited'
   | 'too_many_rooms'
+  | 'room_budget'
   | 'unauthorized'
   | 'forbidden'
   | 'presence_disabled'

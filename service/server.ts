@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { verifyToken, type TokenClaims, type TokenRules } from './auth';
 import { createBackplane } from './backplane';
+import { MemoryBackplane } from './backplane/memory';
 import type { Backplane, BackplaneStatus } from './backplane/types';
 import type { ServiceConfig } from './config';
 import { AdmissionControl } from './http/admission';
@@ -98,6 +99,7 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
     connections: () => hub.connectionCount,
     rooms: () => hub.roomCount,
     maxConnections: config.maxConnections,
+    historyBytes: backplane instanceof MemoryBackplane ? () => backplane.historyStats().bytes : undefined,
   });
   const hub: Hub = new Hub({ config, backplane, metrics, logger, closeGraceMs: opts.closeGraceMs });
   const control = new ServerControl(backplane, hub, config.instanceId, logger.child({ component: 'server-api' }));

@@ -5,7 +5,7 @@
  * the script's fast path (XADD + PUBLISH per message) needs no read, and asks the script to refresh a room's TTL
  * only once per tenth of the TTL.
  */
-import { APPEND_SCRIPT, historyKey, parseAppendId, runScript, type HistoryOptions, type HistoryPosition } from './history';
+import { APPEND_SCRIPT, historyKey, parseAppendId, runScript, streamMaxlen, type HistoryOptions, type HistoryPosition } from './history';
 import { describeError, withTimeout } from './redis-common';
 import { BackplaneUnavailableError, type Target } from './types';
 
@@ -59,13 +59,14 @@ export class AppendBatcher {
   /** Queues one message for `target`; resolves with its seq once it is stored and published. */
   append(target: Target, channel: string, frame: Buffer, send: BatchSend): Promise<number> {
     const key = historyKey(this.#opts.prefix, target);
+    const head = frame.subarray(0, frame.length - 1);
     // Broadcasts are numbered but not stored: no join can ask for them.
-    const maxlen = target === null ? '0' : String(this.#opts.history.size);
+    const maxlen = target === null ? '0' : String(streamMaxlen(this.#opts.history, head.length));
     const group = this.#opts.oneSlot ? '' : (target ?? '');
     return new Promise<number>((resolve, reject) => {
       let list = this.#groups.get(group);
       if (list === undefined) this.#groups.set(group, (list = []));
-      list.push({ key, channel, head: frame.subarray(0, frame.length - 1), maxlen, resolve, reject });
+      list.push({ key, channel, head, maxlen, resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
         setImmediate(() => this.#flush(send));

@@ -19,6 +19,30 @@ export interface HistoryOptions {
   readonly maxBytes?: number;
 }
 
+/**
+ * The MAXLEN a room's stream is trimmed to when an entry of `entryBytes` bytes is appended: the count `size`, and
+ * the byte budget as a count, floor(maxBytes / entryBytes), never below 1 (the newest entry always stays). The
+ * append's own XADD trims with it, so the byte budget costs no extra Redis command; see historyBytesBound for
+ * what it guarantees.
+ */
+export function streamMaxlen(history: HistoryOptions, entryBytes: number): number {
+  if (history.maxBytes === undefined) return history.size;
+  return Math.max(1, Math.min(history.size, Math.floor(history.maxBytes / Math.max(1, entryBytes))));
+}
+
+/**
+ * Most entry bytes one room's stream can hold under streamMaxlen, with entries of at most `maxEntryBytes`. An entry
+ * that is j-th oldest in the stream was appended while the stream held at least j entries and was trimmed to
+ * floor(maxBytes / its size), so its size is at most maxBytes / j (j ≥ 2; the oldest may be any size). A decreasing
+ * sequence of sizes reaches the bound, so it is exact: P + Σ_{j=2..S} min(P, floor(B / j)) ≈ B × (1 + ln(S × P / B)).
+ */
+export function historyBytesBound(size: number, maxBytes: number | undefined, maxEntryBytes: number): number {
+  if (maxBytes === undefined) return size * maxEntryBytes;
+  let total = size > 0 ? maxEntryBytes : 0;
+  for (let j = 2; j <= size; j++) total += Math.min(maxEntryBytes, Math.floor(maxBytes / j));
+  return total;
+}
+
 export const HISTORY_OFF: HistoryOptions = { size: 0, ttlSeconds: 300, replayMax: 1000 };
 
 /** A point in a room's history: the last message a client has, in the room's current epoch. */

@@ -35,6 +35,7 @@ export async function join(
     });
     return;
   }
+  if (!session.takeRoom(name, id)) return;
   const room = member ? registry.rooms.get(name) : registry.join(session, name);
   if (room === undefined) return;
   // Stored before the ack (in parallel with the subscription and the history read), so presence lists the member once it is acked.

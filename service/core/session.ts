@@ -13,6 +13,7 @@ import { join } from './join';
 import type { Presence } from './presence';
 import type { Outbound, OutboundPeer } from './outbound';
 import { takeToken, type TokenBucket } from './rate-limit';
+import { RoomBudget, roomBudgetMessage } from './room-budget';
 import type { Member, Registry } from './registry';
 
 /** Unacked publish bytes per connection before its socket stops being read (see trackInflight). */
@@ -71,6 +72,8 @@ export class Session implements Member, OutboundPeer, TokenBucket, Authenticated
   /** Replay bytes sent in the current budget window, and when that window started. */
   replayUsed = 0;
   replayWindowStart = 0;
+  /** Rooms started this interval (RELAY_ROOM_CREATE_BUDGET); created on the first join or publish. */
+  private roomBudget: RoomBudget | null = null;
   private childLog: Logger | null = null;
   private closedPromise: Promise<void> | null = null;
   private resolveClosed: (() => void) | null = null;
@@ -114,6 +117,15 @@ export class Session implements Member, OutboundPeer, TokenBucket, Authenticated
       this.replayUsed = 0;
     }
     return Math.max(0, this.core.config.replayBudgetBytes - this.replayUsed);
+  }
+
+  /** Charges a join of or publish to `room` to the room budget; sends `room_budget` and answers false when it is spent. */
+  takeRoom(room: string, id: string | undefined): boolean {
+    const { config } = this.core;
+    this.roomBudget ??= new RoomBudget();
+    if (this.roomBudget.take(room, this.rooms.has(room), config)) return true;
+    this.sendError({ id, code: 'room_budget', message: roomBudgetMessage(room, config, this.roomBudget.retryAfterMs(config)) });
+    return false;
   }
 
   chargeReplay(bytes: number): void {
@@ -239,6 +251,7 @@ export class Session implements Member, OutboundPeer, TokenBucket, Authenticated
     const { backplane, metrics, config, registry } = this.core;
     const denied = this.core.tokens?.refusal(this, 'publish', room);
     if (denied) return this.sendError({ id, code: 'forbidden', message: denied });
+    if (room !== null && !this.takeRoom(room, id)) return;
     const status = backplane.status();
     if (status.state !== 'ready') {
       this.sendError({

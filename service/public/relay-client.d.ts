@@ -92,7 +92,7 @@ export interface RelayJoinOptions {
 
 /**
  * Every error the client rejects with or emits. `code` is the relay's error code (bad_json, bad_frame, unknown_type,
- * invalid_room, too_large, rate_limited, too_many_rooms, unauthorized, forbidden, presence_disabled, backplane_unavailable) or one of the
+ * invalid_room, too_large, rate_limited, too_many_rooms, room_budget, unauthorized, forbidden, presence_disabled, backplane_unavailable) or one of the
  * client's own: invalid_option, invalid_argument, not_connected, disconnected, disconnected_by_server, closed, timeout, connect_timeout,
  * connect_failed, socket_error, listener_error, unknown_error, token_failed (getToken() threw, rejected or returned no
  * string), token_expiring (the relay says the token expires and there is no getToken to refresh it).

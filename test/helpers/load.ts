@@ -12,9 +12,9 @@ import type { TestClient } from './ws-client';
 export { rssBytes } from '../../bench/lib/proc-stats';
 export { closeSocket as closeRaw } from '../../bench/lib/ws-load';
 
-/** Relay settings that take the rate limiter out of the way of tests that measure relaying. */
+/** Relay settings that take the rate limiter and the room budget out of the way of tests that measure relaying. */
 export function trustedEnv(extra: Record<string, string> = {}): Record<string, string> {
-  return { RELAY_RATE_LIMIT: '1000000', RELAY_RATE_BURST: '1000000', ...extra };
+  return { RELAY_RATE_LIMIT: '1000000', RELAY_RATE_BURST: '1000000', RELAY_ROOM_CREATE_BUDGET: '1000000', ...extra };
 }
 
 /** Joins every client to `room`, asserting each ack; `concurrency` joins in flight at a time. */

@@ -4,6 +4,7 @@
  * epoch) the script must still give every message its right place.
  */
 import { expect } from '@jest/globals';
+import { historyBytesBound } from '../../service/backplane/history';
 import { useClients, useRedis, useRelays } from '../helpers/fixtures';
 import { trustedEnv } from '../helpers/load';
 import type { RedisServer } from '../helpers/redis-server';
@@ -28,6 +29,13 @@ async function publishAndReceive(publisher: TestClient, reader: TestClient, room
   expect(await publish(publisher, room, data)).toMatchObject({ type: 'ack' });
   await waitForCondition(reader, () => roomMessages(reader, room).some((m) => m.data === data), `message ${data}`);
   return roomMessages(reader, room).find((m) => m.data === data)!;
+}
+
+/** Entries of a room's stream and the sum of their stored frame bytes, read inside Redis. */
+async function streamBytes(redis: RedisServer, key: string): Promise<{ count: number; bytes: number }> {
+  const script = "local n, b = 0, 0 for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do n = n + 1 b = b + #e[2][2] end return {n, b}";
+  const [count, bytes] = (await redis.cli('EVAL', script, '1', key)).trim().split('\n').map(Number);
+  return { count, bytes };
 }
 
 describe('the append script', () => {
@@ -113,5 +121,36 @@ describe('the append script', () => {
     const ttl = Number(await redis.cli('TTL', 'expired:history:{r}'));
     expect(ttl).toBeGreaterThan(100);
     expect(ttl).toBeLessThanOrEqual(120);
+  });
+
+  it('trims a room to RELAY_HISTORY_MAX_BYTES with the XADD it already sends, within the stated worst-case bound', async () => {
+    const redis = await redisServers.start();
+    const maxBytes = 4096;
+    const size = 50;
+    const env = { REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: 'bytes', RELAY_HISTORY_SIZE: String(size) };
+    const [r1] = await relays.pair(trustedEnv({ ...env, RELAY_MAX_PAYLOAD_BYTES: '4096', RELAY_HISTORY_MAX_BYTES: String(maxBytes) }));
+    const publisher = await clients.connect(r1);
+    // Equal sizes: the budget as a count, floor(B / entry), and never more than B.
+    for (let i = 0; i < 30; i++) expect(await publish(publisher, 'even', `${'e'.repeat(400)}${i}`.slice(-400))).toMatchObject({ type: 'ack' });
+    const even = await streamBytes(redis, 'bytes:history:{even}');
+    const entry = even.bytes / even.count;
+    expect(even.count).toBe(Math.floor(maxBytes / entry));
+    expect(even.bytes).toBeLessThanOrEqual(maxBytes);
+    // Decreasing sizes keep older, larger entries: more than B, but never more than the bound docs/redis-backplane.md states.
+    // The first message learns the room's epoch (the slow path); the cost is measured after it.
+    expect(await publish(publisher, 'falling', 'first')).toMatchObject({ type: 'ack' });
+    const before = await commandsProcessed(redis);
+    const sizes = Array.from({ length: 40 }, (_, i) => Math.max(1, 3800 - i * 200));
+    for (const n of sizes) expect(await publish(publisher, 'falling', 'x'.repeat(n))).toMatchObject({ type: 'ack' });
+    // EVALSHA, XADD (which trims), PUBLISH per message; the INFO that reads the counter counts itself once.
+    const perMessage = ((await commandsProcessed(redis)) - before - 1) / sizes.length;
+    expect(perMessage).toBeLessThanOrEqual(3);
+    const falling = await streamBytes(redis, 'bytes:history:{falling}');
+    expect(falling.bytes).toBeGreaterThan(maxBytes);
+    // The largest stored entry: the largest payload plus its envelope, at most RELAY_MAX_PAYLOAD_BYTES.
+    expect(falling.bytes).toBeLessThanOrEqual(historyBytesBound(size, maxBytes, 4096));
+    // The newest message always stays, even when it alone is over the budget.
+    expect(await publish(publisher, 'falling', 'y'.repeat(3900))).toMatchObject({ type: 'ack' });
+    expect((await streamBytes(redis, 'bytes:history:{falling}')).count).toBe(1);
   });
 });

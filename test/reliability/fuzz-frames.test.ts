@@ -319,7 +319,7 @@ let relay: RelayProcess;
 
 beforeAll(async () => {
   process.stdout.write(`fuzz seed ${SEED} (replay with FUZZ_SEED=${SEED})\n`);
-  relay = await relays.start(trustedEnv({ RELAY_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD), RELAY_MAX_ROOMS: String(MAX_ROOMS) }));
+  relay = await relays.start(trustedEnv({ RELAY_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD), RELAY_MAX_ROOMS: String(MAX_ROOMS), RELAY_ROOM_CREATE_BUDGET: '1000000' }));
   await relay.waitHealthy();
 });
 
