@@ -11,8 +11,7 @@
  * was there, so each member gets exactly one `left`, whoever removes it.
  */
 import { BackplaneUnavailableError, presenceChannel, type PresenceHandler, type PresenceList, type PresenceMember, type PresenceTiming } from './types';
-import type { LuaScript } from './history';
-import { createHash } from 'node:crypto';
+import { script, type LuaScript } from './history';
 import { encodePresenceMember, presenceEventHead } from '../protocol';
 
 /** The Redis server's clock in ms: every instance's entries expire by one clock, whatever the instances' clocks say. */
@@ -91,10 +90,6 @@ for _, member in ipairs(redis.call('HMGET', KEYS[1], unpack(ids))) do
 end
 return out
 `;
-
-function script(source: string): LuaScript {
-  return { source, sha: createHash('sha1').update(source).digest('hex') };
-}
 
 export const PRESENCE_SCRIPTS = {
   enter: script(ENTER_LUA),

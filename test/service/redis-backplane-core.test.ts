@@ -8,6 +8,8 @@ import { expect } from '@jest/globals';
 import pino from 'pino';
 import { TransportBackplane, type RedisBackplaneOptions, type RedisTransport, type TransportHost } from '../../service/backplane/redis-backplane';
 import { APPEND_SCRIPT, READ_SCRIPT, script } from '../../service/backplane/history';
+import { PRESENCE_SCRIPTS } from '../../service/backplane/presence-store';
+
 import {
   BackplaneUnavailableError,
   controlChannel,
@@ -19,6 +21,9 @@ import {
   type FramePosition,
   type Target,
 } from '../../service/backplane/types';
+
+/** Loaded on every node whatever the history settings: presence is answered by the backplane's own scripts. */
+const PRESENCE_SOURCES = Object.values(PRESENCE_SCRIPTS).map((s) => s.source);
 
 type Sent = { key: string; args: string[] };
 
@@ -241,7 +246,7 @@ describe('TransportBackplane (shared Redis backplane logic, no sockets)', () => 
     void bp.start();
     await transport.up();
     const loaded = transport.sent.filter((s) => s.args[0] === 'SCRIPT').map((s) => s.args[2]);
-    expect(loaded.sort()).toEqual([APPEND_SCRIPT.source, READ_SCRIPT.source, extra.source].sort());
+    expect(loaded.sort()).toEqual([APPEND_SCRIPT.source, READ_SCRIPT.source, extra.source, ...PRESENCE_SOURCES].sort());
 
     // The append script answers one `<epoch>-<seq>` per message of the batch.
     transport.reply = () => [Buffer.from('1700000000000001-3')];
@@ -261,11 +266,12 @@ describe('TransportBackplane (shared Redis backplane logic, no sockets)', () => 
     await expect(bp.runScript(extra, [key], ['1'])).rejects.toBeInstanceOf(BackplaneUnavailableError);
   });
 
-  it('loads nothing without history or registered scripts', async () => {
+  it('loads only the presence scripts without history or registered scripts', async () => {
     const { bp, transport } = make(new Bus(), 'a');
     void bp.start();
     await transport.up();
-    expect(transport.sent).toEqual([]);
+    expect(transport.sent.map((s) => s.args.slice(0, 2))).toEqual(PRESENCE_SOURCES.map(() => ['SCRIPT', 'LOAD']));
+    expect(transport.sent.map((s) => String(s.args[2])).sort()).toEqual([...PRESENCE_SOURCES].sort());
   });
 
   it('rejects a start that never became ready when closed, closes once, and ignores the transport afterwards', async () => {
