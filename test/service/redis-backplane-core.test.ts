@@ -9,7 +9,6 @@ import pino from 'pino';
 import { TransportBackplane, type RedisBackplaneOptions, type RedisTransport, type TransportHost } from '../../service/backplane/redis-backplane';
 import { APPEND_SCRIPT, READ_SCRIPT, script } from '../../service/backplane/history';
 import { PRESENCE_SCRIPTS } from '../../service/backplane/presence-store';
-
 import {
   BackplaneUnavailableError,
   controlChannel,
