@@ -13,6 +13,9 @@ jest.setTimeout(180_000);
 const COUNT = 300;
 const PAYLOAD = 'y'.repeat(60_000);
 
+/** A room history budget that holds the whole 18 MB gap (the default, 1 MiB, would trim it to its last ~17 messages). */
+const HISTORY_BYTES = { RELAY_HISTORY_MAX_BYTES: String(32 * MB) };
+
 const redisServers = useRedis();
 const relayFixture = useRelays();
 const clients = useClients();
@@ -28,7 +31,7 @@ async function redisEgress(redis: RedisServer): Promise<number> {
 describe('large replays', () => {
   it('replays 18 MB of history to a reader that keeps up, completely and then acks', async () => {
     const redis = await redisServers.start();
-    const relays = await relayFixture.pair(trustedEnv({ REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: 'big' }));
+    const relays = await relayFixture.pair(trustedEnv({ REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: 'big', ...HISTORY_BYTES }));
     const publisher = await clients.connect(relays[1]);
     const first = await join(publisher, 'big');
     const since = first.position as Position;
@@ -45,7 +48,7 @@ describe('large replays', () => {
 
   it('answers joins over the replay budget recovered:false with a reason, reading no more than the budget out of Redis', async () => {
     const redis = await redisServers.start();
-    const relays = await relayFixture.pair(trustedEnv({ REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: 'budget', RELAY_REPLAY_BUDGET_BYTES: String(MB) }));
+    const relays = await relayFixture.pair(trustedEnv({ REDIS_URL: redis.url, RELAY_CHANNEL_PREFIX: 'budget', RELAY_REPLAY_BUDGET_BYTES: String(MB), ...HISTORY_BYTES }));
     const publisher = await clients.connect(relays[1]);
     const since = (await join(publisher, 'big')).position as Position;
     for (let n = 0; n < COUNT; n++) expect(await publish(publisher, 'big', `${n}:${PAYLOAD}`)).toMatchObject({ type: 'ack' });
