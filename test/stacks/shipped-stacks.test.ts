@@ -50,7 +50,10 @@ const CACHE_NODES: Record<string, { nodes: string[]; replicas: string[] }> = {
   },
 };
 
-describe.each(shipped.environments.map((env) => [env.name, env] as const))('the shipped %s stack', (name, env) => {
+/** The environments relay.config.json ships with; a project may add its own, which these expectations do not describe. */
+const SHIPPED = ['dev', 'staging', 'prod'];
+
+describe.each(shipped.environments.filter((env) => SHIPPED.includes(env.name)).map((env) => [env.name, env] as const))('the shipped %s stack', (name, env) => {
   const doc = synth(shipped, env);
   const prefix = `relay-${name}`;
   const topic = ref(doc, 'resource', 'aws_sns_topic', 'arn');
@@ -72,9 +75,9 @@ describe.each(shipped.environments.map((env) => [env.name, env] as const))('the 
     });
   };
 
-  it('is one of dev, staging and prod', () => {
-    expect(['dev', 'staging', 'prod']).toContain(name);
-    expect(shipped.environments).toHaveLength(3);
+  it('is one of dev, staging and prod, all three of which the config holds', () => {
+    expect(SHIPPED).toContain(name);
+    expect(shipped.environments.filter((e) => SHIPPED.includes(e.name)).map((e) => e.name)).toEqual(SHIPPED);
   });
 
   it('alarms on unhealthy hosts of the environment\'s target group', () => {
