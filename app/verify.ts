@@ -138,12 +138,8 @@ class CanaryClient {
       let settled = false;
       let misplaced = false;
       ws.on('message', (raw: Buffer) => {
-        let frame: Frame;
-        try {
-          frame = JSON.parse(raw.toString('utf8')) as Frame;
-        } catch {
-          return;
-        }
+        const frame = parseFrame(raw);
+        if (frame === undefined) return;
         if (frame.type === 'welcome') {
           if (!rejoin && this.target !== undefined && frame.instanceId !== this.target && this.placementTries > 0) {
             // Landed on another instance than the one this client covers: try again before joining.
@@ -273,6 +269,15 @@ class CanaryClient {
   }
 }
 
+/** A relay frame, or undefined for bytes that are not JSON (ignored, as the relay never sends them). */
+function parseFrame(raw: Buffer): Frame | undefined {
+  try {
+    return JSON.parse(raw.toString('utf8')) as Frame;
+  } catch {
+    return undefined;
+  }
+}
+
 class Misplaced extends Error {
   constructor() {
     super('connected to another instance than the one this client covers');
@@ -295,12 +300,8 @@ function probe(url: string, timeoutMs: number): Promise<string> {
       else resolve(id as string);
     };
     ws.on('message', (raw: Buffer) => {
-      let frame: Frame;
-      try {
-        frame = JSON.parse(raw.toString('utf8')) as Frame;
-      } catch {
-        return;
-      }
+      const frame = parseFrame(raw);
+      if (frame === undefined) return;
       if (frame.type !== 'welcome') return;
       if (typeof frame.instanceId === 'string' && frame.instanceId !== '') done(undefined, frame.instanceId);
       else done(new Error('the welcome frame carries no instanceId'));
