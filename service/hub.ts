@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type WebSocket from 'ws';
 import type { TokenClaims } from './auth';
-import type { Backplane, BackplaneState } from './backplane/types';
+import type { Backplane, BackplaneState, PresenceList } from './backplane/types';
 import type { ServiceConfig } from './config';
 import { Outbound } from './core/outbound';
 import { Presence } from './core/presence';
@@ -180,6 +180,22 @@ export class Hub {
   /** Members of a room on this instance. */
   roomMembers(room: string): number {
     return this.registry.rooms.get(room)?.members.size ?? 0;
+  }
+
+  /** Another instance started tracking the room's presence: records the local members (none with RELAY_PRESENCE=off). */
+  recordPresence(room: string): Promise<number> {
+    return this.core.presence?.record(room) ?? Promise.resolve(0);
+  }
+
+  /** The room's presence on every instance; refused with RELAY_PRESENCE=off. */
+  listPresence(room: string, limit: number): Promise<PresenceList> {
+    if (this.core.presence === null) return Promise.reject(new Error('presence is turned off on this relay (RELAY_PRESENCE=off)'));
+    return this.core.presence.list(room, limit);
+  }
+
+  /** Starts of presence tracking reach every instance through the control channel. */
+  useControl(control: { trackPresence(room: string): Promise<unknown> }): void {
+    this.core.presence?.useGather((room) => control.trackPresence(room));
   }
 
   /** Delivers a frame to this instance's members of a room (or every connection: null), as the backplane does. */

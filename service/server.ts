@@ -103,6 +103,7 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
   });
   const hub: Hub = new Hub({ config, backplane, metrics, logger, closeGraceMs: opts.closeGraceMs });
   const control = new ServerControl(backplane, hub, config.instanceId, logger.child({ component: 'server-api' }));
+  hub.useControl(control);
   const api: ServerApiDeps = {
     config,
     backplane,

@@ -11,6 +11,7 @@ import {
   type PresenceList,
   type PresenceMember,
   type PresenceTiming,
+  type TrackPhase,
   type RawHandler,
   type FramePosition,
   type Once,
@@ -169,10 +170,10 @@ export class MemoryBackplane implements Backplane {
     return Promise.resolve();
   }
 
-  presenceEnter(room: string, members: readonly PresenceMember[], timing: PresenceTiming): Promise<number> {
+  presenceEnter(room: string, members: readonly PresenceMember[], timing: PresenceTiming, watched: boolean): Promise<number | null> {
     return settle(() => {
       this.assertReady();
-      return this.presence.enter(room, members, timing);
+      return this.presence.enter(room, members, timing, watched);
     });
   }
 
@@ -185,17 +186,17 @@ export class MemoryBackplane implements Backplane {
     return settle(() => this.presence.prune(room));
   }
 
-  presenceCount(room: string): Promise<number> {
+  presenceTrack(room: string, timing: PresenceTiming, phase: TrackPhase): Promise<void> {
     return settle(() => {
       this.assertReady();
-      return this.presence.list(room, 0).count;
+      this.presence.track(room, timing, phase);
     });
   }
 
-  presenceMembers(room: string, limit: number): Promise<PresenceList> {
+  presenceMembers(room: string, limit: number, timing: PresenceTiming): Promise<PresenceList | null> {
     return settle(() => {
       this.assertReady();
-      return this.presence.list(room, limit);
+      return this.presence.list(room, limit, timing);
     });
   }
 

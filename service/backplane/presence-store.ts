@@ -1,16 +1,20 @@
 /**
  * Presence in Redis (issue 18): a room's members on every instance, kept as
  *
- * - `<prefix>:presence:{<room>}`: a hash of connection id → the member's JSON, and
- * - `<prefix>:presence-expiry:{<room>}`: a sorted set of connection id → expiry time (ms, Redis clock),
+ * - `<prefix>:presence:{<room>}`: a hash of connection id → the member's JSON,
+ * - `<prefix>:presence-expiry:{<room>}`: a sorted set of connection id → expiry time (ms, Redis clock), and
+ * - `<prefix>:presence-tracked:{<room>}`: the marker that somebody asked for the room's presence (`pending` while the
+ *   instances record their members, then `ready`), living 2 × RELAY_PRESENCE_TTL_MS after the last watcher's refresh
+ *   or query,
  *
- * both with the room's hash tag, so in a cluster they sit on the shard that owns the room (with its history and
- * channels). Each instance refreshes its own members' entries; an entry whose instance died stops being refreshed,
- * and a surviving instance that has a watcher of the room removes it with the prune script. Every removal (leave,
- * close, prune) happens in a script that deletes the hash field and publishes the `left` event only when the field
- * was there, so each member gets exactly one `left`, whoever removes it.
+ * all with the room's hash tag, so in a cluster they sit on the shard that owns the room (with its history and
+ * channels). Entries exist only while the marker does: the enter script stores nothing without it. Each instance
+ * refreshes its own members' entries; an entry whose instance died stops being refreshed, and a surviving instance
+ * that has a watcher of the room removes it with the prune script. Every removal (leave, close, prune) happens in a
+ * script that deletes the hash field and publishes the `left` event only when the field was there, so each member gets
+ * exactly one `left`, whoever removes it.
  */
-import { BackplaneUnavailableError, presenceChannel, type PresenceHandler, type PresenceList, type PresenceMember, type PresenceTiming } from './types';
+import { BackplaneUnavailableError, presenceChannel, type PresenceHandler, type PresenceList, type PresenceMember, type PresenceTiming, type TrackPhase } from './types';
 import { script, type LuaScript } from './history';
 import { encodePresenceMember, presenceEventHead } from '../protocol';
 
@@ -21,14 +25,24 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `;
 
 /**
- * Add or refresh. KEYS: hash, expiry zset. ARGV: publish command, channel, `joined` event head, lifetime ms, key TTL ms,
- * then connection id and member JSON pairs. A new member is announced; a known one only gets a later expiry.
- * Returns the number of new members.
+ * Add or refresh, if the room is tracked. KEYS: hash, expiry zset, marker. ARGV: publish command, channel, `joined`
+ * event head, lifetime ms, key TTL ms, marker TTL ms (0: leave the marker's TTL alone), then connection id and member
+ * JSON pairs. Without the marker nobody asked for the room (or nobody has for its TTL): the given members' entries are
+ * removed without events (nobody watches) and the script returns -1. Otherwise a new member is announced, a known one
+ * only gets a later expiry, and the script returns the number of new members.
  */
 const ENTER_LUA = `${NOW_LUA}
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  for i = 7, #ARGV, 2 do
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    redis.call('ZREM', KEYS[2], ARGV[i])
+  end
+  return -1
+end
+if tonumber(ARGV[6]) > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[6]) end
 local expiry = now + tonumber(ARGV[4])
 local added = 0
-for i = 6, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
     added = added + 1
     redis.call(ARGV[1], ARGV[2], ARGV[3] .. ARGV[i + 1] .. '}')
@@ -75,10 +89,14 @@ return out
 `;
 
 /**
- * Read. KEYS: hash, expiry zset. ARGV: most members returned (0 = count only). Counts live entries only (an expired
- * one not pruned yet is not a member), so the count is exact even in a room nobody prunes. Returns {count, json...}.
+ * Read. KEYS: hash, expiry zset, marker. ARGV: most members returned (0 = count only), marker TTL ms. Answers only when
+ * the marker is `ready` (every instance recorded its members), and then keeps it alive; otherwise returns {-1}.
+ * Counts live entries only (an expired one not pruned yet is not a member), so the count is exact even in a room
+ * nobody prunes. Returns {count, json...}.
  */
 const LIST_LUA = `${NOW_LUA}
+if redis.call('GET', KEYS[3]) ~= 'ready' then return {-1} end
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
 local count = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
 local out = {count}
 local limit = tonumber(ARGV[1])
@@ -91,8 +109,23 @@ end
 return out
 `;
 
+/**
+ * Mark the room tracked. KEYS: marker. ARGV: `pending` (set unless there is one: the instances are recording their
+ * members) or `ready` (they have), marker TTL ms.
+ */
+const TRACK_LUA = `
+if ARGV[1] == 'pending' then
+  redis.call('SET', KEYS[1], 'pending', 'NX', 'PX', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], 'ready', 'PX', ARGV[2])
+end
+return 1
+`;
+
 export const PRESENCE_SCRIPTS = {
   enter: script(ENTER_LUA),
+  track: script(TRACK_LUA),
   leave: script(LEAVE_LUA),
   prune: script(PRUNE_LUA),
   list: script(LIST_LUA),
@@ -105,8 +138,8 @@ export const PRESENCE_BATCH = 500;
 export const PRESENCE_LIST_MAX_LIMIT = 1000;
 
 /** Key names of a room's presence; the hash tag is the room's, as for its channels and history. */
-export function presenceKeys(prefix: string, room: string): [hash: string, expiry: string] {
-  return [`${prefix}:presence:{${room}}`, `${prefix}:presence-expiry:{${room}}`];
+export function presenceKeys(prefix: string, room: string): [hash: string, expiry: string, marker: string] {
+  return [`${prefix}:presence:{${room}}`, `${prefix}:presence-expiry:{${room}}`, `${prefix}:presence-tracked:{${room}}`];
 }
 
 /** What the presence store needs of the Redis backplane (TransportBackplane's extension points). */
@@ -135,14 +168,21 @@ export class RedisPresenceStore {
     this.#handler = handler;
   }
 
-  async enter(room: string, members: readonly PresenceMember[], timing: PresenceTiming): Promise<number> {
+  async enter(room: string, members: readonly PresenceMember[], timing: PresenceTiming, watched: boolean): Promise<number | null> {
+    const markerTtl = watched ? String(timing.keyTtlMs) : '0';
     let added = 0;
     for (let i = 0; i < members.length; i += PRESENCE_BATCH) {
-      const args = [this.publish, presenceChannel(this.prefix, room), presenceEventHead('joined', room), String(timing.lifetimeMs), String(timing.keyTtlMs)];
+      const args = [this.publish, presenceChannel(this.prefix, room), presenceEventHead('joined', room), String(timing.lifetimeMs), String(timing.keyTtlMs), markerTtl];
       for (const m of members.slice(i, i + PRESENCE_BATCH)) args.push(m.connectionId, encodePresenceMember(m));
-      added += Number(await this.run(PRESENCE_SCRIPTS.enter, room, args));
+      const n = Number(await this.run(PRESENCE_SCRIPTS.enter, room, args));
+      if (n < 0) return null;
+      added += n;
     }
     return added;
+  }
+
+  async track(room: string, timing: PresenceTiming, phase: TrackPhase): Promise<void> {
+    await this.host.runScript(PRESENCE_SCRIPTS.track, [presenceKeys(this.prefix, room)[2]], [phase, String(timing.keyTtlMs)]);
   }
 
   async leave(room: string, connectionIds: readonly string[]): Promise<number> {
@@ -160,10 +200,11 @@ export class RedisPresenceStore {
     return Array.isArray(reply) ? reply.length : 0;
   }
 
-  async list(room: string, limit: number): Promise<PresenceList> {
-    const reply = await this.run(PRESENCE_SCRIPTS.list, room, [String(limit)]);
+  async list(room: string, limit: number, timing: PresenceTiming): Promise<PresenceList | null> {
+    const reply = await this.run(PRESENCE_SCRIPTS.list, room, [String(limit), String(timing.keyTtlMs)]);
     if (!Array.isArray(reply) || reply.length === 0) throw new BackplaneUnavailableError(`unexpected presence reply: ${String(reply)}`);
     const [count, ...members] = reply as unknown[];
+    if (Number(count) < 0) return null;
     return { count: Number(count), members: members.map((m) => JSON.parse(String(m)) as PresenceMember) };
   }
 

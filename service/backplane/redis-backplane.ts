@@ -17,7 +17,7 @@
  *   (hub.ts, registry.catchUpAll); listeners of extra channels see the same `onStateChange`.
  */
 import { PRESENCE_SCRIPTS, RedisPresenceStore } from './presence-store';
-import type { PresenceHandler, PresenceList, PresenceMember, PresenceTiming } from './types';
+import type { PresenceHandler, PresenceList, PresenceMember, PresenceTiming, TrackPhase } from './types';
 import { ErrorReply } from '@redis/client';
 import type { Logger } from 'pino';
 import {
@@ -251,8 +251,8 @@ export class TransportBackplane implements Backplane {
     await this.#unwant(channel);
   }
 
-  presenceEnter(room: string, members: readonly PresenceMember[], timing: PresenceTiming): Promise<number> {
-    return this.#presence.enter(room, members, timing);
+  presenceEnter(room: string, members: readonly PresenceMember[], timing: PresenceTiming, watched: boolean): Promise<number | null> {
+    return this.#presence.enter(room, members, timing, watched);
   }
 
   presenceLeave(room: string, connectionIds: readonly string[]): Promise<number> {
@@ -263,12 +263,12 @@ export class TransportBackplane implements Backplane {
     return this.#presence.prune(room);
   }
 
-  async presenceCount(room: string): Promise<number> {
-    return (await this.#presence.list(room, 0)).count;
+  presenceTrack(room: string, timing: PresenceTiming, phase: TrackPhase): Promise<void> {
+    return this.#presence.track(room, timing, phase);
   }
 
-  presenceMembers(room: string, limit: number): Promise<PresenceList> {
-    return this.#presence.list(room, limit);
+  presenceMembers(room: string, limit: number, timing: PresenceTiming): Promise<PresenceList | null> {
+    return this.#presence.list(room, limit, timing);
   }
 
   watchPresence(room: string): Promise<void> {

@@ -97,19 +97,28 @@ export interface Backplane {
   /** Unsubscribes from a room's channel; called by the hub after the room's last local member left. */
   unsubscribe(room: string): Promise<void>;
   /**
-   * Presence (every instance's members of a room, see presence-store.ts). Adds or refreshes local members' entries,
-   * each living `timing.lifetimeMs` from now; a member that was not there yet is announced with a `joined` event on
-   * the room's presence channel. Resolves with the number of new members.
+   * Presence (every instance's members of a room, see presence-store.ts), kept only for rooms somebody asked about:
+   * a room is *tracked* while its marker lives (presenceTrack). In a tracked room, adds or refreshes local members'
+   * entries, each living `timing.lifetimeMs` from now; a member that was not there yet is announced with a `joined`
+   * event on the room's presence channel; `watched` (a local member watches the room) keeps the marker alive for
+   * `timing.keyTtlMs`. Resolves with the number of new members, or null when the room is not tracked (then nothing
+   * is stored, and the given members' entries are removed without events).
    */
-  presenceEnter(room: string, members: readonly PresenceMember[], timing: PresenceTiming): Promise<number>;
+  presenceEnter(room: string, members: readonly PresenceMember[], timing: PresenceTiming, watched: boolean): Promise<number | null>;
   /** Removes members' entries; each one removed is announced with exactly one `left` event. Resolves with how many were. */
   presenceLeave(room: string, connectionIds: readonly string[]): Promise<number>;
   /** Removes entries whose lifetime ended (their instance stopped refreshing them), with one `left` event each. */
   presencePrune(room: string): Promise<number>;
-  /** How many members the room has on every instance (live entries only). */
-  presenceCount(room: string): Promise<number>;
-  /** The exact count and at most `limit` of the room's members. */
-  presenceMembers(room: string, limit: number): Promise<PresenceList>;
+  /**
+   * Sets the room's tracked marker for `timing.keyTtlMs`: `pending` (unless it is there already) before the instances
+   * are asked to record their members, `ready` once they have.
+   */
+  presenceTrack(room: string, timing: PresenceTiming, phase: TrackPhase): Promise<void>;
+  /**
+   * The exact count and at most `limit` of the room's members, keeping its marker alive; null unless the marker is
+   * `ready` (nobody asked yet, or the instances are still recording their members).
+   */
+  presenceMembers(room: string, limit: number, timing: PresenceTiming): Promise<PresenceList | null>;
   /** Subscribes to the room's presence channel (joined/left events, handed to onPresence); called while a local member watches. */
   watchPresence(room: string): Promise<void>;
   /** Unsubscribes from the room's presence channel. */
@@ -156,6 +165,9 @@ export interface PresenceList {
   readonly members: readonly PresenceMember[];
 }
 
+/** A tracked marker's state: `pending` while the instances record their members, `ready` once they have. */
+export type TrackPhase = 'pending' | 'ready';
+
 /** How long presence entries live and how often they are refreshed and pruned; see presenceTiming(). */
 export interface PresenceTiming {
   /** RELAY_PRESENCE_TTL_MS: a member of a dead instance is gone (and its `left` sent) within this long. */
@@ -164,7 +176,10 @@ export interface PresenceTiming {
   readonly lifetimeMs: number;
   /** Every instance refreshes its members' entries and prunes its watched rooms this often. */
   readonly tickMs: number;
-  /** The room's keys expire this long after the last refresh, so a room whose instances all died leaves nothing behind. */
+  /**
+   * The room's keys expire this long after the last refresh, so a room whose instances all died leaves nothing behind;
+   * its tracked marker lives this long after the last watcher's refresh or query.
+   */
   readonly keyTtlMs: number;
 }
 

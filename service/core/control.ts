@@ -3,11 +3,12 @@
  * instance travel as JSON control messages on the control channel, which every instance subscribes to. A user
  * publish is delivered by each instance to its own connections of that user; a disconnect or a member count is
  * answered by each instance with a reply on the same channel, and the asking instance sums the replies that arrive
- * within a short window.
+ * within a short window. Starting a room's presence asks the same way: each instance records its members of the room
+ * and replies once they are stored.
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Backplane, Once } from '../backplane/types';
+import type { Backplane, Once, PresenceList } from '../backplane/types';
 
 /** How long the asking instance collects replies to a disconnect or a member count. */
 export const GATHER_WINDOW_MS = 250;
@@ -17,9 +18,16 @@ export interface LocalConnections {
   deliverToUser(user: string, frame: string): number;
   disconnect(target: { readonly user: string } | { readonly connectionId: string }): number;
   roomMembers(room: string): number;
+  /** Records this instance's members of `room` in presence (it is tracked from now on); resolves with how many once stored. */
+  recordPresence(room: string): Promise<number>;
+  /** The room's presence on every instance (starting to track it if nobody had asked yet). */
+  listPresence(room: string, limit: number): Promise<PresenceList>;
 }
 
-type Question = { readonly op: 'disconnect'; readonly user?: string; readonly connectionId?: string } | { readonly op: 'count'; readonly room: string };
+type Question =
+  | { readonly op: 'disconnect'; readonly user?: string; readonly connectionId?: string }
+  | { readonly op: 'count'; readonly room: string }
+  | { readonly op: 'track'; readonly room: string };
 
 type ControlMessage =
   | { readonly op: 'user'; readonly user: string; readonly frame: string }
@@ -65,6 +73,16 @@ export class ServerControl {
   /** Members of `room` summed over the instances that answer within the window. */
   countMembers(room: string): Promise<Gathered> {
     return this.ask({ op: 'count', room });
+  }
+
+  /** Asks every instance to record its members of `room` in presence; resolves with how many were, once the window closes. */
+  trackPresence(room: string): Promise<Gathered> {
+    return this.ask({ op: 'track', room });
+  }
+
+  /** The room's presence (GET /api/rooms/<room>?members=1): every instance's members, the count exact. */
+  listPresence(room: string, limit: number): Promise<PresenceList> {
+    return this.local.listPresence(room, limit);
   }
 
   /** Resolves the questions in flight with what they have (shutdown). */
@@ -118,6 +136,12 @@ export class ServerControl {
       case 'count':
         this.reply(msg.req, msg.origin, this.local.roomMembers(msg.room));
         return;
+      case 'track': {
+        const { req, origin } = msg;
+        // Never rejects: a failed store is logged by presence and retried with its next refresh.
+        void this.local.recordPresence(msg.room).then((n) => this.reply(req, origin, n));
+        return;
+      }
       case 'reply': {
         if (msg.to !== this.instanceId) return;
         const p = this.pending.get(msg.req);

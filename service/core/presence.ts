@@ -1,12 +1,20 @@
 /**
- * Presence on this instance (issue 18): records every local member of a room in the backplane while its connection
- * lives, refreshes those entries and prunes the expired ones of watched rooms every tick, answers `presence` frames,
- * and forwards `joined`/`left` events to the local members that joined with `presence: true`. A room's presence
- * channel is subscribed only while a local member watches it; a room nobody watches costs its entries and their
- * refresh, nothing else.
+ * Presence on this instance (issue 18). A room's presence costs nothing until somebody asks for it (a join with
+ * `presence: true`, a `presence` frame, or the server API's `?members=1`): from then on the room is *tracked* (its
+ * marker lives in the backplane) and every instance records its local members of it, refreshes those entries every
+ * tick and, with a local watcher, prunes the expired ones. In an untracked room a join, leave or close sends nothing,
+ * except one read of the marker when the room gets its first local member (the enter script, which stores nothing
+ * without the marker).
+ *
+ * The first ask sets the marker `pending`, has every instance record its members of the room over the control channel
+ * (each replies once they are stored), then sets it `ready`: the first answer lists every member of every instance.
+ * An instance whose first local member joins later reads the marker with that member's enter. The marker lives
+ * 2 × RELAY_PRESENCE_TTL_MS after the last watcher's refresh or query; each instance's refresh finds it gone, removes
+ * its entries there and stops. `presence` frames are answered here, and `joined`/`left` events are forwarded to the
+ * local members that joined with `presence: true`; a room's presence channel is subscribed only while one watches it.
  */
 import type { Logger } from 'pino';
-import { presenceTiming, type Backplane, type PresenceMember, type PresenceTiming } from '../backplane/types';
+import { BackplaneUnavailableError, presenceTiming, type Backplane, type PresenceList, type PresenceMember, type PresenceTiming } from '../backplane/types';
 import type { ServiceConfig } from '../config';
 import { encodePresence, type ProtocolError } from '../protocol';
 
@@ -27,18 +35,33 @@ export interface PresenceOptions<P extends PresencePeer> {
   readonly send: (peer: P, data: string | Buffer) => boolean;
 }
 
+/** Asks every instance to record its members of a room (ServerControl.trackPresence); resolves once they replied. */
+export type GatherPresence = (room: string) => Promise<unknown>;
+
+/** This instance's members of a room, and whether the room is tracked: undefined until the first enter answers. */
+interface LocalRoom {
+  readonly members: Map<string, PresenceMember>;
+  tracked: boolean | undefined;
+  /** The first enter, which reads the marker; later joins wait for it. */
+  probe: Promise<void> | undefined;
+}
+
 export class Presence<P extends PresencePeer> {
   readonly timing: PresenceTiming;
-  /** Room → this instance's members of it, refreshed every tick. */
-  private readonly local = new Map<string, Map<string, PresenceMember>>();
+  /** Room → this instance's members of it; those of tracked rooms are refreshed every tick. */
+  private readonly local = new Map<string, LocalRoom>();
   /** Room → local peers that joined it with `presence: true`. */
   private readonly watchers = new Map<string, Set<P>>();
   /** Room → the presence channel subscription, made for the room's first local watcher. */
   private readonly watching = new Map<string, Promise<void>>();
+  /** Room → this instance's start of tracking it (marker, gather), shared by the asks that arrive meanwhile. */
+  private readonly starting = new Map<string, Promise<void>>();
   /** Room → connection ids whose removal goes out with the next flush (one script call per room). */
   private readonly leaving = new Map<string, Set<string>>();
   private flushing: Promise<void> | null = null;
   private timer: NodeJS.Timeout | undefined;
+  /** Without the control channel (a lone hub) only this instance's members are recorded. */
+  private gather: GatherPresence = (room) => this.record(room);
 
   constructor(private readonly opts: PresenceOptions<P>) {
     this.timing = presenceTiming(opts.config.presenceTtlMs);
@@ -51,35 +74,44 @@ export class Presence<P extends PresencePeer> {
     this.timer.unref();
   }
 
+  /** How a start of tracking reaches every instance: the control channel's scatter-gather. */
+  useGather(gather: GatherPresence): void {
+    this.gather = gather;
+  }
+
   /**
-   * A peer joined `room` (or joined it again): records it and, with `watch`, subscribes it to the room's events
-   * (false stops them; undefined keeps what it had). Resolves once the entry is stored, so a `presence` frame sent
-   * anywhere after the join's ack lists the member; never rejects (a failed store is retried every tick).
+   * A peer joined `room` (or joined it again): records it if the room is tracked and, with `watch`, subscribes it to
+   * the room's events and makes the room tracked (false stops them; undefined keeps what it had). Resolves once the
+   * entry is stored, so a `presence` frame sent anywhere after the join's ack lists the member; never rejects (a
+   * failed store is retried every tick).
    */
   async enter(peer: P, room: string, watch: boolean | undefined): Promise<void> {
-    let entries = this.local.get(room);
-    if (entries === undefined) this.local.set(room, (entries = new Map<string, PresenceMember>()));
+    let state = this.local.get(room);
+    if (state === undefined) this.local.set(room, (state = { members: new Map(), tracked: undefined, probe: undefined }));
     // Back before its removal went out: the entry stays, and nobody sees a left and a joined.
     this.leaving.get(room)?.delete(peer.id);
-    const known = entries.has(peer.id);
+    const known = state.members.has(peer.id);
     const member: PresenceMember = { connectionId: peer.id, user: peer.auth?.sub ?? null, instanceId: this.opts.config.instanceId, since: Date.now() };
-    if (!known) entries.set(peer.id, member);
-    if (watch === true) await this.watch(peer, room);
-    else if (watch === false) this.unwatch(peer, room);
-    if (known || this.local.get(room)?.get(peer.id) !== member) return;
-    try {
-      await this.opts.backplane.presenceEnter(room, [member], this.timing);
-    } catch (err) {
-      peer.log.warn({ err, room }, 'recording presence failed; retried with the next refresh');
+    if (!known) state.members.set(peer.id, member);
+    if (watch === true) {
+      await this.watch(peer, room);
+      await this.store(room, state, [state.members.get(peer.id) ?? member]);
+      if (state.tracked !== true) await this.track(room).catch((err: unknown) => peer.log.warn({ err, room }, 'starting presence failed'));
+      return;
     }
+    if (watch === false) this.unwatch(peer, room);
+    if (known || state.members.get(peer.id) !== member) return;
+    await this.store(room, state, [member]);
   }
 
   /** A peer left `room` (leave, refresh without the room, or its socket closed): its entry goes with the next flush. */
   leave(peer: P, room: string): void {
-    const entries = this.local.get(room);
-    if (entries?.delete(peer.id) !== true) return;
-    if (entries.size === 0) this.local.delete(room);
+    const state = this.local.get(room);
+    if (state?.members.delete(peer.id) !== true) return;
+    if (state.members.size === 0) this.local.delete(room);
     this.unwatch(peer, room);
+    // Nothing was stored in an untracked room.
+    if (state.tracked === false) return;
     let ids = this.leaving.get(room);
     if (ids === undefined) this.leaving.set(room, (ids = new Set()));
     ids.add(peer.id);
@@ -92,7 +124,7 @@ export class Presence<P extends PresencePeer> {
       return peer.sendError({ id, code: 'forbidden', message: `presence of room ${JSON.stringify(room)} is visible to its members only; join it first` });
     }
     try {
-      const list = await this.opts.backplane.presenceMembers(room, this.opts.config.presenceListMax);
+      const list = await this.list(room, this.opts.config.presenceListMax);
       this.opts.send(peer, encodePresence(id, room, list.members, list.count));
     } catch (err) {
       peer.log.warn({ err, room }, 'reading presence failed');
@@ -100,14 +132,40 @@ export class Presence<P extends PresencePeer> {
     }
   }
 
+  /** The room's members on every instance (at most `limit`, the count exact); the room is tracked from now on. */
+  async list(room: string, limit: number): Promise<PresenceList> {
+    const tracked = await this.opts.backplane.presenceMembers(room, limit, this.timing);
+    if (tracked !== null) {
+      this.adopt(room);
+      return tracked;
+    }
+    await this.track(room);
+    const started = await this.opts.backplane.presenceMembers(room, limit, this.timing);
+    if (started === null) throw new BackplaneUnavailableError(`presence of room ${JSON.stringify(room)} could not be started; ask again`);
+    return started;
+  }
+
+  /**
+   * Another instance started tracking `room` (a control message): records this instance's members of it; resolves
+   * with how many once they are stored, never rejects.
+   */
+  async record(room: string): Promise<number> {
+    const state = this.local.get(room);
+    if (state === undefined) return 0;
+    state.tracked = true;
+    await this.send(room, state, [...state.members.values()]);
+    return state.members.size;
+  }
+
   /** Removes every local entry now (shutdown) and stops the timer; resolves when the removals are done or failed. */
   async close(): Promise<void> {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
-    for (const [room, entries] of this.local) {
+    for (const [room, state] of this.local) {
+      if (state.tracked === false) continue;
       let ids = this.leaving.get(room);
       if (ids === undefined) this.leaving.set(room, (ids = new Set()));
-      for (const id of entries.keys()) ids.add(id);
+      for (const id of state.members.keys()) ids.add(id);
     }
     this.local.clear();
     await this.flushing;
@@ -116,6 +174,59 @@ export class Presence<P extends PresencePeer> {
 
   private deliver(room: string, frame: Buffer): void {
     for (const peer of this.watchers.get(room) ?? []) this.opts.send(peer, frame);
+  }
+
+  /** Starts tracking `room` on every instance, once at a time per room: marker `pending`, gather, marker `ready`. */
+  private track(room: string): Promise<void> {
+    let started = this.starting.get(room);
+    if (started === undefined) {
+      started = (async () => {
+        const { backplane } = this.opts;
+        await backplane.presenceTrack(room, this.timing, 'pending');
+        await this.gather(room);
+        await backplane.presenceTrack(room, this.timing, 'ready');
+      })().finally(() => this.starting.delete(room));
+      this.starting.set(room, started);
+    }
+    return started;
+  }
+
+  /** A list found the room tracked: local members this instance did not record (it missed the start) are recorded. */
+  private adopt(room: string): void {
+    const state = this.local.get(room);
+    if (state === undefined || state.tracked === true || state.probe !== undefined) return;
+    void this.record(room);
+  }
+
+  /**
+   * Stores members of a room whose tracking this instance knows, or reads the marker with them (the room's first local
+   * member); joins that arrive during that read wait for it.
+   */
+  private async store(room: string, state: LocalRoom, members: PresenceMember[]): Promise<void> {
+    if (state.probe !== undefined) await state.probe;
+    if (state.tracked === false || this.local.get(room) !== state) return;
+    if (state.tracked === true) return this.send(room, state, members);
+    const probe: Promise<void> = this.send(room, state, members).finally(() => {
+      if (state.probe === probe) state.probe = undefined;
+    });
+    state.probe = probe;
+    await probe;
+  }
+
+  /** One enter call; its answer says whether the room is (still) tracked. Never rejects. */
+  private async send(room: string, state: LocalRoom, members: PresenceMember[]): Promise<void> {
+    const watched = this.watchers.has(room);
+    try {
+      const added = await this.opts.backplane.presenceEnter(room, members, this.timing, watched);
+      state.tracked = added !== null;
+    } catch (err) {
+      this.opts.logger.warn({ err, room }, 'recording presence failed; retried with the next refresh');
+      return;
+    }
+    // A watched room whose marker is gone (the backplane lost it): tracked again, on every instance.
+    if (!state.tracked && watched && this.watchers.has(room)) {
+      this.track(room).catch((err: unknown) => this.opts.logger.warn({ err, room }, 'restarting presence failed; retried with the next refresh'));
+    }
   }
 
   private async watch(peer: P, room: string): Promise<void> {
@@ -154,12 +265,16 @@ export class Presence<P extends PresencePeer> {
     );
   }
 
-  /** Refreshes every local entry (one call per room) and prunes the watched rooms. */
+  /**
+   * Refreshes the entries of every room not known to be untracked (one call per room, which also finds a marker gone
+   * and, for a watched room, keeps it alive) and prunes the watched rooms.
+   */
   private tick(): void {
     const { backplane, logger } = this.opts;
     if (backplane.status().state !== 'ready') return;
-    for (const [room, entries] of this.local) {
-      backplane.presenceEnter(room, [...entries.values()], this.timing).catch((err: unknown) => logger.warn({ err, room }, 'presence refresh failed'));
+    for (const [room, state] of this.local) {
+      if (state.tracked === false || state.probe !== undefined) continue;
+      void this.send(room, state, [...state.members.values()]);
     }
     for (const room of this.watchers.keys()) {
       backplane.presencePrune(room).catch((err: unknown) => logger.warn({ err, room }, 'presence prune failed'));

@@ -234,7 +234,7 @@ async function roomInfo(room: string, withPresence: boolean, deps: ServerApiDeps
   const [members, position, presence] = await Promise.all([
     deps.control.countMembers(room),
     deps.backplane.historyEnabled ? deps.backplane.readHistory(room, undefined).then((r) => r.position) : Promise.resolve(null),
-    withPresence ? deps.backplane.presenceMembers(room, deps.config.presenceListMax) : Promise.resolve(undefined),
+    withPresence ? deps.control.listPresence(room, deps.config.presenceListMax) : Promise.resolve(undefined),
   ]);
   const info = { room, members: members.total, instances: members.instances, position };
   return presence === undefined ? info : { ...info, presence: { count: presence.count, members: presence.members } };
