@@ -1,12 +1,14 @@
 /**
  * Presence across relay processes sharing a real Redis (standalone and cluster): members of every instance listed,
  * joined/left events to watchers on other instances, exactly one `left` per member whether it left, closed or its
- * instance was killed (within RELAY_PRESENCE_TTL_MS), the cap on listed members and RELAY_PRESENCE=off.
+ * instance was killed (within RELAY_PRESENCE_TTL_MS), the cap on listed members and RELAY_PRESENCE=off; and no
+ * presence commands at all for a room nobody asked about.
  */
 import { expect } from '@jest/globals';
 import { signHs256Token } from '../../service/auth';
 import { useClients, useRedis, useRelays } from '../helpers/fixtures';
 import { trustedEnv } from '../helpers/load';
+import { monitorRedis } from '../helpers/redis-monitor';
 import { roomsOnDistinctShards, waitUntil } from '../helpers/redis-server';
 import { API_KEY, callApi, errorCode } from '../helpers/server-api';
 import type { Frame, TestClient } from '../helpers/ws-client';
@@ -120,6 +122,89 @@ describe('presence across relays on one Redis', () => {
     expect(await c.request({ type: 'presence', room: 'crowd', id: 'q' })).toMatchObject({ type: 'error', id: 'q', code: 'presence_disabled' });
     // Its members are not recorded: the count on the other relays is unchanged.
     expect((await members[0].request({ type: 'presence', room: 'crowd', id: 'p2' })).count).toBe(8);
+  });
+});
+
+describe('presence only for rooms somebody asked about', () => {
+  /** Client commands on the room's presence keys (enter, leave, prune, list, marker), script calls counted once. */
+  const presenceCommands = (room: string) => new RegExp(`presence[a-z-]*:\\{${room}\\}"`);
+
+  it('sends no presence command for a room nobody asked about beyond one marker read per relay, unlike a tracked room', async () => {
+    const server = await redis.start();
+    const monitor = clients.track(await monitorRedis(server));
+    const [a, b] = await relays.pair(trustedEnv({ REDIS_URL: server.url, RELAY_CHANNEL_PREFIX: 'lazy1', RELAY_PRESENCE_TTL_MS: '1000' }));
+    const quiet = [...(await clients.connectMany(a, 3)), ...(await clients.connectMany(b, 3))];
+    const asked = [...(await clients.connectMany(a, 2)), ...(await clients.connectMany(b, 2))];
+    await Promise.all([joinAcked(quiet, 'quiet'), joinAcked(asked, 'asked')]);
+    expect((await asked[0].request({ type: 'presence', room: 'asked', id: 'p' })).count).toBe(4);
+    // Leaves and closes in both rooms; each relay keeps members in both.
+    await Promise.all([quiet[0].request({ type: 'leave', room: 'quiet', id: 'l' }), asked[0].request({ type: 'leave', room: 'asked', id: 'l' })]);
+    await Promise.all([quiet[5].close(), asked[3].close()]);
+    const askedBefore = monitor.count(presenceCommands('asked'));
+    // Three refresh ticks of both relays (a tick is a fifth of the TTL) in the tracked room.
+    await waitUntil(() => monitor.count(presenceCommands('asked')) >= askedBefore + 6, 5000, 'three refresh rounds of the tracked room');
+
+    // The first join on each relay read the marker (one enter call, which stored nothing); nothing else touched the room.
+    const quietCommands = monitor.commands.filter((c) => presenceCommands('quiet').test(c));
+    expect(quietCommands).toHaveLength(2);
+    for (const c of quietCommands) expect(c).toContain('"EVALSHA"');
+    expect((await server.cli('KEYS', 'lazy1:presence*{quiet}')).trim()).toBe('');
+    expect(Number(await server.cli('HLEN', 'lazy1:presence:{asked}'))).toBe(2);
+  });
+
+  it('tracks a room from a presence frame alone and lists the members of both relays that joined before', async () => {
+    const server = await redis.start();
+    const [a, b] = await relays.pair(trustedEnv({ REDIS_URL: server.url, RELAY_CHANNEL_PREFIX: 'lazy2' }));
+    const members = [...(await clients.connectMany(a, 2)), ...(await clients.connectMany(b, 2))];
+    await joinAcked(members, 'board');
+    expect(Number(await server.cli('EXISTS', 'lazy2:presence:{board}', 'lazy2:presence-tracked:{board}'))).toBe(0);
+
+    const reply = await members[3].request({ type: 'presence', room: 'board', id: 'p' });
+    expect(reply).toMatchObject({ type: 'presence', room: 'board', count: 4 });
+    expect(memberIds(reply)).toEqual(connectionIds(members));
+    expect((await server.cli('GET', 'lazy2:presence-tracked:{board}')).trim()).toBe('ready');
+    expect(Number(await server.cli('HLEN', 'lazy2:presence:{board}'))).toBe(4);
+    // Nobody watches, so nobody was sent an event.
+    for (const m of members) expect(m.frames.filter((f) => f.type === 'joined' || f.type === 'left')).toEqual([]);
+  });
+
+  it('lists the member of a relay whose first member of the room joins after tracking started, once its join is acked', async () => {
+    const server = await redis.start();
+    const [a, b] = await relays.pair(trustedEnv({ REDIS_URL: server.url, RELAY_CHANNEL_PREFIX: 'lazy3' }));
+    const [asker, watcher] = await clients.connectMany(a, 2);
+    await joinAcked([asker], 'late');
+    expect((await asker.request({ type: 'presence', room: 'late', id: 'p1' })).count).toBe(1);
+    await joinAcked([watcher], 'late', { presence: true });
+
+    const [first, second] = await clients.connectMany(b, 2);
+    await joinAcked([first], 'late');
+    const reply = await asker.request({ type: 'presence', room: 'late', id: 'p2' });
+    expect(reply.count).toBe(3);
+    expect(memberIds(reply)).toEqual(connectionIds([asker, watcher, first]));
+    await joinAcked([second], 'late');
+    expect(memberIds(await asker.request({ type: 'presence', room: 'late', id: 'p3' }))).toEqual(connectionIds([asker, watcher, first, second]));
+    await watcher.waitFor((f) => f.type === 'joined' && (f.member as { connectionId: string }).connectionId === second.welcome.connectionId);
+    expect(eventsOf(watcher, 'joined', 'late').sort()).toEqual(connectionIds([watcher, first, second]));
+  });
+
+  it('stops tracking a room nobody watched or asked about for 2 × RELAY_PRESENCE_TTL_MS, and starts again on the next ask', async () => {
+    const server = await redis.start();
+    const [a, b] = await relays.pair(trustedEnv({ REDIS_URL: server.url, RELAY_CHANNEL_PREFIX: 'lazy4', RELAY_PRESENCE_TTL_MS: '1000' }));
+    const [onA, onB] = [await clients.connect(a), await clients.connect(b)];
+    await joinAcked([onA, onB], 'brief');
+    expect((await onA.request({ type: 'presence', room: 'brief', id: 'p1' })).count).toBe(2);
+    const asked = Date.now();
+    // The marker expires 2 s after the ask; the next refresh of each relay finds it gone and removes its entries.
+    await waitUntil(async () => Number(await server.cli('EXISTS', 'lazy4:presence:{brief}', 'lazy4:presence-tracked:{brief}')) === 0, 5000, 'the room untracked');
+    expect(Date.now() - asked).toBeGreaterThanOrEqual(2000);
+    const monitor = clients.track(await monitorRedis(server));
+    await onB.request({ type: 'leave', room: 'brief', id: 'l' });
+    await joinAcked([onB], 'brief');
+    // Neither relay refreshes the room any more and the leave sent nothing; the rejoin (b's first member again) read the marker.
+    expect(monitor.count(presenceCommands('brief'))).toBe(1);
+    const reply = await onB.request({ type: 'presence', room: 'brief', id: 'p2' });
+    expect(reply.count).toBe(2);
+    expect(memberIds(reply)).toEqual(connectionIds([onA, onB]));
   });
 });
 
