@@ -201,10 +201,10 @@ const schema = z.object({
   }),
   RELAY_PRESENCE: oneOf(['on', 'off'] as const, 'on').meta({
     description:
-      'Presence: every join records the member in the backplane (one Redis script call, about 150 bytes per member, refreshed every `RELAY_PRESENCE_TTL_MS`/5 per room), so `presence` frames list a room\'s members on every instance and `join` with `presence: true` sends `joined`/`left` events. `off`: nothing is recorded and both are refused with `presence_disabled`.',
+      'Presence: `presence` frames list a room\'s members on every instance, `join` with `presence: true` sends `joined`/`left` events and `GET /api/rooms/<room>?members=1` lists them. A room costs nothing until one of these asks for it; from then until nobody watched or asked for 2 × `RELAY_PRESENCE_TTL_MS`, its members are recorded in the backplane (one Redis script call per join and leave, about 150 bytes per member, refreshed every `RELAY_PRESENCE_TTL_MS`/5 per room). `off`: nothing is recorded and all three are refused with `presence_disabled`.',
   }),
   RELAY_PRESENCE_TTL_MS: int(30_000, 500, 600_000).meta({
-    description: 'A member of an instance that stopped (killed, lost) is gone from presence, with one `left` event, within this long. Instances refresh their members every fifth of it.',
+    description: 'A member of an instance that stopped (killed, lost) is gone from presence, with one `left` event, within this long. Instances refresh their members of rooms whose presence was asked for every fifth of it; a room nobody watched or asked about for twice this long stops being recorded.',
   }),
   RELAY_PRESENCE_LIST_MAX: int(100, 1, 1000).meta({
     description: 'Most members listed in one `presence` reply; its `count` is always the exact number of members.',
