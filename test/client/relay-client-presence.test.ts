@@ -1,7 +1,5 @@
 import { expect } from '@jest/globals';
-import WebSocket from 'ws';
-import { RelayClient, type RelayError } from '../../service/public/relay-client';
-import { nextEvent } from '../helpers/client-events';
+import { RELAY_CLIENT_ENV as RELAY_ENV, nextEvent, rejection, relayClients } from '../helpers/client-events';
 import { useClients, useRelays } from '../helpers/fixtures';
 
 // relay-client.js presence: presence(room), join(room, { presence: true }) and the joined/left events, against
@@ -10,21 +8,7 @@ import { useClients, useRelays } from '../helpers/fixtures';
 jest.setTimeout(60_000);
 
 const relays = useRelays();
-const clients = useClients();
-const RELAY_ENV = { RELAY_DRAIN_WINDOW_MS: '0' };
-
-function client(urls: string[]): RelayClient {
-  return clients.track(new RelayClient({ urls, WebSocket, backoff: { initialMs: 50, maxMs: 400 } }));
-}
-
-async function rejection(p: Promise<unknown>): Promise<RelayError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as RelayError;
-  }
-  throw new Error('expected the promise to reject, it resolved');
-}
+const client = relayClients(useClients());
 
 describe('RelayClient presence', () => {
   it('emits joined and left for a room joined with presence, and resolves presence() with the members', async () => {

@@ -3,32 +3,17 @@ import { join } from 'node:path';
 import { runInNewContext } from 'node:vm';
 import { expect } from '@jest/globals';
 import WebSocket from 'ws';
-import { RelayClient, type RelayClientEvents, type RelayError } from '../../service/public/relay-client';
+import { RelayClient, type RelayClientEvents } from '../../service/public/relay-client';
 import { freePort } from '../../app/free-port';
-import { nextEvent } from '../helpers/client-events';
+import { RELAY_CLIENT_ENV as RELAY_ENV, nextEvent, rejection, relayClients } from '../helpers/client-events';
 import { useClients, useRelays } from '../helpers/fixtures';
 import type { RelayProcess } from '../helpers/relay-process';
 
 // The client module exactly as the demo page loads it, driven from Node against bundled relay processes.
 
-const FAST_BACKOFF = { initialMs: 50, maxMs: 400 };
 const relays = useRelays();
 const clients = useClients();
-
-function client(urls: string[], extra: Partial<ConstructorParameters<typeof RelayClient>[0]> = {}): RelayClient {
-  return clients.track(new RelayClient({ urls, WebSocket, backoff: FAST_BACKOFF, ...extra }));
-}
-
-async function rejection(p: Promise<unknown>): Promise<RelayError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as RelayError;
-  }
-  throw new Error('expected the promise to reject, it resolved');
-}
-
-const RELAY_ENV = { RELAY_DRAIN_WINDOW_MS: '0' };
+const client = relayClients(clients);
 
 describe('relay-client.js module formats', () => {
   it('exports { RelayClient } to CommonJS and defines the global RelayClient for a <script> tag', () => {

@@ -1,39 +1,11 @@
 /** Recovery on the in-memory backplane (one process, no Redis): the same numbering and rules as Redis. */
 import { expect } from '@jest/globals';
 import { MemoryBackplane } from '../../service/backplane/memory';
-import { loadServiceConfig } from '../../service/config';
-import { createRelay, type Relay } from '../../service/server';
-import { TestClient } from '../helpers/ws-client';
+import { useInProcessRelays } from '../helpers/in-process-relay';
+import type { TestClient } from '../helpers/ws-client';
 import { expectConsecutive, join, lastPosition, publish, publishAll, roomMessages, waitForCondition } from './recovery-helpers';
 
-const relays: Relay[] = [];
-const clients: TestClient[] = [];
-
-async function startRelay(env: Record<string, string> = {}): Promise<string> {
-  const config = loadServiceConfig({
-    PORT: '0',
-    HOST: '127.0.0.1',
-    LOG_LEVEL: 'silent',
-    RELAY_RATE_LIMIT: '100000',
-    RELAY_RATE_BURST: '100000',
-    ...env,
-  });
-  const relay = createRelay(config);
-  relays.push(relay);
-  const { port } = await relay.start();
-  return `ws://127.0.0.1:${port}/ws`;
-}
-
-async function connect(url: string): Promise<TestClient> {
-  const c = await TestClient.connect(url);
-  clients.push(c);
-  return c;
-}
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await Promise.all(relays.splice(0).map((r) => r.close()));
-});
+const { start: startRelay, connect } = useInProcessRelays({ RELAY_RATE_LIMIT: '100000', RELAY_RATE_BURST: '100000' });
 
 /** A client that received `before` messages of `room` and left; returns its last position. */
 async function readerThatLeft(url: string, publisher: TestClient, room: string, before: number): Promise<{ seq: string; epoch: string }> {

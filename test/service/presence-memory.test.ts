@@ -3,31 +3,10 @@
  * members, the members-only rule and RELAY_PRESENCE=off. The Redis and cluster cases are in test/service/presence-redis.test.ts.
  */
 import { expect } from '@jest/globals';
-import { loadServiceConfig } from '../../service/config';
-import { createRelay, type Relay } from '../../service/server';
-import { TestClient, type Frame } from '../helpers/ws-client';
+import { useInProcessRelays } from '../helpers/in-process-relay';
+import type { Frame, TestClient } from '../helpers/ws-client';
 
-const relays: Relay[] = [];
-const clients: TestClient[] = [];
-
-async function startRelay(env: Record<string, string> = {}): Promise<string> {
-  const config = loadServiceConfig({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', RELAY_INSTANCE_ID: 'presence-test', ...env });
-  const relay = createRelay(config);
-  relays.push(relay);
-  const { port } = await relay.start();
-  return `ws://127.0.0.1:${port}/ws`;
-}
-
-async function connect(url: string): Promise<TestClient> {
-  const c = await TestClient.connect(url);
-  clients.push(c);
-  return c;
-}
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await Promise.all(relays.splice(0).map((r) => r.close()));
-});
+const { start: startRelay, connect } = useInProcessRelays({ RELAY_INSTANCE_ID: 'presence-test' });
 
 const member = (c: TestClient) => ({
   connectionId: c.welcome.connectionId,
