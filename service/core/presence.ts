@@ -96,7 +96,7 @@ export class Presence<P extends PresencePeer> {
     if (watch === true) {
       await this.watch(peer, room);
       await this.store(room, state, [state.members.get(peer.id) ?? member]);
-      if (state.tracked !== true) await this.track(room).catch((err: unknown) => peer.log.warn({ err, room }, 'starting presence failed'));
+      if (state.tracked !== true) await this.track(room).catch((err: unknown) => peer.log.warn({ err, room }, 'starting presence failed; retried with the next refresh'));
       return;
     }
     if (watch === false) this.unwatch(peer, room);
@@ -224,9 +224,11 @@ export class Presence<P extends PresencePeer> {
       return;
     }
     // A watched room whose marker is gone (the backplane lost it): tracked again, on every instance.
-    if (!state.tracked && watched && this.watchers.has(room)) {
-      this.track(room).catch((err: unknown) => this.opts.logger.warn({ err, room }, 'restarting presence failed; retried with the next refresh'));
-    }
+    if (!state.tracked && watched && this.watchers.has(room)) this.restart(room);
+  }
+
+  private restart(room: string): void {
+    this.track(room).catch((err: unknown) => this.opts.logger.warn({ err, room }, 'starting presence failed; retried with the next refresh'));
   }
 
   private async watch(peer: P, room: string): Promise<void> {
@@ -273,6 +275,8 @@ export class Presence<P extends PresencePeer> {
     const { backplane, logger } = this.opts;
     if (backplane.status().state !== 'ready') return;
     for (const [room, state] of this.local) {
+      // A watched room whose start failed (backplane down) starts again.
+      if (state.tracked === false && this.watchers.has(room)) this.restart(room);
       if (state.tracked === false || state.probe !== undefined) continue;
       void this.send(room, state, [...state.members.values()]);
     }
