@@ -182,14 +182,14 @@ export class Hub {
     return this.registry.rooms.get(room)?.members.size ?? 0;
   }
 
-  /** Another instance started tracking the room's presence: records the local members (none with RELAY_PRESENCE=off). */
+  /** An instance (this one too) started tracking the room's presence: records the local members (none with RELAY_PRESENCE=off). */
   recordPresence(room: string): Promise<number> {
     return this.core.presence?.record(room) ?? Promise.resolve(0);
   }
 
   /** The room's presence on every instance; refused with RELAY_PRESENCE=off. */
   listPresence(room: string, limit: number): Promise<PresenceList> {
-    if (this.core.presence === null) return Promise.reject(new Error('presence is turned off on this relay (RELAY_PRESENCE=off)'));
+    if (this.core.presence === null) return Promise.reject(new Error('presence is turned off on this relay (RELAY_PRESENCE=off); ask without ?members=1'));
     return this.core.presence.list(room, limit);
   }
 

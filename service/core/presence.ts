@@ -146,8 +146,8 @@ export class Presence<P extends PresencePeer> {
   }
 
   /**
-   * Another instance started tracking `room` (a control message): records this instance's members of it; resolves
-   * with how many once they are stored, never rejects.
+   * An instance (this one too) started tracking `room` (a control message): records this instance's members of it;
+   * resolves with how many once they are stored, never rejects.
    */
   async record(room: string): Promise<number> {
     const state = this.local.get(room);
