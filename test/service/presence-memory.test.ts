@@ -1,8 +1,13 @@
 /**
  * Presence on one relay with the in-memory backplane: the `presence` frame, joined/left events, the cap on listed
- * members, the members-only rule and RELAY_PRESENCE=off. The Redis and cluster cases are in test/service/presence-redis.test.ts.
+ * members, the members-only rule, RELAY_PRESENCE=off and the tracked marker. The Redis and cluster cases are in
+ * test/service/presence-redis.test.ts.
  */
 import { expect } from '@jest/globals';
+import pino from 'pino';
+import { MemoryBackplane } from '../../service/backplane/memory';
+import { presenceTiming } from '../../service/backplane/types';
+import { waitUntil } from '../helpers/redis-server';
 import { useInProcessRelays } from '../helpers/in-process-relay';
 import type { Frame, TestClient } from '../helpers/ws-client';
 
@@ -108,5 +113,35 @@ describe('presence on the memory backplane', () => {
     expect(await c.request({ type: 'join', room: 'r', presence: true, id: 'j' })).toEqual({ ...disabled, id: 'j' });
     expect(await c.request({ type: 'join', room: 'r', id: 'j2' })).toMatchObject({ type: 'ack', id: 'j2' });
     expect(await c.request({ type: 'presence', room: 'r', id: 'p' })).toEqual({ ...disabled, id: 'p' });
+  });
+});
+
+describe('the memory backplane’s tracked marker', () => {
+  it('stores entries only while the marker lives, answers lists only once it is ready, and forgets the room when it expires', async () => {
+    const bp = new MemoryBackplane(undefined, pino({ level: 'silent' }));
+    await bp.start();
+    const events: string[] = [];
+    bp.onPresence((_room, frame) => events.push(frame.toString()));
+    const timing = presenceTiming(500);
+    const m = { connectionId: 'c1', user: null, instanceId: 'i', since: 1 };
+    expect(await bp.presenceEnter('r', [m], timing, false)).toBeNull();
+    expect(await bp.presenceMembers('r', 10, timing)).toBeNull();
+
+    await bp.presenceTrack('r', timing, 'pending');
+    expect(await bp.presenceEnter('r', [m], timing, false)).toBe(1);
+    // Still pending: nobody reads a list the instances may not have finished.
+    expect(await bp.presenceMembers('r', 10, timing)).toBeNull();
+    await bp.presenceTrack('r', timing, 'ready');
+    expect(await bp.presenceMembers('r', 10, timing)).toEqual({ count: 1, members: [m] });
+    expect(events).toEqual(['{"type":"joined","room":"r","member":{"connectionId":"c1","user":null,"instanceId":"i","since":1}}']);
+
+    // Nobody watches or asks: the marker goes after keyTtlMs, and the next refresh removes the entry without an event.
+    const asked = Date.now();
+    await waitUntil(async () => (await bp.presenceEnter('r', [m], timing, false)) === null, 5000, 'the marker to expire');
+    expect(Date.now() - asked).toBeGreaterThanOrEqual(timing.keyTtlMs - 50);
+    await bp.presenceTrack('r', timing, 'ready');
+    expect(await bp.presenceMembers('r', 10, timing)).toEqual({ count: 0, members: [] });
+    expect(events).toHaveLength(1);
+    await bp.close();
   });
 });
