@@ -6,6 +6,7 @@ import { ZipFile } from 'yazl';
 import { METRICS_EBEXTENSION_PATH, metricsEbextension } from '../stacks/relay-metrics-log';
 import { localReleaseZip } from '../stacks/release-layout';
 import { bundleService, RELAY_START_COMMAND } from './bundle';
+import { THIRD_PARTY_LICENSES_FILE } from './bundle-licenses';
 import { headCommitIfAny } from './git';
 import { MAX_LABEL_LENGTH } from './ledger';
 import { DEFAULT_ARTIFACTS_DIR, REPO_ROOT } from './paths';
@@ -63,7 +64,7 @@ export function releaseLabel(version: string, commit: string | null, sha256: str
 }
 
 /** Files whose content decides the zip's bytes (with the dependency versions pinned by package-lock.json). */
-const INPUT_ROOTS = ['service', 'app/paths.ts', 'app/bundle.ts', 'app/artifact.ts', 'stacks/relay-metrics-log.ts', 'package.json', 'package-lock.json'];
+const INPUT_ROOTS = ['service', 'app/paths.ts', 'app/bundle.ts', 'app/bundle-licenses.ts', 'app/artifact.ts', 'stacks/relay-metrics-log.ts', 'package.json', 'package-lock.json'];
 
 // Built from local components because yazl writes DOS (local) time: the stored bytes are then the same in every timezone.
 const FIXED_MTIME = new Date(2020, 0, 1, 0, 0, 0);
@@ -125,6 +126,7 @@ async function build(outDir: string, commit: string | null): Promise<Artifact> {
     const bundle = await bundleService(join(work, 'bundle'));
     const entries = new Map<string, Buffer>();
     entries.set('server.js', readFileSync(bundle.serverJs));
+    entries.set(THIRD_PARTY_LICENSES_FILE, readFileSync(bundle.licensesTxt));
     entries.set('package.json', Buffer.from(deployedPackageJson(pkg.name, pkg.version)));
     entries.set('Procfile', Buffer.from(`web: ${RELAY_START_COMMAND}\n`));
     // Streams the relay's EMF file to CloudWatch, where the scaling policy and alarms read its metrics.

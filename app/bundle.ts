@@ -1,6 +1,7 @@
-import { build } from 'esbuild';
-import { copyFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { build, type BuildOptions } from 'esbuild';
+import { copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { bundledPackages, THIRD_PARTY_LICENSES_FILE, thirdPartyLicenses } from './bundle-licenses';
 import { PUBLIC_DIR, REPO_ROOT } from './paths';
 
 /**
@@ -15,37 +16,45 @@ export const RELAY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4'];
 /** The command line that starts the bundled relay from its folder, as the Procfile and package.json give it. */
 export const RELAY_START_COMMAND = ['node', ...RELAY_NODE_FLAGS, 'server.js'].join(' ');
 
+/** How esbuild bundles the relay (the output file aside). */
+export const RELAY_BUNDLE_OPTIONS = {
+  absWorkingDir: REPO_ROOT,
+  entryPoints: ['service/main.ts'],
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  minify: true,
+  // None of the bundled packages has a legal comment in its source; their license files ship as THIRD-PARTY-LICENSES.txt.
+  legalComments: 'none',
+  // ws falls back to its JS implementations when these optional native addons are absent.
+  external: ['bufferutil', 'utf-8-validate'],
+  logLevel: 'silent',
+} as const satisfies BuildOptions;
+
 export interface BundleResult {
   /** Absolute path of the bundled entry point. */
   readonly serverJs: string;
+  /** Absolute path of the notices of the packages bundled into server.js (THIRD-PARTY-LICENSES.txt beside it). */
+  readonly licensesTxt: string;
   /** Names of the files copied into `<outDir>/public`, sorted. */
   readonly publicFiles: readonly string[];
 }
 
 /**
- * Bundles service/main.ts into `<outDir>/server.js` and copies the demo page into `<outDir>/public`.
- * The output depends only on the source: paths in it are relative to the repository root.
+ * Bundles service/main.ts into `<outDir>/server.js`, writes the notices of the packages in it beside it and copies the
+ * demo page into `<outDir>/public`. The output depends only on the source: paths in it are relative to the repository
+ * root.
  */
 export async function bundleService(outDir: string): Promise<BundleResult> {
   rmSync(outDir, { recursive: true, force: true });
   mkdirSync(outDir, { recursive: true });
   const serverJs = join(outDir, 'server.js');
-  await build({
-    absWorkingDir: REPO_ROOT,
-    entryPoints: ['service/main.ts'],
-    outfile: serverJs,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    minify: true,
-    legalComments: 'none',
-    // ws falls back to its JS implementations when these optional native addons are absent.
-    external: ['bufferutil', 'utf-8-validate'],
-    logLevel: 'silent',
-  });
+  const { metafile } = await build({ ...RELAY_BUNDLE_OPTIONS, outfile: serverJs, metafile: true });
+  const licensesTxt = join(outDir, THIRD_PARTY_LICENSES_FILE);
+  writeFileSync(licensesTxt, thirdPartyLicenses(bundledPackages(metafile, REPO_ROOT)));
   const publicFiles = copyPublic(join(outDir, 'public'));
-  return { serverJs, publicFiles };
+  return { serverJs, licensesTxt, publicFiles };
 }
 
 function copyPublic(dest: string): string[] {

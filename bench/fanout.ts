@@ -1,15 +1,15 @@
 import { performance } from 'node:perf_hooks';
-import { pinSelf, type CpuPinning } from './lib/cpu-pinning';
+import type { CpuPinning } from './lib/cpu-pinning';
 import { cpuSecondsOf, machineCpu } from './lib/proc-stats';
-import { startBenchRedis, startBenchRelay, type BenchRedis, type BenchRelay, type BenchTarget } from './lib/servers';
+import type { BenchRedis, BenchRelay, BenchTarget } from './lib/servers';
 import { median, pause, pollUntil } from './lib/stats';
-import { connectRawMember } from './lib/raw-subscriber';
-import { connectMany, connectMember, DeliverySink, RatePublisher, type LoadSocket, type WsLoadSocket } from './lib/ws-load';
+import { connectSpread, expectProbeDelivered, startInstances, withSharedRedis, type RateRunMeasures, type TargetRunOptions } from './lib/target-rigs';
+import { connectMember, DeliverySink, RatePublisher, type LoadSocket, type WsLoadSocket } from './lib/ws-load';
 
 /** A relay implementation under test: how to start one instance of it. */
 export type FanoutTargetSpec = BenchTarget;
 
-export interface FanoutOptions {
+export interface FanoutOptions extends TargetRunOptions {
   readonly targets: readonly FanoutTargetSpec[];
   /** @default 2 */
   readonly instances?: number;
@@ -31,23 +31,10 @@ export interface FanoutOptions {
   readonly minDeliveredRatio?: number;
   /** A step keeps up only while p99 latency stays below this. @default 500 */
   readonly maxP99Ms?: number;
-  /** Keep the generator and the servers on separate CPUs (see lib/cpu-pinning.ts). @default none */
-  readonly pinning?: CpuPinning | null;
-  /** Progress lines (one per run). */
-  readonly log?: (line: string) => void;
 }
 
 /** One measured run at one rate. */
-export interface FanoutRun {
-  readonly publishedPerSec: number;
-  readonly deliveriesPerSec: number;
-  /** Deliveries in the window / (messages published in the window × subscribers). */
-  readonly deliveredRatio: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  readonly maxMs: number;
-  /** CPU seconds of all relay processes per 100,000 deliveries. */
-  readonly serverCpuPer100k: number;
+export interface FanoutRun extends RateRunMeasures {
   /** Cores used by the relay processes, Redis and the load generator during the window. */
   readonly relayCores: number;
   readonly redisCores: number;
@@ -98,8 +85,6 @@ export interface FanoutResult {
 }
 
 const ROOM = 'bench-fanout';
-const CONNECT_CONCURRENCY = 50;
-const PROBE_TIMEOUT_MS = 15_000;
 const DRAIN_QUIET_MS = 300;
 // Long enough for an overloaded target to work off its backlog, so it does not load the next run (possibly of the other target).
 const DRAIN_TIMEOUT_MS = 15_000;
@@ -141,42 +126,24 @@ class TargetRig {
       this.crashes += this.relays.filter((r) => r.process.exited()).length;
       await this.stop();
     }
-    if (this.relays.length === 0) {
-      for (let i = 0; i < this.instances; i++) {
-        this.relays.push(
-          await startBenchRelay(`${this.spec.name}-${i}`, this.spec, { REDIS_URL: this.redis.url }, this.serverCpus),
-        );
-      }
-    }
+    if (this.relays.length === 0) this.relays = await startInstances(this.spec, this.redis, this.instances, this.serverCpus);
     await Promise.all([...this.subscribers, ...(this.publisherSocket ? [this.publisherSocket] : [])].filter((s) => !s.isOpen()).map((s) => s.close()));
     const kept = this.subscribers.filter((s) => s.isOpen());
     const missing = this.subscriberCount - kept.length;
-    const fresh = await connectMany(missing, CONNECT_CONCURRENCY, (i) =>
-      connectRawMember(this.relayFor(kept.length + i).wsUrl, ROOM, this.sink.onFrame),
-    );
+    const fresh = await connectSpread(this.relays, missing, () => ROOM, this.sink.onFrame, kept.length);
     this.subscribers = [...kept, ...fresh];
     if (!this.publisherSocket || !this.publisherSocket.isOpen()) {
-      this.publisherSocket = await connectMember(this.relayFor(0).wsUrl, null);
+      this.publisherSocket = await connectMember(this.relays[0].wsUrl, null);
       this.publisher = new RatePublisher(this.publisherSocket, ROOM);
     }
     await this.probe();
-  }
-
-  private relayFor(i: number): BenchRelay {
-    return this.relays[i % this.relays.length];
   }
 
   /** One message must reach every subscriber: proves every instance's subscription is live before measuring. */
   private async probe(): Promise<void> {
     const before = this.sink.delivered;
     this.publisher?.publishOne();
-    const ok = await pollUntil(() => this.sink.delivered - before >= this.subscriberCount, PROBE_TIMEOUT_MS);
-    if (!ok) {
-      throw new Error(
-        `${this.spec.name}: a probe message reached ${this.sink.delivered - before} of ${this.subscriberCount} subscribers within ${PROBE_TIMEOUT_MS} ms; ` +
-          `check that every instance subscribes to Redis (last output: ${this.relays.map((r) => r.process.lines.slice(-3).join(' | ')).join(' || ')})`,
-      );
-    }
+    await expectProbeDelivered(this.spec.name, this.relays, () => this.sink.delivered - before, this.subscriberCount, 'subscribers');
   }
 
   pids(): number[] {
@@ -222,20 +189,10 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
   if (opts.rates.length === 0) throw new Error('runFanout: `rates` is empty; give at least one publish rate in msg/s');
 
   const pinning = opts.pinning ?? null;
-  const redis = await startBenchRedis(pinning?.servers);
-  const unpin = pinning ? pinSelf(pinning.generator) : () => undefined;
-  const states: TargetState[] = opts.targets.map((spec) => ({
-    rig: new TargetRig(spec, redis, instances, subscribers, pinning?.servers),
-    phase: 'climb',
-    ladderIndex: 0,
-    lo: 0,
-    hi: 0,
-    bisectLeft: bisectSteps,
-    points: [],
-  }));
-  // Every target's rig: a run starts only once none of them is still working off a backlog.
-  const allRigs = states.map((s) => s.rig);
-  try {
+  const makeRigs = (redis: BenchRedis): TargetRig[] => opts.targets.map((spec) => new TargetRig(spec, redis, instances, subscribers, pinning?.servers));
+  // Each run is given every target's rig (allRigs): it starts only once none of them is still working off a backlog.
+  return withSharedRedis(pinning, makeRigs, async (allRigs) => {
+    const states: TargetState[] = allRigs.map((rig) => ({ rig, phase: 'climb', ladderIndex: 0, lo: 0, hi: 0, bisectLeft: bisectSteps, points: [] }));
     const measurePoint = async (pending: { state: TargetState; rate: number }[]): Promise<FanoutPoint[]> => {
       const runs = pending.map(() => [] as FanoutRun[]);
       const crashesBefore = pending.map((p) => p.state.rig.crashes);
@@ -296,11 +253,7 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
         };
       }),
     };
-  } finally {
-    for (const s of states) await s.rig.stop();
-    await redis.stop();
-    unpin();
-  }
+  });
 }
 
 function nextRate(s: TargetState, rates: readonly number[]): number {

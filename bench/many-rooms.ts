@@ -1,13 +1,13 @@
 import { execFile } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
-import { pinSelf, type CpuPinning } from './lib/cpu-pinning';
 import { LatencyHistogram } from './lib/histogram';
 import { cpuSecondsOf } from './lib/proc-stats';
-import { connectRawMember, type RawMember } from './lib/raw-subscriber';
-import { startBenchRedis, startBenchRelay, type BenchRedis, type BenchRelay, type BenchTarget } from './lib/servers';
+import type { RawMember } from './lib/raw-subscriber';
+import type { BenchRedis, BenchRelay, BenchTarget } from './lib/servers';
 import { median, pause, pollUntil } from './lib/stats';
-import { connectMany, timestampPayload } from './lib/ws-load';
+import { connectSpread, expectProbeDelivered, startInstances, withSharedRedis, type RateRunMeasures, type TargetRunOptions } from './lib/target-rigs';
+import { timestampPayload } from './lib/ws-load';
 
 /**
  * The many-rooms workload (issue 16): `rooms` rooms of `membersPerRoom` members spread over two instances of each
@@ -17,7 +17,7 @@ import { connectMany, timestampPayload } from './lib/ws-load';
  * EVALSHA and every command its script runs). A last long run at each relay target's saturation rate spans more than one
  * heartbeat interval, so a heartbeat spike would show in its worst one-second p99.
  */
-export interface ManyRoomsOptions {
+export interface ManyRoomsOptions extends TargetRunOptions {
   readonly targets: readonly BenchTarget[];
   readonly rooms: number;
   readonly membersPerRoom: number;
@@ -29,21 +29,12 @@ export interface ManyRoomsOptions {
   readonly measureMs: number;
   /** Length of the heartbeat run (0: none); longer than RELAY_PING_INTERVAL_MS (25 s) to span a heartbeat. */
   readonly heartbeatRunMs: number;
-  readonly pinning?: CpuPinning | null;
-  readonly log?: (line: string) => void;
 }
 
-export interface ManyRoomsRun {
+export interface ManyRoomsRun extends RateRunMeasures {
   readonly rate: number;
-  readonly publishedPerSec: number;
-  readonly deliveriesPerSec: number;
-  readonly deliveredRatio: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  readonly maxMs: number;
   /** Worst p99 of any one-second slice of the window. */
   readonly worstSecondP99Ms: number;
-  readonly serverCpuPer100k: number;
   readonly redisCpuPer100k: number;
   readonly redisCommandsPerDelivery: number;
   readonly keptUp: boolean;
@@ -70,8 +61,6 @@ export interface ManyRoomsResult {
 
 const MIN_RATIO = 0.95;
 const MAX_P99_MS = 500;
-const CONNECT_CONCURRENCY = 50;
-const PROBE_TIMEOUT_MS = 15_000;
 const DRAIN_TIMEOUT_MS = 15_000;
 /** Skip a member whose socket has this much unsent: the generator never queues without bound. */
 const MAX_MEMBER_BACKLOG = 64 * 1024;
@@ -119,20 +108,15 @@ class Rig {
   }
 
   async start(): Promise<void> {
-    const cpus = this.opts.pinning?.servers;
-    for (let i = 0; i < 2; i++) this.relays.push(await startBenchRelay(`${this.spec.name}-many-${i}`, this.spec, { REDIS_URL: this.redis.url }, cpus));
+    this.relays = await startInstances(this.spec, this.redis, 2, this.opts.pinning?.servers, `${this.spec.name}-many`);
     const { rooms, membersPerRoom } = this.opts;
     const query = this.spec.wsQuery ? `?${this.spec.wsQuery}` : '';
-    this.members = (await connectMany(rooms * membersPerRoom, CONNECT_CONCURRENCY, (i) =>
-      connectRawMember(`${this.relays[i % 2].wsUrl}${query}`, roomOf(Math.floor(i / membersPerRoom)), this.sink.onFrame),
-    )) as RawMember[];
+    this.members = await connectSpread(this.relays, rooms * membersPerRoom, (i) => roomOf(Math.floor(i / membersPerRoom)), this.sink.onFrame, 0, query);
     this.frames = this.members.map((_, i) => `{"type":"publish","room":"${roomOf(Math.floor(i / membersPerRoom))}","data":"`);
     // One message per room must reach all its members: every instance's subscriptions are live.
     const before = this.sink.delivered;
     for (let r = 0; r < rooms; r++) this.publishFrom(r * membersPerRoom);
-    if (!(await pollUntil(() => this.sink.delivered - before >= rooms * membersPerRoom, PROBE_TIMEOUT_MS))) {
-      throw new Error(`${this.spec.name}: the probe reached ${this.sink.delivered - before} of ${rooms * membersPerRoom} members within ${PROBE_TIMEOUT_MS} ms`);
-    }
+    await expectProbeDelivered(this.spec.name, this.relays, () => this.sink.delivered - before, rooms * membersPerRoom, 'members');
   }
 
   publishFrom(i: number): boolean {
@@ -270,12 +254,9 @@ function summarise(rate: number, runs: ManyRoomsRun[]): ManyRoomsRun {
 export async function runManyRooms(opts: ManyRoomsOptions): Promise<ManyRoomsResult> {
   const log = opts.log ?? (() => undefined);
   if (opts.rates.length === 0) throw new Error('runManyRooms: `rates` is empty; give at least one publish rate in msg/s');
-  const pinning = opts.pinning ?? null;
-  const redis = await startBenchRedis(pinning?.servers);
-  const unpin = pinning ? pinSelf(pinning.generator) : () => undefined;
-  const rigs = opts.targets.map((spec) => new Rig(spec, redis, opts));
-  const state = rigs.map(() => ({ lo: 0, hi: 0, ladder: 0, bisectLeft: opts.bisectSteps, done: false, points: [] as ManyRoomsRun[] }));
-  try {
+  const makeRigs = (redis: BenchRedis): Rig[] => opts.targets.map((spec) => new Rig(spec, redis, opts));
+  return withSharedRedis(opts.pinning ?? null, makeRigs, async (rigs) => {
+    const state = rigs.map(() => ({ lo: 0, hi: 0, ladder: 0, bisectLeft: opts.bisectSteps, done: false, points: [] as ManyRoomsRun[] }));
     for (const rig of rigs) {
       log(`many rooms: ${rig.spec.name}: ${opts.rooms} rooms × ${opts.membersPerRoom} members over 2 instances`);
       await rig.start();
@@ -337,11 +318,7 @@ export async function runManyRooms(opts: ManyRoomsOptions): Promise<ManyRoomsRes
         };
       }),
     };
-  } finally {
-    for (const rig of rigs) await rig.stop();
-    await redis.stop();
-    unpin();
-  }
+  });
 }
 
 /** Issue 16's many-rooms targets, checked against the floor measured in the same run. */

@@ -3,7 +3,7 @@
  * say what is allowed, and the value checks they share.
  */
 import { accessSync, constants, statSync } from 'node:fs';
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** One invalid variable: its name, the value received and what is allowed. */
 export interface ConfigProblem {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConfigError, apiKeys, int, isExactOrigin, isReadableFile, isRedisUrl, list, matching, oneOf, type ConfigProblem } from './config-fields';
 import type { LogLevel, ServiceConfig } from './config-types';
 import { parseCidr } from './http/client-address';

@@ -139,12 +139,12 @@ function parse(data: WebSocket.RawData): Record<string, unknown> {
 }
 
 /** Opens `count` members with at most `concurrency` handshakes in flight; closes what it opened if one fails. */
-export async function connectMany(
+export async function connectMany<S extends LoadSocket>(
   count: number,
   concurrency: number,
-  open: (i: number) => Promise<LoadSocket>,
-): Promise<LoadSocket[]> {
-  const sockets: LoadSocket[] = new Array<LoadSocket>(count);
+  open: (i: number) => Promise<S>,
+): Promise<S[]> {
+  const sockets: S[] = new Array<S>(count);
   let next = 0;
   // An array, not a `let`: the workers assign it from closures, which TypeScript's narrowing does not see.
   const failures: Error[] = [];

@@ -11,7 +11,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import * as z from 'zod';
 import { BackplaneUnavailableError, type Backplane, type Once } from '../backplane/types';
 import type { ServiceConfig } from '../config';
 import type { ServerControl } from '../core/control';

@@ -1,11 +1,14 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { build, type Metafile } from 'esbuild';
 import { open, type Entry } from 'yauzl';
 import { buildArtifact, releaseLabel, type Artifact } from '../../app/artifact';
+import { RELAY_BUNDLE_OPTIONS } from '../../app/bundle';
+import { bundledPackages } from '../../app/bundle-licenses';
 import { REPO_ROOT } from '../../app/paths';
 import { METRICS_EBEXTENSION_PATH, metricsLogGroupName } from '../../stacks/relay-metrics-log';
 
@@ -51,6 +54,12 @@ function readZip(file: string): Promise<ZipEntry[]> {
       zip.readEntry();
     });
   });
+}
+
+/** The esbuild metafile of the relay's bundle, built with the artifact's options (inputs with what each put in). */
+async function bundleMetafile(): Promise<Metafile> {
+  const { metafile } = await build({ ...RELAY_BUNDLE_OPTIONS, write: false, metafile: true });
+  return metafile;
 }
 
 // Builds the artifact in a fresh process so TZ is read at start-up, as it is on a build machine.
@@ -103,7 +112,7 @@ describe('buildArtifact', () => {
     const entries = await readZip(first.zipPath);
     const names = entries.map((e) => e.name);
     expect(names).toEqual([...names].sort());
-    const top = ['.ebextensions/relay-metrics.config', 'Procfile', 'package.json', 'server.js'];
+    const top = ['.ebextensions/relay-metrics.config', 'Procfile', 'THIRD-PARTY-LICENSES.txt', 'package.json', 'server.js'];
     expect(names).toEqual(expect.arrayContaining(top));
     expect(names.filter((n) => !top.includes(n)).every((n) => n.startsWith('public/'))).toBe(true);
     for (const e of entries) {
@@ -126,6 +135,36 @@ describe('buildArtifact', () => {
     });
     expect(byName.get('server.js')?.length).toBeGreaterThan(1000);
   });
+
+  it('carries the license and notice files of every package bundled into server.js', async () => {
+    // GIVEN the notices file of the zip and the packages whose code esbuild put into server.js
+    const entries = await readZip(first.zipPath);
+    const notices = entries.find((e) => e.name === 'THIRD-PARTY-LICENSES.txt')?.data.toString('utf8') ?? '';
+    const bundled = bundledPackages(await bundleMetafile(), REPO_ROOT);
+    // THEN the relay's direct dependencies are among them and the file lists exactly them, by name and version
+    expect(bundled.map((p) => p.name)).toEqual(expect.arrayContaining(['@redis/client', 'jose', 'pino', 'prom-client', 'ws', 'zod']));
+    const headings = [...notices.matchAll(/^={80}\n(.+)\n={80}$/gm)].map((m) => m[1]);
+    expect(headings).toEqual(bundled.map((p) => `${p.name} ${p.version} (${p.license})`));
+    // AND each package's own license text, as it ships it, is in the file (Apache-2.0 ones too: they need the full text)
+    for (const p of bundled) {
+      expect(JSON.parse(readFileSync(join(p.dir, 'package.json'), 'utf8'))).toMatchObject({ name: p.name, version: p.version });
+      const own = readdirSync(p.dir).filter((n) => /^(licen[cs]e|notice)/i.test(n));
+      for (const name of own) expect(notices).toContain(readFileSync(join(p.dir, name), 'utf8').replace(/\r\n/g, '\n').trimEnd());
+      if (own.length === 0) expect(notices).toContain(`${p.name} ${p.version} (${p.license})\n${'='.repeat(80)}\n\nThe package ships no license file; its package.json declares ${p.license}`);
+    }
+    expect(notices).toContain('TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION');
+  }, 120_000);
+
+  it('stays under the 300 KB target, with only the zod code the relay calls and its English messages', async () => {
+    // Imported as a namespace, zod is tree-shaken; the named `z` export would keep every schema and all of its locales.
+    const [output] = Object.values((await bundleMetafile()).outputs);
+    const zodFiles = Object.entries(output.inputs)
+      .filter(([path, input]) => path.includes('node_modules/zod/') && input.bytesInOutput > 0)
+      .map(([path]) => path.slice(path.indexOf('node_modules/zod/') + 'node_modules/zod/'.length));
+    expect(zodFiles).toContain('v4/locales/en.js');
+    expect(zodFiles.filter((f) => f.includes('/locales/') && f !== 'v4/locales/en.js')).toEqual([]);
+    expect(first.sizeBytes).toBeLessThanOrEqual(300_000);
+  }, 120_000);
 
   it('carries the .ebextensions file that streams the EMF file into the log group the stack creates', async () => {
     // GIVEN the zip's configuration file, parsed as Beanstalk reads it (JSON is one of its two formats)
