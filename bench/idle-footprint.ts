@@ -15,8 +15,13 @@ export interface IdleOptions {
   readonly runs?: number;
   /** RSS samples taken after settling; the median is used. @default 5 */
   readonly samples?: number;
-  /** Gap between samples, and the settling time before the first. @default 500 */
+  /** Gap between samples. @default 500 */
   readonly sampleIntervalMs?: number;
+  /**
+   * Quiet time before the first sample of each phase: an idle relay gives its young generation back after a few idle
+   * seconds (service/memory-reducer.ts), and the footprint of idle connections is what it holds then. @default 5000
+   */
+  readonly settleMs?: number;
   /** @default 100 */
   readonly connectConcurrency?: number;
   readonly log?: (line: string) => void;
@@ -103,6 +108,7 @@ async function measureOnce(spec: IdleTargetSpec, redisUrl: string, connections: 
   try {
     const sample = async (): Promise<number> => {
       const values: number[] = [];
+      await pause(opts.settleMs ?? 5000);
       for (let i = 0; i < samples; i++) {
         await pause(interval);
         values.push(rssBytes(relay.process.pid));

@@ -1,5 +1,6 @@
 import { ConfigError, loadServiceConfig, type ServiceConfig } from './config';
 import { createLogger } from './logger';
+import { startMemoryReducer } from './memory-reducer';
 import { createRelay } from './server';
 
 /** Process entry: config from the environment, start, drain on SIGTERM/SIGINT or after an uncaught error. */
@@ -58,6 +59,9 @@ async function main(): Promise<void> {
   // instanceId rides on every line through the logger's base fields. `event` is the readiness signal that process
   // harnesses wait on (app/local-servers.ts), so the message text stays free to change.
   logger.info({ event: 'listening', port, metricsPort, backplane: relay.backplane.kind }, 'relay listening');
+  startMemoryReducer({
+    onReduce: (r) => logger.info({ youngBytesBefore: r.beforeBytes, youngBytesAfter: r.afterBytes, ms: Math.round(r.ms) }, 'idle: young generation given back'),
+  });
 }
 
 main().catch((err: unknown) => {

@@ -45,6 +45,9 @@ export class Outbound {
   private readonly watched = new Set<OutboundPeer>();
   private watchTimer: NodeJS.Timeout | undefined;
   private readonly graceMs: number;
+  /** The payload of the last framed send and its header: a fan-out sends one payload to many sockets in a row. */
+  private lastPayload: Buffer | null = null;
+  private lastHeader: Buffer = Buffer.alloc(0);
 
   constructor(private readonly opts: OutboundOptions) {
     this.graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
@@ -60,8 +63,24 @@ export class Outbound {
     if (!this.isOpen(peer)) return false;
     this.cork(peer);
     if (!peer.corked && !this.checkBacklog(peer, typeof data === 'string' ? Buffer.byteLength(data) : data.length)) return false;
-    peer.ws.send(data, { binary: false });
+    const socket = typeof data === 'string' ? undefined : tcpSocketOf(peer.ws);
+    if (socket && typeof data !== 'string') {
+      // The frame is written as ws would write it (no extension is negotiated: perMessageDeflate is off), with its
+      // header built once per payload instead of once per recipient.
+      socket.write(this.headerOf(data));
+      socket.write(data);
+    } else {
+      peer.ws.send(data, { binary: false });
+    }
     return true;
+  }
+
+  private headerOf(payload: Buffer): Buffer {
+    if (payload !== this.lastPayload) {
+      this.lastHeader = textFrameHeader(payload.length);
+      this.lastPayload = payload;
+    }
+    return this.lastHeader;
   }
 
   /**
@@ -181,6 +200,24 @@ export class Outbound {
     this.watched.delete(peer);
     this.opts.onSlowConsumer(peer, peer.ws.bufferedAmount);
   }
+}
+
+/** The header of a final, unmasked text frame carrying `length` bytes (RFC 6455 section 5.2), as a server sends it. */
+export function textFrameHeader(length: number): Buffer {
+  if (length < 126) return Buffer.from([0x81, length]);
+  if (length < 65_536) {
+    const header = Buffer.allocUnsafe(4);
+    header[0] = 0x81;
+    header[1] = 126;
+    header.writeUInt16BE(length, 2);
+    return header;
+  }
+  const header = Buffer.allocUnsafe(10);
+  header[0] = 0x81;
+  header[1] = 127;
+  header.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
+  header.writeUInt32BE(length >>> 0, 6);
+  return header;
 }
 
 /** The socket under a WebSocket: ws has no public cork, and keeps it in `_socket` (null once closed). */

@@ -129,7 +129,7 @@ describe.each(NODES)('the artifact boots as Beanstalk boots it, under %s', (_nam
 
     const procfile = readFileSync(join(app, 'Procfile'), 'utf8');
     const match = /^web: (.+)$/m.exec(procfile);
-    expect(match?.[1]).toBe('node --max-semi-space-size=4 server.js');
+    expect(match?.[1]).toBe('node --max-semi-space-size=16 --expose-gc server.js');
     const [cmd, ...args] = (match?.[1] ?? '').split(' ');
     expect(cmd).toBe('node');
 

@@ -123,7 +123,7 @@ describe('buildArtifact', () => {
       expect(e.compressed).toBe(true);
     }
     const byName = new Map(entries.map((e) => [e.name, e.data.toString('utf8')]));
-    expect(byName.get('Procfile')).toBe('web: node --max-semi-space-size=4 server.js\n');
+    expect(byName.get('Procfile')).toBe('web: node --max-semi-space-size=16 --expose-gc server.js\n');
     const pkg = JSON.parse(byName.get('package.json') as string) as Record<string, unknown>;
     expect(pkg).toEqual({
       name: 'relay-stack',
@@ -131,7 +131,7 @@ describe('buildArtifact', () => {
       private: true,
       engines: { node: '>=20' },
       main: 'server.js',
-      scripts: { start: 'node --max-semi-space-size=4 server.js' },
+      scripts: { start: 'node --max-semi-space-size=16 --expose-gc server.js' },
     });
     expect(byName.get('server.js')?.length).toBeGreaterThan(1000);
   });
