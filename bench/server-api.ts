@@ -4,15 +4,16 @@
  * latency (send to response) and the end-to-end delivery latency (send to a member reading the frame), with message
  * recovery on, so every publish goes through the history script as a client publish does.
  */
-import { fork } from 'node:child_process';
+import { execFile, fork } from 'node:child_process';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { promisify } from 'node:util';
 import { REPO_ROOT } from '../app/paths';
 import type { PublisherMessage, PublisherPlan, PublisherResult } from './api-publisher';
 import { pinSelf, type CpuPinning } from './lib/cpu-pinning';
 import { cpuSecondsOf } from './lib/proc-stats';
 import { connectRawMember } from './lib/raw-subscriber';
-import { startBenchRedis, startBenchRelay, type BenchRelay, type BenchTarget } from './lib/servers';
+import { startBenchRedis, startBenchRelay, type BenchRedis, type BenchRelay, type BenchTarget } from './lib/servers';
 import { pollUntil } from './lib/stats';
 import { DeliverySink, type LoadSocket } from './lib/ws-load';
 
@@ -25,6 +26,7 @@ const DRAIN_TIMEOUT_MS = 10_000;
 /** How long the publisher process may take to start, beyond the run itself. */
 const PUBLISHER_START_MS = 30_000;
 const PUBLISHER_SCRIPT = join(REPO_ROOT, 'bench', 'api-publisher.ts');
+const run = promisify(execFile);
 
 export interface ServerApiBenchOptions {
   /** The bundled relay (its env: recovery on). */
@@ -74,6 +76,18 @@ export interface ServerApiBenchResult {
   /** Event-loop delay p99 of the readers' and of the publisher's process over the measured window. */
   readonly readersLoopDelayP99Ms: number;
   readonly publisherLoopDelayP99Ms: number;
+  /** Script calls (EVALSHA) and all Redis commands per measured request: below 1 script call, requests shared a call. */
+  readonly scriptCallsPerRequest: number;
+  readonly redisCommandsPerRequest: number;
+}
+
+/** Redis's count of EVALSHA calls and of all commands (a script's commands included) so far. */
+async function redisCounts(redis: BenchRedis): Promise<{ scripts: number; commands: number }> {
+  const { stdout } = await run('redis-cli', ['-p', String(redis.port), 'INFO', 'all']);
+  const scripts = /cmdstat_evalsha:calls=(\d+)/.exec(stdout);
+  const commands = /total_commands_processed:(\d+)/.exec(stdout);
+  if (commands === null) throw new Error(`redis-cli INFO all has no total_commands_processed: ${stdout.slice(0, 200)}`);
+  return { scripts: Number(scripts?.[1] ?? 0), commands: Number(commands[1]) };
 }
 
 /** The target of the issue: p99 request latency on loopback. */
@@ -111,6 +125,7 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
     const serverPids = relays.map((r) => r.process.pid);
     const loop = monitorEventLoopDelay({ resolution: 1 });
     let window: { readonly at: number; readonly own: NodeJS.CpuUsage; readonly relays: number; readonly redis: number } | undefined;
+    let countsBefore: Promise<{ scripts: number; commands: number }> | undefined;
     const limitMs = opts.durationMs + (opts.warmupMs ?? 2000) + DRAIN_TIMEOUT_MS + PUBLISHER_START_MS;
     const done = new Promise<PublisherResult>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`the API publisher did not finish within ${Math.round(limitMs / 1000)} s`)), limitMs);
@@ -119,6 +134,7 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
           sink.measuring = true;
           loop.enable();
           window = { at: performance.now(), own: process.cpuUsage(), relays: cpuSecondsOf(serverPids), redis: cpuSecondsOf([redis.process.pid]) };
+          countsBefore = redisCounts(redis);
         } else {
           clearTimeout(timer);
           resolve(m.result);
@@ -140,6 +156,8 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
       readers: (own.user + own.system) / 1e6 / seconds,
       publisher: p.cpuCores,
     };
+    // Counted from the start of the window to the last answer: the requests of the window and none of the warm-up's.
+    const [before, after] = await Promise.all([countsBefore ?? redisCounts(redis), redisCounts(redis)]);
     // Every member gets every publish, warm-up included (the sink counts them all).
     const expected = (total - p.errors) * opts.members;
     await pollUntil(() => sink.delivered >= expected, DRAIN_TIMEOUT_MS);
@@ -162,11 +180,14 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
       cpu,
       readersLoopDelayP99Ms: loop.count > 0 ? loop.percentile(99) / 1e6 : Number.NaN,
       publisherLoopDelayP99Ms: p.loopDelayP99Ms,
+      scriptCallsPerRequest: (after.scripts - before.scripts) / (total - warm),
+      redisCommandsPerRequest: (after.commands - before.commands) / (total - warm),
     };
     log(
       `server API: ${result.errors} errors, request p99 ${result.requestP99Ms.toFixed(1)} ms, delivery p99 ${result.deliveryP99Ms.toFixed(1)} ms, ` +
         `${result.deliveries}/${result.expectedDeliveries} deliveries; CPU cores: relays ${cpu.relays.toFixed(2)}, redis ${cpu.redis.toFixed(2)}, ` +
-        `readers ${cpu.readers.toFixed(2)}, publisher ${cpu.publisher.toFixed(2)}; loop delay p99: readers ${result.readersLoopDelayP99Ms.toFixed(1)} ms, publisher ${result.publisherLoopDelayP99Ms.toFixed(1)} ms`,
+        `readers ${cpu.readers.toFixed(2)}, publisher ${cpu.publisher.toFixed(2)}; loop delay p99: readers ${result.readersLoopDelayP99Ms.toFixed(1)} ms, publisher ${result.publisherLoopDelayP99Ms.toFixed(1)} ms; ` +
+        `per request: ${result.scriptCallsPerRequest.toFixed(2)} script calls, ${result.redisCommandsPerRequest.toFixed(2)} Redis commands`,
     );
     return result;
   } finally {
@@ -202,7 +223,8 @@ export function serverApiSection(r: ServerApiBenchResult): string[] {
   out.push(
     `CPU over the measured window, in cores: relays ${cores(r.cpu.relays)} and redis-server ${cores(r.cpu.redis)} (servers' CPU), ` +
       `the members' reader ${cores(r.cpu.readers)} and the publisher ${cores(r.cpu.publisher)} (generator CPU). Event-loop delay p99: ` +
-      `reader ${ms(r.readersLoopDelayP99Ms)}, publisher ${ms(r.publisherLoopDelayP99Ms)}.`,
+      `reader ${ms(r.readersLoopDelayP99Ms)}, publisher ${ms(r.publisherLoopDelayP99Ms)}. Per request: ${r.scriptCallsPerRequest.toFixed(2)} script calls ` +
+      `(below 1 when requests of one event-loop turn share the append script), ${r.redisCommandsPerRequest.toFixed(2)} Redis commands (INFO; a script's commands included).`,
     '',
   );
   return out;

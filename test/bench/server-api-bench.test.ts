@@ -33,6 +33,9 @@ describe('server API bench smoke run', () => {
     expect(r.cpu.relays).toBeGreaterThan(0);
     expect(r.cpu.publisher).toBeGreaterThan(0);
     expect(Number.isFinite(r.publisherLoopDelayP99Ms)).toBe(true);
+    // Every publish runs the append script; requests of one turn may share a call, never need two.
+    expect(r.scriptCallsPerRequest).toBeGreaterThan(0);
+    expect(r.scriptCallsPerRequest).toBeLessThanOrEqual(1.1);
     expect(livePids()).toEqual([]);
     const md = serverApiSection(r).join('\n');
     expect(md).toContain('## Server API');
