@@ -34,7 +34,7 @@ interface Pending {
   readonly channel: string;
   readonly head: Buffer;
   readonly maxlen: string;
-  resolve(position: FramePosition): void;
+  resolve(seq: number, epoch: string): void;
   reject(err: Error): void;
 }
 
@@ -58,15 +58,15 @@ export class AppendBatcher {
 
   /** Queues one message for `target`; resolves with its seq once it is stored and published. */
   append(target: Target, channel: string, frame: Buffer, send: BatchSend): Promise<number> {
-    return new Promise<number>((resolve, reject) => this.#queue(target, channel, frame, send, (position) => resolve(position.seq), reject));
+    return new Promise<number>((resolve, reject) => this.#queue(target, channel, frame, send, resolve, reject));
   }
 
   /** As append(), resolving with the epoch too (the server API answers both). */
   appendPosition(target: Target, channel: string, frame: Buffer, send: BatchSend): Promise<FramePosition> {
-    return new Promise<FramePosition>((resolve, reject) => this.#queue(target, channel, frame, send, resolve, reject));
+    return new Promise<FramePosition>((resolve, reject) => this.#queue(target, channel, frame, send, (seq, epoch) => resolve({ seq, epoch }), reject));
   }
 
-  #queue(target: Target, channel: string, frame: Buffer, send: BatchSend, resolve: (position: FramePosition) => void, reject: (err: Error) => void): void {
+  #queue(target: Target, channel: string, frame: Buffer, send: BatchSend, resolve: Pending['resolve'], reject: Pending['reject']): void {
     const key = historyKey(this.#opts.prefix, target);
     const head = frame.subarray(0, frame.length - 1);
     // Broadcasts are numbered but not stored: no join can ask for them.
@@ -127,7 +127,7 @@ export class AppendBatcher {
       // A room found in another epoch than remembered is refreshed by the next append (its TTL is someone else's).
       const refreshedAt = refreshed.has(p.key) ? now : before?.epoch === position.epoch ? before.refreshedAt : 0;
       this.#remember(p.key, position.epoch, refreshedAt);
-      p.resolve({ seq: Number(position.seq), epoch: position.epoch });
+      p.resolve(Number(position.seq), position.epoch);
     });
   }
 
