@@ -155,17 +155,22 @@ async function run(plan: PublisherPlan, report: (m: PublisherMessage) => void): 
 }
 
 const send = (m: PublisherMessage): void => {
-  process.send?.(m);
+  if (process.connected) process.send?.(m);
 };
 if (process.send === undefined) {
   process.stderr.write('bench/api-publisher.ts is forked by bench/server-api.ts (it needs an IPC channel); run `npm run bench -- --only api`\n');
   process.exitCode = 2;
 } else {
+  // The parent gone (or done with this process): nothing is left to report to.
+  process.once('disconnect', () => process.exit(0));
   process.once('message', (plan: PublisherPlan) => {
     run(plan, send).then(
       (result) => {
-        send({ type: 'done', result });
-        process.disconnect();
+        const done: PublisherMessage = { type: 'done', result };
+        // Disconnecting ends this process; only once the result has been handed over.
+        process.send?.(done, () => {
+          if (process.connected) process.disconnect();
+        });
       },
       (err: unknown) => {
         process.stderr.write(`api publisher failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
