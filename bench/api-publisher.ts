@@ -13,6 +13,8 @@ import { timestampPayload } from './lib/ws-load';
 
 export interface PublisherPlan {
   readonly ports: readonly number[];
+  /** The relays' names, for the error samples, in the order of `ports`. */
+  readonly names: readonly string[];
   readonly apiKey: string;
   readonly room: string;
   /** Requests per second, over all ports. */
@@ -76,7 +78,7 @@ async function run(plan: PublisherPlan, report: (m: PublisherMessage) => void): 
     const r = i % plan.ports.length;
     if ((inFlight[r] ?? 0) >= plan.maxInFlight) {
       answered++;
-      fail(`over ${plan.maxInFlight} requests in flight on relay ${r}`);
+      fail(`over ${plan.maxInFlight} requests in flight on ${plan.names[r] ?? `relay ${r}`}`);
       return;
     }
     inFlight[r] = (inFlight[r] ?? 0) + 1;

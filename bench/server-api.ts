@@ -113,6 +113,7 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
     const total = warm + Math.round((opts.rate * opts.durationMs) / 1000);
     const plan: PublisherPlan = {
       ports: relays.map((r) => r.port),
+      names: relays.map((r) => r.name),
       apiKey: API_KEY,
       room: ROOM,
       rate: opts.rate,
