@@ -4,22 +4,29 @@
  * latency (send to response) and the end-to-end delivery latency (send to a member reading the frame), with message
  * recovery on, so every publish goes through the history script as a client publish does.
  */
-import { Agent, request } from 'node:http';
-import { performance } from 'node:perf_hooks';
+import { execFile, fork } from 'node:child_process';
+import { join } from 'node:path';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { promisify } from 'node:util';
+import { REPO_ROOT } from '../app/paths';
+import type { PublisherMessage, PublisherPlan, PublisherResult } from './api-publisher';
 import { pinSelf, type CpuPinning } from './lib/cpu-pinning';
-import { LatencyHistogram } from './lib/histogram';
+import { cpuSecondsOf } from './lib/proc-stats';
 import { connectRawMember } from './lib/raw-subscriber';
-import { startBenchRedis, startBenchRelay, type BenchRelay, type BenchTarget } from './lib/servers';
+import { startBenchRedis, startBenchRelay, type BenchRedis, type BenchRelay, type BenchTarget } from './lib/servers';
 import { pollUntil } from './lib/stats';
-import { DeliverySink, timestampPayload, type LoadSocket } from './lib/ws-load';
+import { DeliverySink, type LoadSocket } from './lib/ws-load';
 
 const API_KEY = 'bench-server-api-key-0123456789abcdef';
 const ROOM = 'bench-api';
 /** Requests in flight per relay at most; beyond it the publisher counts the request as an error (the relay is not keeping up). */
 const MAX_IN_FLIGHT = 256;
-const TICK_MS = 2;
 /** How long the last deliveries may take to arrive after the last response. */
 const DRAIN_TIMEOUT_MS = 10_000;
+/** How long the publisher process may take to start, beyond the run itself. */
+const PUBLISHER_START_MS = 30_000;
+const PUBLISHER_SCRIPT = join(REPO_ROOT, 'bench', 'api-publisher.ts');
+const run = promisify(execFile);
 
 export interface ServerApiBenchOptions {
   /** The bundled relay (its env: recovery on). */
@@ -34,6 +41,17 @@ export interface ServerApiBenchOptions {
   /** The generator and the servers on separate CPUs, as in the fan-out (see lib/cpu-pinning.ts). @default none */
   readonly pinning?: CpuPinning | null;
   readonly log: (line: string) => void;
+}
+
+/** CPU use over the measured window, in cores (1 = one CPU all the time). */
+export interface ServerApiCpu {
+  /** The two relays together. */
+  readonly relays: number;
+  readonly redis: number;
+  /** The process that reads the members' deliveries. */
+  readonly readers: number;
+  /** The process that sends the requests. */
+  readonly publisher: number;
 }
 
 export interface ServerApiBenchResult {
@@ -54,6 +72,22 @@ export interface ServerApiBenchResult {
   readonly deliveryP50Ms: number;
   readonly deliveryP99Ms: number;
   readonly deliveryMaxMs: number;
+  readonly cpu: ServerApiCpu;
+  /** Event-loop delay p99 of the readers' and of the publisher's process over the measured window. */
+  readonly readersLoopDelayP99Ms: number;
+  readonly publisherLoopDelayP99Ms: number;
+  /** Script calls (EVALSHA) and all Redis commands per measured request: below 1 script call, requests shared a call. */
+  readonly scriptCallsPerRequest: number;
+  readonly redisCommandsPerRequest: number;
+}
+
+/** Redis's count of EVALSHA calls and of all commands (a script's commands included) so far. */
+async function redisCounts(redis: BenchRedis): Promise<{ scripts: number; commands: number }> {
+  const { stdout } = await run('redis-cli', ['-p', String(redis.port), 'INFO', 'all']);
+  const scripts = /cmdstat_evalsha:calls=(\d+)/.exec(stdout);
+  const commands = /total_commands_processed:(\d+)/.exec(stdout);
+  if (commands === null) throw new Error(`redis-cli INFO all has no total_commands_processed: ${stdout.slice(0, 200)}`);
+  return { scripts: Number(scripts?.[1] ?? 0), commands: Number(commands[1]) };
 }
 
 /** The target of the issue: p99 request latency on loopback. */
@@ -63,9 +97,11 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
   const { log } = opts;
   const pinning = opts.pinning ?? null;
   const redis = await startBenchRedis(pinning?.servers);
+  // The publisher, forked below, inherits this CPU affinity.
   const unpin = pinning ? pinSelf(pinning.generator) : () => undefined;
   const relays: BenchRelay[] = [];
   const members: LoadSocket[] = [];
+  const publisher = fork(PUBLISHER_SCRIPT, [], { cwd: REPO_ROOT, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {
     for (const name of ['api-a', 'api-b']) {
       relays.push(await startBenchRelay(name, opts.target, { REDIS_URL: redis.url, RELAY_API_KEY: API_KEY, RELAY_CHANNEL_PREFIX: 'bench-api' }, pinning?.servers));
@@ -73,101 +109,90 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
     const sink = new DeliverySink();
     for (let i = 0; i < opts.members; i++) members.push(await connectRawMember(relays[i % relays.length].wsUrl, ROOM, sink.onFrame));
     log(`server API: ${opts.members} members over ${relays.length} relays, ${opts.rate} requests/s for ${opts.durationMs / 1000} s`);
-    const agents = relays.map(() => new Agent({ keepAlive: true, maxSockets: MAX_IN_FLIGHT }));
-    const latency = new LatencyHistogram();
-    const inFlight = relays.map(() => 0);
-    let sent = 0;
-    let answered = 0;
-    let errors = 0;
-    const errorSamples: string[] = [];
-    const fail = (why: string): void => {
-      errors++;
-      if (errorSamples.length < 5 && !errorSamples.includes(why)) errorSamples.push(why);
-    };
     const warm = Math.round((opts.rate * (opts.warmupMs ?? 2000)) / 1000);
-    const publish = (i: number): void => {
-      const r = i % relays.length;
-      const relay = relays[r];
-      if ((inFlight[r] ?? 0) >= MAX_IN_FLIGHT) {
-        fail(`over ${MAX_IN_FLIGHT} requests in flight on ${relay.name}`);
-        return;
-      }
-      inFlight[r] = (inFlight[r] ?? 0) + 1;
-      const started = performance.now();
-      let settled = false;
-      const settle = (error: string | null): void => {
-        if (settled) return;
-        settled = true;
-        inFlight[r] = (inFlight[r] ?? 1) - 1;
-        answered++;
-        if (error !== null) fail(error);
-        else if (i >= warm) latency.record(performance.now() - started);
-      };
-      const body = JSON.stringify({ room: ROOM, data: timestampPayload() });
-      const req = request(
-        {
-          host: '127.0.0.1',
-          port: relay.port,
-          path: '/api/publish',
-          method: 'POST',
-          agent: agents[r],
-          headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
-        },
-        (res) => {
-          res.resume();
-          res.on('end', () => settle(res.statusCode === 200 ? null : `HTTP ${res.statusCode ?? '?'}`));
-        },
-      );
-      req.on('error', (err) => settle(err.message));
-      req.end(body);
-    };
     const total = warm + Math.round((opts.rate * opts.durationMs) / 1000);
-    const t0 = performance.now();
-    let tMeasured = t0;
-    await new Promise<void>((resolve) => {
-      const timer = setInterval(() => {
-        const due = Math.min(total, Math.floor(((performance.now() - t0) * opts.rate) / 1000));
-        while (sent < due) {
-          if (sent === warm) {
-            sink.measuring = true;
-            tMeasured = performance.now();
-          }
-          publish(sent++);
+    const plan: PublisherPlan = {
+      ports: relays.map((r) => r.port),
+      names: relays.map((r) => r.name),
+      apiKey: API_KEY,
+      room: ROOM,
+      rate: opts.rate,
+      warm,
+      total,
+      maxInFlight: MAX_IN_FLIGHT,
+      drainTimeoutMs: DRAIN_TIMEOUT_MS,
+      parentClockBaseNs: String(process.hrtime.bigint() - BigInt(Math.round(performance.now() * 1e6))),
+    };
+    const serverPids = relays.map((r) => r.process.pid);
+    const loop = monitorEventLoopDelay({ resolution: 1 });
+    let window: { readonly at: number; readonly own: NodeJS.CpuUsage; readonly relays: number; readonly redis: number } | undefined;
+    let countsBefore: Promise<{ scripts: number; commands: number }> | undefined;
+    const limitMs = opts.durationMs + (opts.warmupMs ?? 2000) + DRAIN_TIMEOUT_MS + PUBLISHER_START_MS;
+    const done = new Promise<PublisherResult>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the API publisher did not finish within ${Math.round(limitMs / 1000)} s`)), limitMs);
+      publisher.on('message', (m: PublisherMessage) => {
+        if (m.type === 'measuring') {
+          sink.measuring = true;
+          loop.enable();
+          window = { at: performance.now(), own: process.cpuUsage(), relays: cpuSecondsOf(serverPids), redis: cpuSecondsOf([redis.process.pid]) };
+          countsBefore = redisCounts(redis);
+        } else {
+          clearTimeout(timer);
+          resolve(m.result);
         }
-        if (sent >= total) {
-          clearInterval(timer);
-          resolve();
-        }
-      }, TICK_MS);
+      });
+      publisher.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`the API publisher (bench/api-publisher.ts) exited with ${String(code)} before its result`));
+      });
     });
-    const sendSec = (performance.now() - tMeasured) / 1000;
+    publisher.send(plan);
+    const p = await done;
+    loop.disable();
+    const seconds = window === undefined ? Number.NaN : (performance.now() - window.at) / 1000;
+    const own = process.cpuUsage(window?.own);
+    const cpu: ServerApiCpu = {
+      relays: (cpuSecondsOf(serverPids) - (window?.relays ?? 0)) / seconds,
+      redis: (cpuSecondsOf([redis.process.pid]) - (window?.redis ?? 0)) / seconds,
+      readers: (own.user + own.system) / 1e6 / seconds,
+      publisher: p.cpuCores,
+    };
+    // Counted from the start of the window to the last answer: the requests of the window and none of the warm-up's.
+    const [before, after] = await Promise.all([countsBefore ?? redisCounts(redis), redisCounts(redis)]);
     // Every member gets every publish, warm-up included (the sink counts them all).
-    const expected = (total - errors) * opts.members;
-    await pollUntil(() => answered >= total && sink.delivered >= expected, DRAIN_TIMEOUT_MS);
-    for (const a of agents) a.destroy();
+    const expected = (total - p.errors) * opts.members;
+    await pollUntil(() => sink.delivered >= expected, DRAIN_TIMEOUT_MS);
     const result: ServerApiBenchResult = {
       members: opts.members,
       rate: opts.rate,
       durationSec: opts.durationMs / 1000,
       requests: total - warm,
-      errors: errors + (total - answered),
-      errorSamples,
-      achievedRate: (total - warm) / sendSec,
+      errors: p.errors,
+      errorSamples: p.errorSamples,
+      achievedRate: (total - warm) / p.sendSec,
       expectedDeliveries: expected,
       deliveries: sink.delivered,
-      requestP50Ms: latency.quantile(0.5),
-      requestP99Ms: latency.quantile(0.99),
-      requestMaxMs: latency.max,
+      requestP50Ms: p.requestP50Ms,
+      requestP99Ms: p.requestP99Ms,
+      requestMaxMs: p.requestMaxMs,
       deliveryP50Ms: sink.latency.quantile(0.5),
       deliveryP99Ms: sink.latency.quantile(0.99),
       deliveryMaxMs: sink.latency.max,
+      cpu,
+      readersLoopDelayP99Ms: loop.count > 0 ? loop.percentile(99) / 1e6 : Number.NaN,
+      publisherLoopDelayP99Ms: p.loopDelayP99Ms,
+      scriptCallsPerRequest: (after.scripts - before.scripts) / (total - warm),
+      redisCommandsPerRequest: (after.commands - before.commands) / (total - warm),
     };
     log(
       `server API: ${result.errors} errors, request p99 ${result.requestP99Ms.toFixed(1)} ms, delivery p99 ${result.deliveryP99Ms.toFixed(1)} ms, ` +
-        `${result.deliveries}/${result.expectedDeliveries} deliveries`,
+        `${result.deliveries}/${result.expectedDeliveries} deliveries; CPU cores: relays ${cpu.relays.toFixed(2)}, redis ${cpu.redis.toFixed(2)}, ` +
+        `readers ${cpu.readers.toFixed(2)}, publisher ${cpu.publisher.toFixed(2)}; loop delay p99: readers ${result.readersLoopDelayP99Ms.toFixed(1)} ms, publisher ${result.publisherLoopDelayP99Ms.toFixed(1)} ms; ` +
+        `per request: ${result.scriptCallsPerRequest.toFixed(2)} script calls, ${result.redisCommandsPerRequest.toFixed(2)} Redis commands`,
     );
     return result;
   } finally {
+    if (publisher.exitCode === null && publisher.signalCode === null) publisher.kill();
     unpin();
     await Promise.all(members.map((m) => m.close()));
     await Promise.all(relays.map((r) => r.stop()));
@@ -184,7 +209,8 @@ export function serverApiSection(r: ServerApiBenchResult): string[] {
     '',
     `\`POST /api/publish\` at ${r.rate} requests/s for ${r.durationSec} s, alternating between two relays over one redis-server, ` +
       `to one room of ${r.members} members spread evenly over both relays (raw WebSocket subscribers; generator and servers pinned to separate CPUs as in the fan-out when taskset is there), after a warm-up at the same rate; message recovery on (each publish runs the history script). ` +
-      'Request latency: from sending the request to the end of its response (keep-alive connections). Delivery latency: from sending ' +
+      'Request latency: from sending the request to the end of its response (keep-alive connections), timed by a publisher process of its own ' +
+      '(bench/api-publisher.ts) on the generator CPU, so that reading the deliveries does not delay it. Delivery latency: from sending ' +
       `the request to a member reading the message. Target: 0 errors and p99 request latency ≤ ${SERVER_API_P99_TARGET_MS} ms.`,
     '',
     '| requests measured | sent at | errors | request p50 / p99 / max | deliveries | delivery p50 / p99 / max | result |',
@@ -194,5 +220,13 @@ export function serverApiSection(r: ServerApiBenchResult): string[] {
     '',
   ];
   if (r.errorSamples.length > 0) out.push(`Errors seen: ${r.errorSamples.join('; ')}.`, '');
+  const cores = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : '—');
+  out.push(
+    `CPU over the measured window, in cores: relays ${cores(r.cpu.relays)} and redis-server ${cores(r.cpu.redis)} (servers' CPU), ` +
+      `the members' reader ${cores(r.cpu.readers)} and the publisher ${cores(r.cpu.publisher)} (generator CPU). Event-loop delay p99: ` +
+      `reader ${ms(r.readersLoopDelayP99Ms)}, publisher ${ms(r.publisherLoopDelayP99Ms)}. Per request: ${r.scriptCallsPerRequest.toFixed(2)} script calls ` +
+      `(below 1 when requests of one event-loop turn share the append script), ${r.redisCommandsPerRequest.toFixed(2)} Redis commands (INFO; a script's commands included).`,
+    '',
+  );
   return out;
 }

@@ -51,9 +51,9 @@ export class DeliverySink {
   };
 }
 
-/** The 64-byte payload carrying the current time. */
-export function timestampPayload(): string {
-  return String(Math.round(performance.now() * 1000)).padStart(TS_DIGITS, '0') + FILLER;
+/** The 64-byte payload carrying the send time `atMs` (this process's performance clock unless the sender maps it). */
+export function timestampPayload(atMs: number = performance.now()): string {
+  return String(Math.round(atMs * 1000)).padStart(TS_DIGITS, '0') + FILLER;
 }
 
 /** One open socket past the welcome frame (and the join, when there was one). */

@@ -7,7 +7,7 @@
  */
 import { APPEND_SCRIPT, historyKey, parseAppendId, runScript, streamMaxlen, type HistoryOptions, type HistoryPosition } from './history';
 import { describeError, withTimeout } from './redis-common';
-import { BackplaneUnavailableError, type Target } from './types';
+import { BackplaneUnavailableError, type FramePosition, type Target } from './types';
 
 /** Most messages in one script call; larger turns are split (bounds the script's run time and argument count). */
 export const MAX_BATCH = 128;
@@ -34,7 +34,7 @@ interface Pending {
   readonly channel: string;
   readonly head: Buffer;
   readonly maxlen: string;
-  resolve(seq: number): void;
+  resolve(seq: number, epoch: string): void;
   reject(err: Error): void;
 }
 
@@ -58,20 +58,27 @@ export class AppendBatcher {
 
   /** Queues one message for `target`; resolves with its seq once it is stored and published. */
   append(target: Target, channel: string, frame: Buffer, send: BatchSend): Promise<number> {
+    return new Promise<number>((resolve, reject) => this.#queue(target, channel, frame, send, resolve, reject));
+  }
+
+  /** As append(), resolving with the epoch too (the server API answers both). */
+  appendPosition(target: Target, channel: string, frame: Buffer, send: BatchSend): Promise<FramePosition> {
+    return new Promise<FramePosition>((resolve, reject) => this.#queue(target, channel, frame, send, (seq, epoch) => resolve({ seq, epoch }), reject));
+  }
+
+  #queue(target: Target, channel: string, frame: Buffer, send: BatchSend, resolve: Pending['resolve'], reject: Pending['reject']): void {
     const key = historyKey(this.#opts.prefix, target);
     const head = frame.subarray(0, frame.length - 1);
     // Broadcasts are numbered but not stored: no join can ask for them.
     const maxlen = target === null ? '0' : String(streamMaxlen(this.#opts.history, head.length));
     const group = this.#opts.oneSlot ? '' : (target ?? '');
-    return new Promise<number>((resolve, reject) => {
-      let list = this.#groups.get(group);
-      if (list === undefined) this.#groups.set(group, (list = []));
-      list.push({ key, channel, head, maxlen, resolve, reject });
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        setImmediate(() => this.#flush(send));
-      }
-    });
+    let list = this.#groups.get(group);
+    if (list === undefined) this.#groups.set(group, (list = []));
+    list.push({ key, channel, head, maxlen, resolve, reject });
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => this.#flush(send));
+    }
   }
 
   /** A join read the room's position (and refreshed its TTL): later appends take the fast path. */
@@ -120,7 +127,7 @@ export class AppendBatcher {
       // A room found in another epoch than remembered is refreshed by the next append (its TTL is someone else's).
       const refreshedAt = refreshed.has(p.key) ? now : before?.epoch === position.epoch ? before.refreshedAt : 0;
       this.#remember(p.key, position.epoch, refreshedAt);
-      p.resolve(Number(position.seq));
+      p.resolve(Number(position.seq), position.epoch);
     });
   }
 

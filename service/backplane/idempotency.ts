@@ -33,14 +33,6 @@ redis.call('SET', idem, position, 'PX', window)
 return {'new', position}
 `;
 
-/** The append script answering the position it gave the message, {'new', '<epoch>-<seq>'}. */
-export const appendPositionLua = (append: string): string => `
-local function append()
-${append}
-end
-return {'new', append()[1]}
-`;
-
 /**
  * A publish made once per key. KEYS: the idempotency key. ARGV: publish command (PUBLISH or SPUBLISH), channel,
  * payload, window in milliseconds. Returns 1 when published, 0 when the key was seen within the window.
@@ -57,24 +49,21 @@ function script(source: string): LuaScript {
 
 export const APPEND_ONCE_SCRIPT = script(appendOnceLua(APPEND_SCRIPT.source));
 export const PUBLISH_ONCE_SCRIPT = script(PUBLISH_ONCE_LUA);
-export const APPEND_POSITION_SCRIPT = script(appendPositionLua(APPEND_SCRIPT.source));
 
 /**
- * Runs the append script and returns the message's position: once per `idem` key and window when given (the
- * append-once script), else unconditionally. `appendKeys`/`appendArgs` are exactly what the append script takes.
+ * Runs the append script once per `idem` key and window (the append-once script) and returns the message's position,
+ * or the first one's. `appendKeys`/`appendArgs` are exactly what the append script takes. (Appends without a key go
+ * through the batcher, append-batch.ts.)
  */
 export async function appendOnceWithScript(
   send: SendCommand,
   store: string,
   appendKeys: readonly string[],
   appendArgs: Array<string | Buffer>,
-  idem: { readonly key: string; readonly windowMs: number } | undefined,
+  idem: { readonly key: string; readonly windowMs: number },
 ): Promise<OnceAppend> {
   let reply: unknown;
-  const run =
-    idem === undefined
-      ? runScript(send, APPEND_POSITION_SCRIPT, appendKeys, appendArgs)
-      : runScript(send, APPEND_ONCE_SCRIPT, [...appendKeys, idem.key], [...appendArgs, String(idem.windowMs)]);
+  const run = runScript(send, APPEND_ONCE_SCRIPT, [...appendKeys, idem.key], [...appendArgs, String(idem.windowMs)]);
   try {
     reply = await withTimeout(run, PUBLISH_TIMEOUT_MS, () => new Error(`no reply within ${PUBLISH_TIMEOUT_MS} ms`));
   } catch (err) {

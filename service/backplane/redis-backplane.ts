@@ -157,16 +157,20 @@ export class TransportBackplane implements Backplane {
   async append(target: Target, frame: Buffer): Promise<number> {
     this.#assertReady();
     // The key carries the channel's hash tag, so in a cluster the script and its SPUBLISH run on the room's shard.
-    return this.#batcher.append(target, this.#channelOf(target), frame, (key, args) => this.#transport.send(key, args));
+    return this.#batcher.append(target, this.#channelOf(target), frame, this.#batchSend);
   }
+
+  readonly #batchSend = (key: string, args: Array<string | Buffer>): Promise<unknown> => this.#transport.send(key, args);
 
   async appendOnce(target: Target, frame: Buffer, once: Once | undefined): Promise<OnceAppend> {
     this.#assertReady();
+    // Without a key it is a plain append: batched with the client publishes of the same turn, on the script's fast path.
+    if (once === undefined) return { position: await this.#batcher.appendPosition(target, this.#channelOf(target), frame, this.#batchSend), duplicate: false };
     // Broadcasts are numbered but not stored: no join can ask for them.
     const stored = target === null ? 0 : this.#history.size;
     const keys = [historyKey(this.#opts.channelPrefix, target)];
     const args = appendArgs(this.#transport.publishCommand, this.#channelOf(target), this.#opts.instanceId, frame, stored, this.#history);
-    const idem = once === undefined ? undefined : { key: idempotencyKey(this.#opts.channelPrefix, target, once.key), windowMs: once.windowMs };
+    const idem = { key: idempotencyKey(this.#opts.channelPrefix, target, once.key), windowMs: once.windowMs };
     return appendOnceWithScript(this.#sendTo(keys[0]), this.#transport.store, keys, args, idem);
   }
 

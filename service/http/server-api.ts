@@ -104,15 +104,20 @@ async function route(req: IncomingMessage, target: RequestTarget, keys: readonly
   return path === '/api/publish' ? publish(body, deps) : disconnect(body, deps);
 }
 
+/** The digests of the configured keys, computed once per configuration. */
+const keyDigests = new WeakMap<readonly string[], readonly Buffer[]>();
+
 /** `Authorization: Bearer <key>` against every configured key, in constant time over fixed-length digests. */
 function authorize(req: IncomingMessage, keys: readonly string[]): void {
   const header = req.headers.authorization;
   const match = header === undefined ? null : /^Bearer +(\S+) *$/i.exec(header);
   const refuse = (why: string): ApiError => new ApiError(401, 'unauthorized', `${why}; send Authorization: Bearer <RELAY_API_KEY>`, { 'WWW-Authenticate': 'Bearer realm="relay"' });
   if (match === null) throw refuse(header === undefined ? 'no Authorization header' : 'the Authorization header is not a Bearer key');
+  let digests = keyDigests.get(keys);
+  if (digests === undefined) keyDigests.set(keys, (digests = keys.map(digest)));
   const given = digest(match[1]);
   let ok = false;
-  for (const key of keys) ok = timingSafeEqual(given, digest(key)) || ok;
+  for (const d of digests) ok = timingSafeEqual(given, d) || ok;
   if (!ok) throw refuse('the key is not valid');
 }
 

@@ -26,9 +26,20 @@ describe('server API bench smoke run', () => {
     expect(r.expectedDeliveries).toBe(60 * 10);
     expect(r.requestP99Ms).toBeGreaterThan(0);
     expect(r.deliveryP99Ms).toBeGreaterThan(0);
+    // The publisher is its own process: the send time it writes into each payload is mapped onto this process's
+    // clock, so delivery latencies are real loopback times (a wrong mapping reads as 0 or as seconds).
+    expect(r.deliveryP50Ms).toBeGreaterThan(0.05);
+    expect(r.deliveryP99Ms).toBeLessThan(5_000);
+    expect(r.cpu.relays).toBeGreaterThan(0);
+    expect(r.cpu.publisher).toBeGreaterThan(0);
+    expect(Number.isFinite(r.publisherLoopDelayP99Ms)).toBe(true);
+    // Every publish runs the append script; requests of one turn may share a call, never need two.
+    expect(r.scriptCallsPerRequest).toBeGreaterThan(0);
+    expect(r.scriptCallsPerRequest).toBeLessThanOrEqual(1.1);
     expect(livePids()).toEqual([]);
     const md = serverApiSection(r).join('\n');
     expect(md).toContain('## Server API');
     expect(md).toContain('| 50 |');
+    expect(md).toContain('CPU over the measured window');
   }, 60_000);
 });
