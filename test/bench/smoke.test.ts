@@ -76,7 +76,7 @@ describe('bench smoke runs', () => {
   }, 60_000);
 
   it('idle footprint: opens, measures and closes the connections on both targets', async () => {
-    const result = await runIdleFootprint({ targets, connections: 200, rooms: 20, runs: 2, samples: 2, sampleIntervalMs: 100, log });
+    const result = await runIdleFootprint({ targets, connections: 200, rooms: 20, runs: 2, samples: 2, sampleIntervalMs: 100, settleMs: 100, log });
     expect(result.targets.map((t) => t.name)).toEqual(['relay', 'floor']);
     for (const t of result.targets) {
       expect(t.runs).toHaveLength(2);
