@@ -45,6 +45,8 @@ export interface HubOptions {
   readonly logger: Logger;
   /** Grace before a socket we closed (slow consumer, rate abuse, drain) is terminated. @default 2000 */
   readonly closeGraceMs?: number;
+  /** Ends the admission of a connection added with an `admissionKey`, once, when it has closed. */
+  readonly release?: (admissionKey: string) => void;
 }
 
 /** The session a socket belongs to, stored on the socket so its listeners can be shared functions. */
@@ -159,7 +161,7 @@ export class Hub {
   }
 
   /** Takes ownership of an upgraded socket and greets it. */
-  add(ws: WebSocket, meta: { remoteAddress?: string; claims?: TokenClaims; protocol?: ProtocolVersion } = {}): Connection {
+  add(ws: WebSocket, meta: { remoteAddress?: string; claims?: TokenClaims; protocol?: ProtocolVersion; admissionKey?: string } = {}): Connection {
     const id = randomBytes(9).toString('base64url');
     const { config, logger } = this.opts;
     const session = new Session(this.core, id, ws, logger);
@@ -173,6 +175,7 @@ export class Hub {
     if (meta.claims) this.core.tokens?.attach(session, meta.claims);
     this.users.add(session, session.auth?.sub);
     session.protocol = meta.protocol ?? 1;
+    session.admissionKey = meta.admissionKey;
     session.send(encodeWelcome(id, config.instanceId, session.protocol));
     return session;
   }
@@ -284,6 +287,7 @@ export class Hub {
     }
     for (const room of [...session.rooms]) this.registry.leave(session, room);
     session.log.info({ code, reason }, 'connection closed');
+    if (session.admissionKey !== undefined) this.opts.release?.(session.admissionKey);
     session.markRemoved();
   }
 

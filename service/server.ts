@@ -12,6 +12,7 @@ import type { ServiceConfig } from './config';
 import { AdmissionControl } from './http/admission';
 import { TrustedProxies, resolveClientAddress } from './http/client-address';
 import { createHttpServer } from './http/http-server';
+import { destroyOnTimeout, dropClearedIdleTimer } from './http/idle-timer';
 import { createInternalServer } from './http/internal-server';
 import { parseRequestTarget } from './http/request-target';
 import { readOnlyTarget, sendJson, writeRawResponse } from './http/responses';
@@ -64,6 +65,8 @@ export interface ConnectionMeta {
   readonly claims?: TokenClaims;
   /** The protocol the client asked for with `?protocol=`. @default 1 */
   readonly protocol?: ProtocolVersion;
+  /** What its admission counts against (see AdmissionControl); the hub releases it when the connection closes. */
+  readonly admissionKey?: string;
 }
 
 /** A relay instance: public HTTP server with the WebSocket upgrade, internal metrics server, hub and backplane. */
@@ -101,7 +104,7 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
     maxConnections: config.maxConnections,
     historyBytes: backplane instanceof MemoryBackplane ? () => backplane.historyStats().bytes : undefined,
   });
-  const hub: Hub = new Hub({ config, backplane, metrics, logger, closeGraceMs: opts.closeGraceMs });
+  const hub: Hub = new Hub({ config, backplane, metrics, logger, closeGraceMs: opts.closeGraceMs, release: (key) => admission.release(key) });
   const control = new ServerControl(backplane, hub, config.instanceId, logger.child({ component: 'server-api' }));
   hub.useControl(control);
   const api: ServerApiDeps = {
@@ -243,16 +246,13 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
   function onUpgradeSocketError(err: Error): void {
     logger.debug({ err }, 'upgrade socket error');
   }
-  /** The one 'close' listener the relay adds to a socket: it forgets the upgrade and ends the admission. */
+  /** The relay's 'close' listener on a socket until the hub takes it: forgets the upgrade and ends the admission. */
   function onUpgradeSocketClose(this: Duplex): void {
     upgrading.delete(this);
     const key = admittedAs.get(this);
     if (key === undefined) return;
     admittedAs.delete(this);
     admission.release(key);
-  }
-  function destroyOnTimeout(this: Duplex): void {
-    this.destroy();
   }
 
   /** Answers a refused upgrade with a JSON body and closes the socket; counted by reason, logged without the request. */
@@ -314,7 +314,13 @@ export function createRelay(config: ServiceConfig, opts: RelayOptions = {}): Rel
         ws.close(1001, 'server shutting down');
         return;
       }
-      hub.add(ws, meta);
+      // The hub ends the admission at the close; ours go (a 2nd listener costs an array), as does the cleared timer.
+      const admissionKey = admittedAs.get(socket);
+      admittedAs.delete(socket);
+      socket.off('close', onUpgradeSocketClose);
+      socket.off('error', onUpgradeSocketError);
+      dropClearedIdleTimer(socket);
+      hub.add(ws, { ...meta, admissionKey });
     });
   }
 

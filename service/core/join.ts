@@ -97,6 +97,10 @@ export async function join(
   let released = 0;
   for (const h of state.acked(position)) if (session.send(h.frame)) released++;
   if (released > 0) core.metrics.messagesOut.inc(released);
+  // The room drops every frame at or before its own position, so once that reaches the acked one there is nothing
+  // left to filter: the state goes now instead of waiting for the room's next frame (an idle room may never get one).
+  const at = room.position;
+  if (at !== undefined && at.epoch === position.epoch && at.seq >= position.seq) registry.endJoin(room, session);
 }
 
 /**

@@ -14,12 +14,21 @@ export interface RoomBudgetLimits {
 }
 
 export class RoomBudget {
-  /** Rooms charged in the current interval (at most the budget), and when it started. */
-  readonly #charged = new Set<string>();
+  /**
+   * Rooms charged in the current interval (at most the budget): most connections touch one room, so the first is kept
+   * as a string and a Set is made only for the second (a Set costs about 150 bytes per idle connection).
+   */
+  #charged: string | Set<string> | undefined = undefined;
   #windowStart: number;
 
   constructor(now = Date.now()) {
     this.#windowStart = now;
+  }
+
+  /** Rooms charged in the current interval. */
+  get size(): number {
+    const charged = this.#charged;
+    return charged === undefined ? 0 : typeof charged === 'string' ? 1 : charged.size;
   }
 
   /**
@@ -29,17 +38,25 @@ export class RoomBudget {
   take(room: string, member: boolean, limits: RoomBudgetLimits, now = Date.now()): boolean {
     if (now - this.#windowStart >= limits.roomCreateIntervalMs) {
       this.#windowStart = now;
-      this.#charged.clear();
+      this.#charged = undefined;
     }
-    if (member || this.#charged.has(room)) return true;
-    if (this.#charged.size >= limits.roomCreateBudget) return false;
-    this.#charged.add(room);
+    if (member || this.#has(room)) return true;
+    if (this.size >= limits.roomCreateBudget) return false;
+    const charged = this.#charged;
+    if (charged === undefined) this.#charged = room;
+    else if (typeof charged === 'string') this.#charged = new Set([charged, room]);
+    else charged.add(room);
     return true;
   }
 
   /** Milliseconds until the budget is refilled. */
   retryAfterMs(limits: RoomBudgetLimits, now = Date.now()): number {
     return Math.max(0, this.#windowStart + limits.roomCreateIntervalMs - now);
+  }
+
+  #has(room: string): boolean {
+    const charged = this.#charged;
+    return charged === room || (typeof charged === 'object' && charged.has(room));
   }
 }
 

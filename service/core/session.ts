@@ -67,6 +67,8 @@ export class Session implements Member, OutboundPeer, TokenBucket, Authenticated
   readPaused = false;
   /** Terminates the socket if a close we started does not finish in time. */
   closeTimer: NodeJS.Timeout | null = null;
+  /** What the connection's admission counts against (its client address), released when it closes. */
+  admissionKey: string | undefined = undefined;
   /** The connection's token (sub, expiry, permissions) when token auth is on. */
   auth: ConnectionAuth | null = null;
   /** Replay bytes sent in the current budget window, and when that window started. */

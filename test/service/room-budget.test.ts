@@ -25,6 +25,37 @@ describe('RoomBudget', () => {
     expect(budget.take('d', false, limits, 1001)).toBe(true);
     expect(budget.take('e', false, limits, 1002)).toBe(false);
   });
+
+  it('keeps one room without a set and counts the same from the second room on, across intervals', () => {
+    const wide = { roomCreateBudget: 3, roomCreateIntervalMs: 1000 };
+    const budget = new RoomBudget(0);
+    expect(budget.size).toBe(0);
+    expect(budget.take('a', false, wide, 0)).toBe(true);
+    expect(budget.take('a', false, wide, 1)).toBe(true);
+    expect(budget.size).toBe(1);
+    // A room whose name merely starts like the charged one is a different room.
+    expect(budget.take('ab', false, wide, 2)).toBe(true);
+    expect(budget.take('b', false, wide, 3)).toBe(true);
+    expect(budget.size).toBe(3);
+    expect(budget.take('a', false, wide, 4)).toBe(true);
+    expect(budget.take('ab', false, wide, 5)).toBe(true);
+    expect(budget.take('c', false, wide, 6)).toBe(false);
+    expect(budget.size).toBe(3);
+    // A new interval starts empty again, with one room, then several.
+    expect(budget.take('c', false, wide, 1000)).toBe(true);
+    expect(budget.size).toBe(1);
+    expect(budget.take('a', false, wide, 1001)).toBe(true);
+    expect(budget.take('b', false, wide, 1002)).toBe(true);
+    expect(budget.take('d', false, wide, 1003)).toBe(false);
+    // A budget of one: the single room is all there is.
+    const one = { roomCreateBudget: 1, roomCreateIntervalMs: 1000 };
+    const single = new RoomBudget(0);
+    expect(single.take('x', false, one, 0)).toBe(true);
+    expect(single.take('x', false, one, 1)).toBe(true);
+    expect(single.take('y', false, one, 2)).toBe(false);
+    expect(single.take('y', true, one, 3)).toBe(true);
+    expect(single.size).toBe(1);
+  });
 });
 
 describe('the room budget on a relay', () => {

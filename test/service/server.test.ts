@@ -263,7 +263,7 @@ describe('WebSocket upgrade', () => {
     const claims = { sub: 'user-7', exp, aud: 'relay', iss: 'https://auth.example.com', room: 'lobby' };
     await connect(`${ws}?token=${signHs256Token(claims, secret)}`);
     expect(add).toHaveBeenCalledTimes(1);
-    expect(add.mock.calls[0][1]).toEqual({ remoteAddress: '127.0.0.1', protocol: 1, claims: { sub: 'user-7', exp, payload: claims, access: { listed: false, exact: null, prefixes: [], broadcast: undefined } } });
+    expect(add.mock.calls[0][1]).toEqual({ remoteAddress: '127.0.0.1', admissionKey: '127.0.0.1', protocol: 1, claims: { sub: 'user-7', exp, payload: claims, access: { listed: false, exact: null, prefixes: [], broadcast: undefined } } });
     const wrongAudience = await rawUpgrade(`${ws}?token=${signHs256Token({ ...claims, aud: 'billing' }, secret)}`);
     expect(wrongAudience).toEqual({
       status: 401,
