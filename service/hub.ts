@@ -344,6 +344,10 @@ export class Hub {
 
   private ping(session: Session): void {
     if (session.closing) return;
+    // A pass over fewer connections than slices ends early and the next one starts at once, so a connection can be
+    // visited again well before its ping is an interval old: it keeps the whole interval to answer.
+    const now = Date.now();
+    if (now - session.pingedAt < this.opts.config.pingIntervalMs) return;
     if (!session.alive) {
       session.log.info('terminating connection: no pong since the last ping');
       session.closing = true;
@@ -351,6 +355,7 @@ export class Hub {
       return;
     }
     session.alive = false;
+    session.pingedAt = now;
     try {
       session.ws.ping();
     } catch (err) {

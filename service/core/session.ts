@@ -50,6 +50,8 @@ export class Session implements Member, OutboundPeer, TokenBucket, Authenticated
   rejectWindowStart = 0;
   /** Whether a pong arrived since the last ping. */
   alive = true;
+  /** When the heartbeat last pinged it (ms since the epoch); 0 before the first ping. */
+  pingedAt = 0;
   /** Index in the hub's heartbeat pass, so a closed session's entry is cleared at once; -1 when not in it. */
   heartbeatSlot = -1;
   closing = false;

@@ -287,6 +287,27 @@ describe('hub: slow consumers and heartbeat', () => {
     expect(await healthy.request({ type: 'ping', id: 'still-here' })).toEqual({ type: 'pong', id: 'still-here' });
     expect(relay.hub.connectionCount).toBe(1);
   });
+
+  it('pings each connection once per interval and gives it the whole interval to answer, however few connections there are', async () => {
+    // With fewer connections than the heartbeat has slices, a pass used to end after a few ticks and the next one
+    // began at once: a lone connection was pinged every interval/25 and cut off when its pong took longer than that
+    // (a publisher whose pong sat behind megabytes of its own frames, under load).
+    const intervalMs = 1_000;
+    const { url } = await startRelay({ RELAY_PING_INTERVAL_MS: String(intervalMs) });
+    const silent = await connect(url, { autoPong: false });
+    let firstPing = 0;
+    silent.ws.once('ping', () => (firstPing = Date.now()));
+    await waitUntil(() => firstPing > 0);
+    expect((await silent.waitClose(10_000)).code).toBe(1006);
+    expect(Date.now() - firstPing).toBeGreaterThanOrEqual(intervalMs * 0.9);
+
+    const healthy = await connect(url);
+    const pings: number[] = [];
+    healthy.ws.on('ping', () => pings.push(Date.now()));
+    await waitUntil(() => pings.length >= 3);
+    const gaps = pings.slice(1).map((at, i) => at - pings[i]);
+    expect(gaps.every((gap) => gap >= intervalMs * 0.9)).toBe(true);
+  });
 });
 
 describe('hub: write batching', () => {
