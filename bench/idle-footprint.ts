@@ -19,7 +19,7 @@ export interface IdleOptions {
   readonly sampleIntervalMs?: number;
   /**
    * Quiet time before the first sample of each phase: an idle relay gives its young generation back after a few idle
-   * seconds (service/memory-reducer.ts), and the footprint of idle connections is what it holds then. @default 5000
+   * seconds (service/memory-reducer.ts), and the footprint of idle connections is what it holds then. @default 12000
    */
   readonly settleMs?: number;
   /** @default 100 */
@@ -108,7 +108,7 @@ async function measureOnce(spec: IdleTargetSpec, redisUrl: string, connections: 
   try {
     const sample = async (): Promise<number> => {
       const values: number[] = [];
-      await pause(opts.settleMs ?? 5000);
+      await pause(opts.settleMs ?? 12_000);
       for (let i = 0; i < samples; i++) {
         await pause(interval);
         values.push(rssBytes(relay.process.pid));

@@ -252,9 +252,10 @@ function idleSection(r: IdleResult): string[] {
     `One instance with Redis, the relay started with its Procfile's node flags (${RELAY_NODE_FLAGS.join(' ')}) and the floor with none. ` +
       `Each target is measured ${r.targets[0]?.runs.length ?? 0} time(s), each on a fresh instance, alternating with the other target; ` +
       'the table gives medians over those runs. ' +
-      'RSS (VmRSS from /proc/<pid>/status) is the median of several samples after settling, before and after the ' +
+      'RSS (VmRSS from /proc/<pid>/status) is the median of several samples taken after 12 s without traffic, before and after the ' +
       'connections open (each joins one room; one warm-up connection first so lazily loaded code is not charged to the sockets). ' +
-      'GC cannot be forced in the server, so garbage left by the handshakes counts too: an upper bound. The second-half ' +
+      'The harness forces no collection: the relay gives its young generation back by itself once idle (service/memory-reducer.ts), ' +
+      'the floor keeps what it grew, and garbage left by the handshakes in the old generation counts for both: an upper bound. The second-half ' +
       'column divides the growth from half to all connections by the connections added then; the young generation grows ' +
       'mostly in the first half, so it is closer to the live cost. The target is judged on the first column.',
     '',

@@ -172,7 +172,7 @@ async function main(): Promise<void> {
       runs: opts.quick ? 1 : 3,
       samples: opts.quick ? 2 : 5,
       sampleIntervalMs: opts.quick ? 200 : 500,
-      settleMs: opts.quick ? 200 : 5000,
+      settleMs: opts.quick ? 200 : 12_000,
       log,
     });
   }

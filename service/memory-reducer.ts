@@ -15,7 +15,7 @@ export interface MemoryReducerOptions {
   readonly checkIntervalMs?: number;
   /** Utilisation (0–1) below which a check counts as idle. @default 0.05 */
   readonly idleUtilization?: number;
-  /** Consecutive idle checks before reducing. @default 3 */
+  /** Consecutive idle checks before reducing: long enough that a lull between bursts of traffic is not mistaken for idleness. @default 10 */
   readonly idleChecks?: number;
   /** Young generation size (committed bytes) above which reducing is worth a full collection. @default 8 MiB */
   readonly minYoungBytes?: number;
@@ -37,7 +37,7 @@ export interface MemoryReducer {
   stop(): void;
 }
 
-const DEFAULTS = { checkIntervalMs: 1000, idleUtilization: 0.05, idleChecks: 3, minYoungBytes: 8 * 1024 * 1024, minSpacingMs: 10_000 };
+const DEFAULTS = { checkIntervalMs: 1000, idleUtilization: 0.05, idleChecks: 10, minYoungBytes: 8 * 1024 * 1024, minSpacingMs: 10_000 };
 
 /** Committed bytes of V8's young generation (new space plus new large objects). */
 export function youngGenerationBytes(): number {
