@@ -4,13 +4,15 @@
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import type { RedisServer } from './redis-server';
+import { waitUntil, type RedisServer } from './redis-server';
 
 export interface RedisMonitor {
   /** Client commands seen so far (MONITOR's lines, e.g. `"EVALSHA" "…" "3" "app:presence:{lobby}" …`). */
   readonly commands: readonly string[];
   /** How many of them match `pattern`. */
   count(pattern: RegExp): number;
+  /** Resolves once MONITOR has shown every command Redis ran before the call (a marker ECHO sent after them shows up). */
+  sync(): Promise<void>;
   /** Stops redis-cli; resolves once it exited. Idempotent. */
   close(): Promise<void>;
 }
@@ -34,6 +36,12 @@ export async function monitorRedis(server: RedisServer): Promise<RedisMonitor> {
     if (line === 'OK') return started();
     if (!line.includes(' lua] ')) commands.push(line);
   });
+  let syncs = 0;
+  const sync = async (): Promise<void> => {
+    const marker = `monitor-sync-${process.pid}-${++syncs}`;
+    await server.cli('ECHO', marker);
+    await waitUntil(() => commands.some((c) => c.includes(marker)), 5000, 'MONITOR to show its sync marker');
+  };
   const close = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await exited;
@@ -44,5 +52,5 @@ export async function monitorRedis(server: RedisServer): Promise<RedisMonitor> {
     await close();
     throw err;
   }
-  return { commands, count: (pattern) => commands.filter((c) => pattern.test(c)).length, close };
+  return { commands, count: (pattern) => commands.filter((c) => pattern.test(c)).length, sync, close };
 }

@@ -201,6 +201,7 @@ describe('presence only for rooms somebody asked about', () => {
     await onB.request({ type: 'leave', room: 'brief', id: 'l' });
     await joinAcked([onB], 'brief');
     // Neither relay refreshes the room any more and the leave sent nothing; the rejoin (b's first member again) read the marker.
+    await monitor.sync();
     expect(monitor.count(presenceCommands('brief'))).toBe(1);
     const reply = await onB.request({ type: 'presence', room: 'brief', id: 'p2' });
     expect(reply.count).toBe(2);
