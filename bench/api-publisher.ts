@@ -19,7 +19,7 @@ export interface PublisherPlan {
   readonly room: string;
   /** Requests per second, over all ports. */
   readonly rate: number;
-  /** Requests sent before the measured window (not timed). */
+  /** Requests sent before the measured window (timed apart: they are the relays' first requests). */
   readonly warm: number;
   /** Requests in all, warm-up included. */
   readonly total: number;
@@ -44,6 +44,10 @@ export interface PublisherResult {
   readonly requestP50Ms: number;
   readonly requestP99Ms: number;
   readonly requestMaxMs: number;
+  /** The warm-up's request latency, from the relays' first request on: not judged, reported so the start is seen. */
+  readonly warmupP50Ms: number;
+  readonly warmupP99Ms: number;
+  readonly warmupMaxMs: number;
   /** This process's CPU use over the measured window, in cores. */
   readonly cpuCores: number;
   /** This process's event-loop delay p99 over the measured window. */
@@ -64,6 +68,7 @@ async function run(plan: PublisherPlan, report: (m: PublisherMessage) => void): 
   const toParentMs = Number(clockBaseNs() - BigInt(plan.parentClockBaseNs)) / 1e6;
   const agents = plan.ports.map(() => new Agent({ keepAlive: true, maxSockets: plan.maxInFlight }));
   const latency = new LatencyHistogram();
+  const warmLatency = new LatencyHistogram();
   const loop = monitorEventLoopDelay({ resolution: 1 });
   const inFlight = plan.ports.map(() => 0);
   let sent = 0;
@@ -90,7 +95,7 @@ async function run(plan: PublisherPlan, report: (m: PublisherMessage) => void): 
       inFlight[r] = (inFlight[r] ?? 1) - 1;
       answered++;
       if (error !== null) fail(error);
-      else if (i >= plan.warm) latency.record(performance.now() - started);
+      else (i >= plan.warm ? latency : warmLatency).record(performance.now() - started);
     };
     const body = JSON.stringify({ room: plan.room, data: timestampPayload(started + toParentMs) });
     const req = request(
@@ -151,6 +156,9 @@ async function run(plan: PublisherPlan, report: (m: PublisherMessage) => void): 
     requestP50Ms: latency.quantile(0.5),
     requestP99Ms: latency.quantile(0.99),
     requestMaxMs: latency.max,
+    warmupP50Ms: warmLatency.quantile(0.5),
+    warmupP99Ms: warmLatency.quantile(0.99),
+    warmupMaxMs: warmLatency.max,
     cpuCores: (cpu.user + cpu.system) / 1e6 / Math.max(sendSec, 1e-3),
     loopDelayP99Ms: loop.count > 0 ? loop.percentile(99) / 1e6 : Number.NaN,
   };

@@ -13,7 +13,7 @@ import { killAllNow, stopAllProcesses } from '../app/processes';
 import { captureEnvironment, type LoadSample, sampleLoad } from './lib/environment';
 import { renderReport } from './report';
 import { runSynth, type SynthResult } from './synth';
-import { runServerApiBench, type ServerApiBenchResult } from './server-api';
+import { runServerApiBench, WARMUP_MS, type ServerApiBenchResult } from './server-api';
 import { runPresenceBench, type PresenceBenchResult } from './presence';
 
 /** Every benchmark client connects from 127.0.0.1 and stands for a different user: no per-address limits. */
@@ -190,6 +190,7 @@ async function main(): Promise<void> {
       members: opts.quick ? 20 : 200,
       rate: opts.quick ? 100 : 1000,
       durationMs: opts.quick ? 2000 : 30_000,
+      warmupMs: opts.quick ? 1000 : WARMUP_MS,
       pinning: opts.pin ? defaultPinning() : null,
       log,
     });
