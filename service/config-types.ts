@@ -1,4 +1,5 @@
 /** The shape of the relay's settings (service/config.ts reads and checks them). */
+import type { ApiKeys } from './http/api-keys';
 import type { DefaultRoomAccess } from './permissions';
 
 /** The relay's settings, read once from the environment at start-up. */
@@ -104,8 +105,8 @@ export interface ServiceConfig {
   readonly presenceTtlMs: number;
   /** RELAY_PRESENCE_LIST_MAX: most members listed in one `presence` reply; its `count` stays exact. @default 100 */
   readonly presenceListMax: number;
-  /** RELAY_API_KEY: the server API's bearer keys (one, or two during a rotation); null turns the API off (404). @default null */
-  readonly apiKeys: readonly string[] | null;
+  /** RELAY_API_KEY: the server API's bearer keys (one, or two during a rotation), as digests; null turns the API off (404). @default null */
+  readonly apiKeys: ApiKeys | null;
   /** RELAY_API_IDEMPOTENCY_WINDOW_MS: how long an `idempotencyKey` of the server API is remembered. @default 300000 */
   readonly apiIdempotencyWindowMs: number;
   /** RELAY_API_RATE_LIMIT: server API requests per second one instance accepts (bursts of as many). @default 2000 */

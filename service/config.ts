@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import * as z from 'zod';
 import { ConfigError, apiKeys, int, isExactOrigin, isReadableFile, isRedisUrl, list, matching, oneOf, type ConfigProblem } from './config-fields';
 import type { LogLevel, ServiceConfig } from './config-types';
+import { ApiKeys } from './http/api-keys';
 import { parseCidr } from './http/client-address';
 import { REDACTED, redactUrl } from './redact';
 
@@ -321,7 +322,7 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv | Record<string, string
     presence: v.RELAY_PRESENCE === 'on',
     presenceTtlMs: v.RELAY_PRESENCE_TTL_MS,
     presenceListMax: v.RELAY_PRESENCE_LIST_MAX,
-    apiKeys: v.RELAY_API_KEY,
+    apiKeys: v.RELAY_API_KEY === null ? null : new ApiKeys(v.RELAY_API_KEY),
     apiIdempotencyWindowMs: v.RELAY_API_IDEMPOTENCY_WINDOW_MS,
     apiRateLimit: v.RELAY_API_RATE_LIMIT,
   };

@@ -8,6 +8,7 @@ import type WebSocket from 'ws';
 import type { TokenClaims } from './auth';
 import type { Backplane, BackplaneState, PresenceList } from './backplane/types';
 import type { ServiceConfig } from './config';
+import { HeartbeatPasses } from './core/heartbeat';
 import { Outbound } from './core/outbound';
 import { Presence } from './core/presence';
 import { Registry } from './core/registry';
@@ -88,12 +89,7 @@ export class Hub {
   private readonly users = new UserIndex<Session>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private pingTimer: NodeJS.Timeout | undefined;
-  /**
-   * The connections of the current heartbeat pass and where it continues. A snapshot, not a live Set iterator: V8
-   * keeps a Set's old tables (and every connection in them) alive for as long as an iterator over it lives.
-   */
-  private heartbeatPass: (Session | undefined)[] = [];
-  private heartbeatNext = 0;
+  private readonly heartbeat: HeartbeatPasses<Session>;
   private readonly closeGraceMs: number;
   private backplaneState: BackplaneState;
 
@@ -121,6 +117,11 @@ export class Hub {
         session.log.info('closing connection: its token expired and was not refreshed');
         this.closeSession(session, CLOSE_TOKEN_EXPIRED, 'token expired');
       },
+    });
+    this.heartbeat = new HeartbeatPasses<Session>({
+      slices: HEARTBEAT_SLICES,
+      members: () => this.registry.members,
+      visit: (session) => this.ping(session),
     });
     this.core = {
       hub: this,
@@ -155,7 +156,7 @@ export class Hub {
   /** Starts the heartbeat: one timer for every socket, visiting a slice of them per tick. */
   start(): void {
     if (this.pingTimer) return;
-    this.pingTimer = setInterval(() => this.heartbeat(), Math.max(1, Math.floor(this.opts.config.pingIntervalMs / HEARTBEAT_SLICES)));
+    this.pingTimer = setInterval(() => this.heartbeat.tick(), Math.max(1, Math.floor(this.opts.config.pingIntervalMs / HEARTBEAT_SLICES)));
     this.pingTimer.unref();
     this.core.presence?.start();
   }
@@ -278,8 +279,7 @@ export class Hub {
     this.users.remove(session, session.auth?.sub);
     session.closing = true;
     this.core.tokens?.detach(session);
-    if (session.heartbeatSlot >= 0 && this.heartbeatPass[session.heartbeatSlot] === session) this.heartbeatPass[session.heartbeatSlot] = undefined;
-    session.heartbeatSlot = -1;
+    this.heartbeat.remove(session);
     if (session.closeTimer !== null) {
       clearTimeout(session.closeTimer);
       this.timers.delete(session.closeTimer);
@@ -323,29 +323,10 @@ export class Hub {
     session.closeTimer = this.later(graceMs, check);
   }
 
-  /** One slice of the heartbeat: every connection is visited once per ping interval, spread over it. */
-  private heartbeat(): void {
-    if (this.heartbeatNext >= this.heartbeatPass.length) {
-      // A full pass ended: the next one covers the connections open now.
-      const pass = [...this.registry.members];
-      pass.forEach((session, i) => (session.heartbeatSlot = i));
-      this.heartbeatPass = pass;
-      this.heartbeatNext = 0;
-    }
-    const end = Math.min(this.heartbeatPass.length, this.heartbeatNext + Math.ceil(this.heartbeatPass.length / HEARTBEAT_SLICES));
-    for (; this.heartbeatNext < end; this.heartbeatNext++) {
-      const session = this.heartbeatPass[this.heartbeatNext];
-      if (!session) continue;
-      this.heartbeatPass[this.heartbeatNext] = undefined;
-      session.heartbeatSlot = -1;
-      this.ping(session);
-    }
-  }
-
   private ping(session: Session): void {
     if (session.closing) return;
-    // A pass over fewer connections than slices ends early and the next one starts at once, so a connection can be
-    // visited again well before its ping is an interval old: it keeps the whole interval to answer.
+    // A backstop: passes start about an interval apart (ticks are whole milliseconds), and a connection sits earlier
+    // in the next pass when connections before it closed, so a visit can come before its ping is an interval old.
     const now = Date.now();
     if (now - session.pingedAt < this.opts.config.pingIntervalMs) return;
     if (!session.alive) {

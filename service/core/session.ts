@@ -9,6 +9,7 @@ import type { ServiceConfig } from '../config';
 import type { Authenticated, ConnectionAuth, TokenLifetime } from '../token-lifetime';
 import type { RelayMetrics } from '../metrics';
 import { encodeAck, encodeError, encodeMessage, encodePong, parseClientFrame, type ClientFrame, type ProtocolError, type ProtocolVersion } from '../protocol';
+import type { HeartbeatMember } from './heartbeat';
 import { join } from './join';
 import type { Presence } from './presence';
 import type { Outbound, OutboundPeer } from './outbound';
@@ -42,7 +43,7 @@ export interface Core {
  * A connection's state. Idle connections are what an instance holds most of, so nothing is allocated per connection
  * until it is needed: the child logger, the `closed` promise and the frame queue are created on first use.
  */
-export class Session implements Member, OutboundPeer, TokenBucket, Authenticated {
+export class Session implements Member, OutboundPeer, TokenBucket, Authenticated, HeartbeatMember {
   readonly rooms = new Set<string>();
   tokens: number;
   lastRefill = Date.now();
@@ -52,7 +53,7 @@ export class Session implements Member, OutboundPeer, TokenBucket, Authenticated
   alive = true;
   /** When the heartbeat last pinged it (ms since the epoch); 0 before the first ping. */
   pingedAt = 0;
-  /** Index in the hub's heartbeat pass, so a closed session's entry is cleared at once; -1 when not in it. */
+  /** Index in the heartbeat's current pass (core/heartbeat.ts); -1 when not in it. */
   heartbeatSlot = -1;
   closing = false;
   /** Protocol 2 sends no ack for a publish without an id (see docs/protocol.md). */

@@ -8,7 +8,6 @@
  *
  * Errors are `{"error":{"code","message"}}` with the wire protocol's codes; nothing is delivered on any error.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import * as z from 'zod';
@@ -17,6 +16,7 @@ import type { ServiceConfig } from '../config';
 import type { ServerControl } from '../core/control';
 import { takeToken, type TokenBucket } from '../core/rate-limit';
 import { MAX_DATA_DEPTH, ROOM_RE, describe, encodeMessage, exceedsDepth, type ErrorCode } from '../protocol';
+import type { ApiKeys } from './api-keys';
 import type { RequestTarget } from './request-target';
 import { sendJson } from './responses';
 
@@ -86,7 +86,7 @@ export async function handleServerApi(req: IncomingMessage, res: ServerResponse,
   }
 }
 
-async function route(req: IncomingMessage, target: RequestTarget, keys: readonly string[], deps: ServerApiDeps): Promise<unknown> {
+async function route(req: IncomingMessage, target: RequestTarget, keys: ApiKeys, deps: ServerApiDeps): Promise<unknown> {
   const { path } = target;
   const post = path === '/api/publish' || path === '/api/disconnect';
   const roomPath = path.startsWith('/api/rooms/') ? path.slice('/api/rooms/'.length) : undefined;
@@ -104,25 +104,13 @@ async function route(req: IncomingMessage, target: RequestTarget, keys: readonly
   return path === '/api/publish' ? publish(body, deps) : disconnect(body, deps);
 }
 
-/** The digests of the configured keys, computed once per configuration. */
-const keyDigests = new WeakMap<readonly string[], readonly Buffer[]>();
-
-/** `Authorization: Bearer <key>` against every configured key, in constant time over fixed-length digests. */
-function authorize(req: IncomingMessage, keys: readonly string[]): void {
+/** `Authorization: Bearer <key>` against the configured keys (ApiKeys compares with each in constant time). */
+function authorize(req: IncomingMessage, keys: ApiKeys): void {
   const header = req.headers.authorization;
   const match = header === undefined ? null : /^Bearer +(\S+) *$/i.exec(header);
   const refuse = (why: string): ApiError => new ApiError(401, 'unauthorized', `${why}; send Authorization: Bearer <RELAY_API_KEY>`, { 'WWW-Authenticate': 'Bearer realm="relay"' });
   if (match === null) throw refuse(header === undefined ? 'no Authorization header' : 'the Authorization header is not a Bearer key');
-  let digests = keyDigests.get(keys);
-  if (digests === undefined) keyDigests.set(keys, (digests = keys.map(digest)));
-  const given = digest(match[1]);
-  let ok = false;
-  for (const d of digests) ok = timingSafeEqual(given, d) || ok;
-  if (!ok) throw refuse('the key is not valid');
-}
-
-function digest(text: string): Buffer {
-  return createHash('sha256').update(text, 'utf8').digest();
+  if (!keys.accepts(match[1])) throw refuse('the key is not valid');
 }
 
 /** Reads the body as JSON, refusing a wrong content type (415), more than `limit` bytes (413) and bad JSON (400). */

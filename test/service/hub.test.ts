@@ -308,6 +308,24 @@ describe('hub: slow consumers and heartbeat', () => {
     const gaps = pings.slice(1).map((at, i) => at - pings[i]);
     expect(gaps.every((gap) => gap >= intervalMs * 0.9)).toBe(true);
   });
+
+  it('starts a heartbeat pass once per interval, so each of a few connections gets one ping an interval', async () => {
+    // Fewer connections than slices: each tick visits one and the pass is over in a few ticks. The next pass waits for
+    // the interval to end instead of starting on the next tick (test/service/heartbeat.test.ts drives it tick by tick).
+    const intervalMs = 500;
+    const { url } = await startRelay({ RELAY_PING_INTERVAL_MS: String(intervalMs) });
+    const conns = await Promise.all([connect(url), connect(url), connect(url)]);
+    const pings = conns.map((c) => {
+      const at: number[] = [];
+      c.ws.on('ping', () => at.push(Date.now()));
+      return at;
+    });
+    await waitUntil(() => pings.every((at) => at.length >= 4));
+    for (const at of pings) {
+      const gaps = at.slice(1).map((t, i) => t - at[i]);
+      expect(gaps.filter((gap) => gap < intervalMs * 0.9)).toEqual([]);
+    }
+  });
 });
 
 describe('hub: write batching', () => {

@@ -37,8 +37,11 @@ async function flushed(relay: RelayProcess, c: TestClient, room: string): Promis
 
 describe('RELAY_API_KEY', () => {
   it('accepts one key, or two during a rotation', () => {
-    expect(loadServiceConfig({ RELAY_API_KEY: API_KEY }).apiKeys).toEqual([API_KEY]);
-    expect(loadServiceConfig({ RELAY_API_KEY: `${API_KEY}, ${API_KEY}-next` }).apiKeys).toEqual([API_KEY, `${API_KEY}-next`]);
+    const one = loadServiceConfig({ RELAY_API_KEY: API_KEY }).apiKeys;
+    expect([one?.accepts(API_KEY), one?.accepts(`${API_KEY}-next`)]).toEqual([true, false]);
+    // Spaces around the comma are trimmed.
+    const two = loadServiceConfig({ RELAY_API_KEY: `${API_KEY}, ${API_KEY}-next` }).apiKeys;
+    expect([two?.accepts(API_KEY), two?.accepts(`${API_KEY}-next`), two?.accepts(` ${API_KEY}-next`)]).toEqual([true, true, false]);
     expect(loadServiceConfig({}).apiKeys).toBeNull();
     expect(loadServiceConfig({}).apiIdempotencyWindowMs).toBe(300_000);
   });
