@@ -156,7 +156,7 @@ export class Hub {
   /** Starts the heartbeat: one timer for every socket, visiting a slice of them per tick. */
   start(): void {
     if (this.pingTimer) return;
-    this.pingTimer = setInterval(() => this.heartbeat.tick(), Math.max(1, Math.floor(this.opts.config.pingIntervalMs / HEARTBEAT_SLICES)));
+    this.pingTimer = setInterval(() => this.heartbeat.tick(), this.heartbeatTickMs());
     this.pingTimer.unref();
     this.core.presence?.start();
   }
@@ -323,12 +323,17 @@ export class Hub {
     session.closeTimer = this.later(graceMs, check);
   }
 
+  private heartbeatTickMs(): number {
+    return Math.max(1, Math.floor(this.opts.config.pingIntervalMs / HEARTBEAT_SLICES));
+  }
+
   private ping(session: Session): void {
     if (session.closing) return;
-    // A backstop: passes start about an interval apart (ticks are whole milliseconds), and a connection sits earlier
-    // in the next pass when connections before it closed, so a visit can come before its ping is an interval old.
+    // A backstop: a connection sits earlier in the next pass when connections before it closed, so a visit can come
+    // well before its ping is an interval old. One tick of slack: passes start an interval apart give or take the
+    // clocks' rounding, and a visit a millisecond early must not skip a whole pass.
     const now = Date.now();
-    if (now - session.pingedAt < this.opts.config.pingIntervalMs) return;
+    if (now - session.pingedAt < this.opts.config.pingIntervalMs - this.heartbeatTickMs()) return;
     if (!session.alive) {
       session.log.info('terminating connection: no pong since the last ping');
       session.closing = true;
