@@ -1,8 +1,9 @@
 /**
  * Presence across relay processes sharing a real Redis (standalone and cluster): members of every instance listed,
  * joined/left events to watchers on other instances, exactly one `left` per member whether it left, closed or its
- * instance was killed (within RELAY_PRESENCE_TTL_MS), the cap on listed members and RELAY_PRESENCE=off; and no
- * presence commands at all for a room nobody asked about.
+ * instance was killed (within RELAY_PRESENCE_TTL_MS), the cap on listed members and RELAY_PRESENCE=off; no
+ * presence commands at all for a room nobody asked about; and the members of a relay whose subscription was down when
+ * another relay started tracking the room, listed once it is back.
  */
 import { expect } from '@jest/globals';
 import { signHs256Token } from '../../service/auth';
@@ -210,7 +211,7 @@ describe('presence only for rooms somebody asked about', () => {
   });
 });
 
-describe('presence after a relay\u2019s subscription was down', () => {
+describe('presence after a relay’s subscription was down', () => {
   const USER = 'relay-b';
   const PASSWORD = 'relay-b-password';
   const backplaneState = async (relay: RelayProcess) => ((await relay.health()).body.backplane as { state: string }).state;
@@ -258,11 +259,11 @@ describe('presence after a relay\u2019s subscription was down', () => {
     await waitUntil(
       async () => memberIds((reply = await asker.request({ type: 'presence', room: 'missed', id: 'p2' }))).join() === everyone.join(),
       5000,
-      'the presence list on relay a to include relay b\u2019s members',
+      'the presence list on relay a to include relay b’s members',
     );
     expect(Date.now() - back).toBeLessThan(2000);
     expect(reply).toMatchObject({ type: 'presence', room: 'missed', count: 3 });
-    // One read of each room's marker by b (nobody asked about `quiet`: nothing was stored there), one enter in `missed`.
+    // One read of each room's marker by b after the reconnect; nobody asked about `quiet`, so nothing was stored there.
     await monitor.sync();
     const markerReads = (room: string) => monitor.count(new RegExp(`"EXISTS" "resync1:presence-tracked:\\{${room}\\}"`));
     expect([markerReads('missed'), markerReads('quiet')]).toEqual([1, 1]);
@@ -286,7 +287,7 @@ describe('presence after a relay\u2019s subscription was down', () => {
     await outage.readmit();
     for (const [i, room] of rooms.entries()) {
       const both = connectionIds([askers[i], onB[i]]).join();
-      await waitUntil(async () => memberIds(await askers[i].request({ type: 'presence', room, id: 'p2' })).join() === both, 5000, `relay b\u2019s member of ${room} listed`);
+      await waitUntil(async () => memberIds(await askers[i].request({ type: 'presence', room, id: 'p2' })).join() === both, 5000, `relay b’s member of ${room} listed`);
     }
   });
 });
