@@ -199,7 +199,7 @@ export class Presence<P extends PresencePeer> {
     return started;
   }
 
-  /** A list found the room tracked: local members this instance did not record (it missed the start) are recorded. */
+  /** A list or a resync found the room tracked: local members this instance did not record (it missed the start) are recorded. */
   private adopt(room: string): void {
     const state = this.local.get(room);
     if (state === undefined || state.tracked === true || state.probe !== undefined) return;
@@ -209,8 +209,7 @@ export class Presence<P extends PresencePeer> {
   /**
    * The subscription is back after an outage: a `track` sent meanwhile never reached this instance. Reads the marker
    * of every room with local members not known to be tracked (one read per room, sent together) and records the
-   * members of those that are.
-   * Never rejects: a failed read is logged, and the next reconnect reads again.
+   * members of those that are. Never rejects: a failed read is logged, and the next reconnect reads again.
    */
   private async resync(): Promise<void> {
     const rooms = [...this.local].filter(([, state]) => state.tracked !== true && state.probe === undefined).map(([room]) => room);
