@@ -92,6 +92,10 @@ export class MemoryPresence {
     return { count, members };
   }
 
+  tracked(room: string): boolean {
+    return this.marker(room) !== undefined;
+  }
+
   clear(): void {
     this.rooms.clear();
     this.markers.clear();

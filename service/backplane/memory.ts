@@ -200,6 +200,13 @@ export class MemoryBackplane implements Backplane {
     });
   }
 
+  presenceTracked(rooms: readonly string[]): Promise<boolean[]> {
+    return settle(() => {
+      this.assertReady();
+      return rooms.map((room) => this.presence.tracked(room));
+    });
+  }
+
   /** Every event reaches the handler; the hub keeps those of rooms a local member watches. */
   watchPresence(): Promise<void> {
     return Promise.resolve();

@@ -146,6 +146,8 @@ export function presenceKeys(prefix: string, room: string): [hash: string, expir
 export interface PresenceHost {
   /** Runs a script on the node that owns keys[0]; rejects with BackplaneUnavailableError while down. */
   runScript(script: LuaScript, keys: readonly string[], args: Array<string | Buffer>): Promise<unknown>;
+  /** Runs one command on the node that owns `key`; rejects with BackplaneUnavailableError while down. */
+  command(key: string, args: Array<string | Buffer>): Promise<unknown>;
   /** Subscribes an extra channel, kept across reconnects. */
   listen(channel: string, handler: (message: Buffer) => void): Promise<void>;
   unlisten(channel: string): Promise<void>;
@@ -183,6 +185,17 @@ export class RedisPresenceStore {
 
   async track(room: string, timing: PresenceTiming, phase: TrackPhase): Promise<void> {
     await this.host.runScript(PRESENCE_SCRIPTS.track, [presenceKeys(this.prefix, room)[2]], [phase, String(timing.keyTtlMs)]);
+  }
+
+  /** Whether each room's marker exists: one EXISTS per room on its node, PRESENCE_BATCH of them sent together. */
+  async tracked(rooms: readonly string[]): Promise<boolean[]> {
+    const out: boolean[] = [];
+    for (let i = 0; i < rooms.length; i += PRESENCE_BATCH) {
+      const markers = rooms.slice(i, i + PRESENCE_BATCH).map((room) => presenceKeys(this.prefix, room)[2]);
+      const replies = await Promise.all(markers.map((key) => this.host.command(key, ['EXISTS', key])));
+      for (const n of replies) out.push(Number(n) === 1);
+    }
+    return out;
   }
 
   async leave(room: string, connectionIds: readonly string[]): Promise<number> {

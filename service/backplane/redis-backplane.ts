@@ -9,12 +9,14 @@
  * - `runScript(script, keys, args)`: a Lua script run on the node that owns `keys[0]`; give a room's keys its
  *   hash tag (`{room}`, see historyKey/roomKey) so they share the room's slot. `registerScript` loads a script on
  *   every primary before the backplane reports ready, so EVALSHA never falls back mid-stream.
+ * - `command(key, args)`: one plain command on the node that owns `key`.
  * - `listen(channel, handler)` / `unlisten(channel)` / `publishRaw(channel, bytes)`: extra channels kept across
  *   reconnects, with raw bytes in and out. `extraChannel(prefix, name)` is one every instance may listen to;
  *   `roomExtraChannel(prefix, kind, room)` / `roomKey` are a per-room channel / key on the room's slot (types.ts).
  * - The control channel (`<prefix>:control`, the server API's): `publishControl(message, once?)` / `onControl`.
  * - After a reconnect the hub catches rooms up from the history when the state goes down → ready
- *   (hub.ts, registry.catchUpAll); listeners of extra channels see the same `onStateChange`.
+ *   (hub.ts, registry.catchUpAll), and presence adopts the rooms whose tracking started meanwhile (core/presence.ts,
+ *   resync); listeners of extra channels see the same `onStateChange`.
  */
 import { PRESENCE_SCRIPTS, RedisPresenceStore } from './presence-store';
 import type { PresenceHandler, PresenceList, PresenceMember, PresenceTiming, TrackPhase } from './types';
@@ -226,6 +228,21 @@ export class TransportBackplane implements Backplane {
   }
 
   /**
+   * Runs one command on the node that owns `key` (the only node, standalone) and returns the raw reply (strings as
+   * Buffers). Commands issued in the same turn go out together. Rejects with BackplaneUnavailableError while down or
+   * when Redis cannot be reached or does not answer in time, and with a plain Error when Redis answers with an error.
+   */
+  async command(key: string, args: Array<string | Buffer>): Promise<unknown> {
+    this.#assertReady();
+    try {
+      return await withTimeout(this.#transport.send(key, args), COMMAND_TIMEOUT_MS, () => new Error(`no reply within ${COMMAND_TIMEOUT_MS} ms`));
+    } catch (err) {
+      if (err instanceof ErrorReply) throw new Error(`${String(args[0])} failed on ${this.#transport.store}: ${err.message}`, { cause: err });
+      throw new BackplaneUnavailableError(`${String(args[0])} on ${this.#transport.store} failed (${describeError(err)}); retry shortly`);
+    }
+  }
+
+  /**
    * Loads `script` on every primary before each `ready` (from the next connection on, if already connected), as
    * the history scripts are. Call it before start().
    */
@@ -273,6 +290,10 @@ export class TransportBackplane implements Backplane {
 
   presenceMembers(room: string, limit: number, timing: PresenceTiming): Promise<PresenceList | null> {
     return this.#presence.list(room, limit, timing);
+  }
+
+  presenceTracked(rooms: readonly string[]): Promise<boolean[]> {
+    return this.#presence.tracked(rooms);
   }
 
   watchPresence(room: string): Promise<void> {

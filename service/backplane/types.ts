@@ -119,6 +119,11 @@ export interface Backplane {
    * `ready` (nobody asked yet, or the instances are still recording their members).
    */
   presenceMembers(room: string, limit: number, timing: PresenceTiming): Promise<PresenceList | null>;
+  /**
+   * Whether each room's tracked marker exists (`pending` or `ready`), in the order given: one read per room, sent
+   * together (each on its room's node in a cluster). Rejects with BackplaneUnavailableError while down.
+   */
+  presenceTracked(rooms: readonly string[]): Promise<boolean[]>;
   /** Subscribes to the room's presence channel (joined/left events, handed to onPresence); called while a local member watches. */
   watchPresence(room: string): Promise<void>;
   /** Unsubscribes from the room's presence channel. */

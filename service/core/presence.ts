@@ -8,7 +8,8 @@
  *
  * The first ask sets the marker `pending`, has every instance record its members of the room over the control channel
  * (each replies once they are stored), then sets it `ready`: the first answer lists every member of every instance.
- * An instance whose first local member joins later reads the marker with that member's enter. The marker lives
+ * An instance whose first local member joins later reads the marker with that member's enter; one whose subscription
+ * was down during the start reads the markers of its rooms once it is back (resync). The marker lives
  * 2 × RELAY_PRESENCE_TTL_MS after the last watcher's refresh or query; each instance's refresh finds it gone, removes
  * its entries there and stops. `presence` frames are answered here, and `joined`/`left` events are forwarded to the
  * local members that joined with `presence: true`; a room's presence channel is subscribed only while one watches it.
@@ -66,6 +67,13 @@ export class Presence<P extends PresencePeer> {
   constructor(private readonly opts: PresenceOptions<P>) {
     this.timing = presenceTiming(opts.config.presenceTtlMs);
     opts.backplane.onPresence((room, frame) => this.deliver(room, frame));
+    // Like the hub's catch-up from the history: what the subscription missed while down is read back once it is up.
+    let backplaneState = opts.backplane.status().state;
+    opts.backplane.onStateChange((status) => {
+      const was = backplaneState;
+      backplaneState = status.state;
+      if (status.state === 'ready' && was === 'down') void this.resync();
+    });
   }
 
   start(): void {
@@ -191,11 +199,31 @@ export class Presence<P extends PresencePeer> {
     return started;
   }
 
-  /** A list found the room tracked: local members this instance did not record (it missed the start) are recorded. */
+  /** A list or a resync found the room tracked: local members this instance did not record (it missed the start) are recorded. */
   private adopt(room: string): void {
     const state = this.local.get(room);
     if (state === undefined || state.tracked === true || state.probe !== undefined) return;
     void this.record(room);
+  }
+
+  /**
+   * The subscription is back after an outage: a `track` sent meanwhile never reached this instance. Reads the marker
+   * of every room with local members not known to be tracked (one read per room, sent together) and records the
+   * members of those that are. Never rejects: a failed read is logged, and the next reconnect reads again.
+   */
+  private async resync(): Promise<void> {
+    const rooms = [...this.local].filter(([, state]) => state.tracked !== true && state.probe === undefined).map(([room]) => room);
+    if (rooms.length === 0) return;
+    let tracked: boolean[];
+    try {
+      tracked = await this.opts.backplane.presenceTracked(rooms);
+    } catch (err) {
+      this.opts.logger.warn({ err, rooms: rooms.length }, 'reading presence markers after a reconnect failed');
+      return;
+    }
+    rooms.forEach((room, i) => {
+      if (tracked[i]) this.adopt(room);
+    });
   }
 
   /**

@@ -117,7 +117,7 @@ describe('presence on the memory backplane', () => {
 });
 
 describe('the memory backplane’s tracked marker', () => {
-  it('stores entries only while the marker lives, answers lists only once it is ready, and forgets the room when it expires', async () => {
+  it('stores entries only while the marker lives, answers lists only once it is ready, says which rooms have one, and forgets the room when it expires', async () => {
     const bp = new MemoryBackplane(undefined, pino({ level: 'silent' }));
     await bp.start();
     const events: string[] = [];
@@ -126,8 +126,10 @@ describe('the memory backplane’s tracked marker', () => {
     const m = { connectionId: 'c1', user: null, instanceId: 'i', since: 1 };
     expect(await bp.presenceEnter('r', [m], timing, false)).toBeNull();
     expect(await bp.presenceMembers('r', 10, timing)).toBeNull();
+    expect(await bp.presenceTracked(['r', 'other'])).toEqual([false, false]);
 
     await bp.presenceTrack('r', timing, 'pending');
+    expect(await bp.presenceTracked(['other', 'r'])).toEqual([false, true]);
     expect(await bp.presenceEnter('r', [m], timing, false)).toBe(1);
     // Still pending: nobody reads a list the instances may not have finished.
     expect(await bp.presenceMembers('r', 10, timing)).toBeNull();
@@ -139,6 +141,7 @@ describe('the memory backplane’s tracked marker', () => {
     const asked = Date.now();
     await waitUntil(async () => (await bp.presenceEnter('r', [m], timing, false)) === null, 5000, 'the marker to expire');
     expect(Date.now() - asked).toBeGreaterThanOrEqual(timing.keyTtlMs - 50);
+    expect(await bp.presenceTracked(['r'])).toEqual([false]);
     await bp.presenceTrack('r', timing, 'ready');
     expect(await bp.presenceMembers('r', 10, timing)).toEqual({ count: 0, members: [] });
     expect(events).toHaveLength(1);

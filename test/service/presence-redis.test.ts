@@ -1,15 +1,17 @@
 /**
  * Presence across relay processes sharing a real Redis (standalone and cluster): members of every instance listed,
  * joined/left events to watchers on other instances, exactly one `left` per member whether it left, closed or its
- * instance was killed (within RELAY_PRESENCE_TTL_MS), the cap on listed members and RELAY_PRESENCE=off; and no
- * presence commands at all for a room nobody asked about.
+ * instance was killed (within RELAY_PRESENCE_TTL_MS), the cap on listed members and RELAY_PRESENCE=off; no
+ * presence commands at all for a room nobody asked about; and the members of a relay whose subscription was down when
+ * another relay started tracking the room, listed once it is back.
  */
 import { expect } from '@jest/globals';
 import { signHs256Token } from '../../service/auth';
 import { useClients, useRedis, useRelays } from '../helpers/fixtures';
 import { trustedEnv } from '../helpers/load';
 import { monitorRedis } from '../helpers/redis-monitor';
-import { roomsOnDistinctShards, waitUntil } from '../helpers/redis-server';
+import { roomsOnDistinctShards, waitUntil, type RedisServer } from '../helpers/redis-server';
+import type { RelayProcess } from '../helpers/relay-process';
 import { API_KEY, callApi, errorCode } from '../helpers/server-api';
 import type { Frame, TestClient } from '../helpers/ws-client';
 
@@ -206,6 +208,87 @@ describe('presence only for rooms somebody asked about', () => {
     const reply = await onB.request({ type: 'presence', room: 'brief', id: 'p2' });
     expect(reply.count).toBe(2);
     expect(memberIds(reply)).toEqual(connectionIds([onA, onB]));
+  });
+});
+
+describe('presence after a relay’s subscription was down', () => {
+  const USER = 'relay-b';
+  const PASSWORD = 'relay-b-password';
+  const backplaneState = async (relay: RelayProcess) => ((await relay.health()).body.backplane as { state: string }).state;
+
+  /** Relay b connects as its own ACL user, so the test can cut b's subscriber alone and keep it out. */
+  async function relaysWithSeparateUser(servers: readonly RedisServer[], env: Record<string, string>, url: (auth: string) => string): Promise<[RelayProcess, RelayProcess]> {
+    for (const server of servers) await server.cli('ACL', 'SETUSER', USER, 'on', `>${PASSWORD}`, '~*', '&*', '+@all');
+    const [a, b] = await Promise.all([relays.start(trustedEnv({ ...env, REDIS_URL: url('') })), relays.start(trustedEnv({ ...env, REDIS_URL: url(`${USER}:${PASSWORD}@`) }))]);
+    await Promise.all([a.waitHealthy(), b.waitHealthy()]);
+    return [a, b];
+  }
+
+  /** Kills b's subscriber connections and refuses b's reconnects until `readmit`; resolves once b reports down. */
+  async function cutSubscriber(servers: readonly RedisServer[], b: RelayProcess): Promise<{ readmit: () => Promise<void> }> {
+    for (const server of servers) {
+      await server.cli('ACL', 'SETUSER', USER, 'off');
+      await server.cli('CLIENT', 'KILL', 'TYPE', 'pubsub', 'USER', USER);
+    }
+    await waitUntil(async () => (await backplaneState(b)) === 'down', 5000, 'relay b to report its backplane down');
+    return {
+      readmit: async () => {
+        for (const server of servers) await server.cli('ACL', 'SETUSER', USER, 'on');
+        await waitUntil(async () => (await backplaneState(b)) === 'ready', 10_000, 'relay b to report its backplane ready again');
+      },
+    };
+  }
+
+  it('records the members of a relay that missed the start of tracking, with one marker read per room once it is back', async () => {
+    const server = await redis.start();
+    const [a, b] = await relaysWithSeparateUser([server], { RELAY_CHANNEL_PREFIX: 'resync1' }, (auth) => `redis://${auth}${server.host}:${server.port}`);
+    const [asker, quietOnA] = await clients.connectMany(a, 2);
+    const onB = await clients.connectMany(b, 3);
+    await Promise.all([joinAcked([asker, onB[0], onB[1]], 'missed'), joinAcked([quietOnA, onB[2]], 'quiet')]);
+
+    const outage = await cutSubscriber([server], b);
+    // The start of tracking (marker, `track` over the control channel, gather) happens while b hears nothing.
+    const started = await asker.request({ type: 'presence', room: 'missed', id: 'p1' });
+    expect(memberIds(started)).toEqual(connectionIds([asker]));
+    const monitor = clients.track(await monitorRedis(server));
+    await outage.readmit();
+    const back = Date.now();
+
+    const everyone = connectionIds([asker, onB[0], onB[1]]);
+    let reply: Frame | undefined;
+    await waitUntil(
+      async () => memberIds((reply = await asker.request({ type: 'presence', room: 'missed', id: 'p2' }))).join() === everyone.join(),
+      5000,
+      'the presence list on relay a to include relay b’s members',
+    );
+    expect(Date.now() - back).toBeLessThan(2000);
+    expect(reply).toMatchObject({ type: 'presence', room: 'missed', count: 3 });
+    // One read of each room's marker by b after the reconnect; nobody asked about `quiet`, so nothing was stored there.
+    await monitor.sync();
+    const markerReads = (room: string) => monitor.count(new RegExp(`"EXISTS" "resync1:presence-tracked:\\{${room}\\}"`));
+    expect([markerReads('missed'), markerReads('quiet')]).toEqual([1, 1]);
+    expect((await server.cli('KEYS', 'resync1:presence*{quiet}')).trim()).toBe('');
+  });
+
+  it('records the members of a relay that missed the start of tracking in rooms on every shard of a Redis Cluster', async () => {
+    const cluster = await redis.cluster(3);
+    const prefix = 'cresync';
+    const rooms = (await roomsOnDistinctShards(cluster, prefix)).map((r) => r.room);
+    const seed = new URL(cluster.url);
+    const [a, b] = await relaysWithSeparateUser(cluster.nodes, { REDIS_MODE: 'cluster', RELAY_CHANNEL_PREFIX: prefix }, (auth) => `redis://${auth}${seed.host}`);
+    const askers = await clients.connectMany(a, rooms.length);
+    const onB = await clients.connectMany(b, rooms.length);
+    await Promise.all(rooms.map((room, i) => joinAcked([askers[i], onB[i]], room)));
+
+    const outage = await cutSubscriber(cluster.nodes, b);
+    for (const [i, room] of rooms.entries()) {
+      expect(memberIds(await askers[i].request({ type: 'presence', room, id: 'p1' }))).toEqual(connectionIds([askers[i]]));
+    }
+    await outage.readmit();
+    for (const [i, room] of rooms.entries()) {
+      const both = connectionIds([askers[i], onB[i]]).join();
+      await waitUntil(async () => memberIds(await askers[i].request({ type: 'presence', room, id: 'p2' })).join() === both, 5000, `relay b’s member of ${room} listed`);
+    }
   });
 });
 
