@@ -37,6 +37,7 @@ import {
   type SendCommand,
 } from './history';
 import { AppendBatcher } from './append-batch';
+import { ReadGate } from './read-gate';
 import { appendOnceWithScript, publishOnceWithScript } from './idempotency';
 import {
   COMMAND_TIMEOUT_MS,
@@ -95,6 +96,8 @@ export class TransportBackplane implements Backplane {
   readonly #channels = new Map<string, ChannelUse>();
   readonly #scripts = new Set<LuaScript>();
   readonly #presence: RedisPresenceStore;
+  /** History reads that can carry frames (with `since`) share the connection with publishes and ROLE: a few at a time. */
+  readonly #replayReads = new ReadGate();
   #handler: FrameHandler | undefined;
   #controlHandler: ControlHandler | undefined;
   #started: Promise<void> | undefined;
@@ -204,7 +207,17 @@ export class TransportBackplane implements Backplane {
   async readHistory(room: string, since: HistoryPosition | undefined, limits?: ReadLimits): Promise<HistoryRead> {
     this.#assertReady();
     const key = historyKey(this.#opts.channelPrefix, room);
-    const read = await readWithScript(this.#sendTo(key), this.#transport.store, room, [key], readArgs(this.#history, since, limits));
+    const args = readArgs(this.#history, since, limits);
+    const send = (): Promise<HistoryRead> => readWithScript(this.#sendTo(key), this.#transport.store, room, [key], args);
+    // A read without `since` answers the position only; one with it may answer a page of frames and waits for a slot,
+    // then checks again that the backplane is still up, since it may have waited a while.
+    const read =
+      since === undefined
+        ? await send()
+        : await this.#replayReads.run(() => {
+            this.#assertReady();
+            return send();
+          });
     this.#batcher.noteRead(room, read.position);
     return read;
   }

@@ -10,6 +10,13 @@ import type { FramePosition, HistoryPosition, HistoryRead, RecoveryOutcome } fro
 import { encodeAck } from '../protocol';
 import type { Core, Session } from './session';
 
+/**
+ * Why a join with `since` was answered recovered:false, sent as the ack's `reason` (docs/recovery.md lists what a
+ * client does for each): the history's own verdicts, `budget`, `unavailable` when the history could not be read (the
+ * backplane is down or did not answer in time: rejoin with the same `since` shortly), `disabled` when history is off.
+ */
+export type NotRecoveredReason = Exclude<RecoveryOutcome, 'ok' | 'none'> | 'unavailable' | 'disabled';
+
 /** Bytes of replay written before waiting for the socket to take them. */
 const REPLAY_PAGE_FACTOR = 0.5;
 /** Frames per history read while replaying: one Redis reply stays about 1 MB at most (16 frames of 64 KB). */
@@ -44,7 +51,7 @@ export async function join(
     await room.subscribed;
     await entered;
     // Without history nothing can be recovered: a client asking to resume learns that it did not.
-    session.send(encodeAck(id, since === undefined ? {} : { recovered: false }));
+    session.send(encodeAck(id, since === undefined ? {} : notRecovered('disabled')));
     return;
   }
   if (member && since === undefined) {
@@ -68,14 +75,14 @@ export async function join(
     // Position unknown (backplane down): the client cannot resume from this join, and is told so.
     registry.endJoin(room, session);
     await entered;
-    session.send(encodeAck(id, since === undefined ? {} : { recovered: false }));
+    session.send(encodeAck(id, since === undefined ? {} : notRecovered('unavailable')));
     for (const h of state.acked(undefined)) session.send(h.frame);
     return;
   }
   const position = { seq: Number(read.position.seq), epoch: read.position.epoch };
   registry.notePosition(room, position);
 
-  let outcome = read.outcome;
+  let outcome: RecoveryOutcome | 'unavailable' = read.outcome;
   let replayed = 0;
   if (outcome === 'ok' && since !== undefined && position.seq > Number(since.seq)) {
     const gap = await readGap(core, session, name, read.frames, Number(since.seq), position, current);
@@ -88,8 +95,9 @@ export async function join(
       if (replayed > 0) core.metrics.messagesOut.inc(replayed);
     }
   }
+  // 'none' answers a read without `since` only; should a read with one ever get it, the history was not really read.
   const extra: Record<string, unknown> =
-    since === undefined ? {} : outcome === 'ok' ? { recovered: true, replayed } : outcome === 'budget' ? { recovered: false, reason: 'budget' } : { recovered: false };
+    since === undefined ? {} : outcome === 'ok' ? { recovered: true, replayed } : notRecovered(outcome === 'none' ? 'unavailable' : outcome);
   extra.position = read.position;
   await entered;
   if (!current()) return;
@@ -117,7 +125,7 @@ async function readGap(
   from: number,
   to: FramePosition,
   current: () => boolean,
-): Promise<{ frames: Buffer[]; outcome: RecoveryOutcome } | undefined> {
+): Promise<{ frames: Buffer[]; outcome: RecoveryOutcome | 'unavailable' } | undefined> {
   const budget = session.replayBudgetLeft();
   const frames: Buffer[] = [];
   let bytes = 0;
@@ -137,7 +145,7 @@ async function readGap(
       next = await core.backplane.readHistory(room, { seq: String(at), epoch: to.epoch }, { limit: REPLAY_PAGE_FRAMES });
     } catch (err) {
       session.log.warn({ err, room }, 'reading room history failed');
-      return { frames: [], outcome: 'trimmed' };
+      return { frames: [], outcome: 'unavailable' };
     }
     if (!current()) return undefined;
     if (next.outcome !== 'ok') return { frames: [], outcome: next.outcome };
@@ -168,6 +176,11 @@ async function streamReplay(core: Core, session: Session, frames: readonly Buffe
     sent++;
   }
   return sent;
+}
+
+/** The ack fields of a join with `since` that replayed nothing: always with the reason, so the client knows what to do. */
+function notRecovered(reason: NotRecoveredReason): { recovered: false; reason: NotRecoveredReason } {
+  return { recovered: false, reason };
 }
 
 export function wirePosition(position: FramePosition): HistoryPosition {

@@ -37,6 +37,11 @@ export interface RelayAck {
   readonly id: string;
   /** On a rejoin with `since`: whether the relay could replay everything missed. */
   readonly recovered?: boolean;
+  /**
+   * On a rejoin with `since` answered `recovered: false`: why (epoch, trimmed, cap, budget, future, unavailable, disabled;
+   * see docs/recovery.md).
+   */
+  readonly reason?: string;
   /** On a rejoin with `since`: how many messages were replayed (they arrive before the ack). */
   readonly replayed?: number;
   /** On every join when recovery is on: the room's position; the messages after it follow the ack. */
@@ -54,6 +59,11 @@ export interface RelayResyncEvent {
   readonly since?: RelayPosition;
   /** Where the relay continues from (absent when the backplane was unavailable). */
   readonly position?: RelayPosition;
+  /**
+   * Why: the rejoin ack's reason (epoch, trimmed, cap, budget, future, unavailable, disabled) or the relay's resync
+   * frame's (epoch, lost); see docs/recovery.md.
+   */
+  readonly reason?: string;
 }
 
 /** A member of a room on any instance (presence). */

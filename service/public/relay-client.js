@@ -409,7 +409,7 @@
       return self._request(frameOut, 'ack').then(function (ack) {
         if (seen && ack.recovered === false) {
           // The relay could not fill the gap (history expired, Redis lost it, or too many missed): the app must reload the room.
-          self._emit('resync', { room: room, since: { seq: seen.seq, epoch: seen.epoch }, position: ack.position });
+          self._emit('resync', { room: room, since: { seq: seen.seq, epoch: seen.epoch }, position: ack.position, reason: ack.reason });
           // What was seen belongs to a history the relay no longer serves; numbering continues from its position.
           self._lastSeen.delete(room);
         }
@@ -476,6 +476,7 @@
       room: frame.room,
       since: seen ? { seq: seen.seq, epoch: seen.epoch } : undefined,
       position: { seq: String(position.seq), epoch: position.epoch },
+      reason: frame.reason,
     });
   };
 

@@ -60,7 +60,7 @@ describe('relay-client.js with recovery', () => {
     await Promise.all([r1.waitHealthy(20_000), r2.waitHealthy(20_000)]);
     r1.signal('SIGTERM');
     const event = await resync;
-    expect(event).toEqual({ room: 'room', since: { seq: '1', epoch: old.epoch }, position: { seq: '0', epoch: expect.any(String) } });
+    expect(event).toEqual({ room: 'room', since: { seq: '1', epoch: old.epoch }, position: { seq: '0', epoch: expect.any(String) }, reason: 'epoch' });
     expect(event.position?.epoch).not.toBe(old.epoch);
     await publishAll(publisher, 'room', ['new']);
     if (got.length < 2) await nextEvent(client, 'message', () => got.length >= 2);

@@ -68,20 +68,20 @@ describe('recovery on the in-memory backplane', () => {
   });
 
   it.each([
-    // [what, env, since seq (last is 20), recovered, replayed]
-    ['older than the 10 kept', { RELAY_HISTORY_SIZE: '10', RELAY_HISTORY_REPLAY_MAX: '15' }, '9', false, 0],
-    ['exactly the 10 kept', { RELAY_HISTORY_SIZE: '10', RELAY_HISTORY_REPLAY_MAX: '15' }, '10', true, 10],
-    ['over the replay cap of 8', { RELAY_HISTORY_SIZE: '100', RELAY_HISTORY_REPLAY_MAX: '8' }, '11', false, 0],
-    ['exactly the replay cap of 8', { RELAY_HISTORY_SIZE: '100', RELAY_HISTORY_REPLAY_MAX: '8' }, '12', true, 8],
-    ['in the future', {}, '21', false, 0],
-  ] as const)('since %s: recovered is %s, and a refusal replays nothing', async (_what, env, seq, recovered, replayed) => {
+    // [what, env, since seq (last is 20), recovered, replayed, reason of a refusal]
+    ['older than the 10 kept', { RELAY_HISTORY_SIZE: '10', RELAY_HISTORY_REPLAY_MAX: '15' }, '9', false, 0, 'trimmed'],
+    ['exactly the 10 kept', { RELAY_HISTORY_SIZE: '10', RELAY_HISTORY_REPLAY_MAX: '15' }, '10', true, 10, undefined],
+    ['over the replay cap of 8', { RELAY_HISTORY_SIZE: '100', RELAY_HISTORY_REPLAY_MAX: '8' }, '11', false, 0, 'cap'],
+    ['exactly the replay cap of 8', { RELAY_HISTORY_SIZE: '100', RELAY_HISTORY_REPLAY_MAX: '8' }, '12', true, 8, undefined],
+    ['in the future', {}, '21', false, 0, 'future'],
+  ] as const)('since %s: recovered is %s, and a refusal replays nothing and says why', async (_what, env, seq, recovered, replayed, reason) => {
     const url = await startRelay(env);
     const publisher = await connect(url);
     const since = await readerThatLeft(url, publisher, 'small', 1);
     await publishAll(publisher, 'small', Array.from({ length: 19 }, (_, i) => i));
     const c = await connect(url);
     const ack = await join(c, 'small', { seq, epoch: since.epoch });
-    const expected = recovered ? { recovered, replayed } : { recovered };
+    const expected = recovered ? { recovered, replayed } : { recovered, reason };
     expect(ack).toEqual({ type: 'ack', id: ack.id, ...expected, position: { seq: '20', epoch: since.epoch } });
     expect(c.messages().map((m) => Number(m.seq))).toEqual(Array.from({ length: replayed }, (_, i) => 21 - replayed + i));
   });
@@ -92,7 +92,7 @@ describe('recovery on the in-memory backplane', () => {
     const since = await readerThatLeft(url, publisher, 'e', 2);
     const c = await connect(url);
     const ack = await join(c, 'e', { seq: '1', epoch: 'not-this-one' });
-    expect(ack).toEqual({ type: 'ack', id: ack.id, recovered: false, position: since });
+    expect(ack).toEqual({ type: 'ack', id: ack.id, recovered: false, reason: 'epoch', position: since });
     expect(c.messages()).toEqual([]);
   });
 
@@ -104,7 +104,7 @@ describe('recovery on the in-memory backplane', () => {
     await publish(c, 'plain', 'x');
     expect(await c.waitForMessages(1)).toEqual([{ type: 'message', room: 'plain', data: 'x', from: c.welcome.connectionId }]);
     const again = await join(c, 'plain', { seq: '0', epoch: 'e' });
-    expect(again).toEqual({ type: 'ack', id: again.id, recovered: false });
+    expect(again).toEqual({ type: 'ack', id: again.id, recovered: false, reason: 'disabled' });
   });
 
   it('refuses a since whose seq is not a decimal string', async () => {

@@ -127,7 +127,7 @@ describe('recovery through Redis', () => {
     await r1.waitHealthy(20_000);
     const back = await clients.connect(r1);
     const ack = await join(back, 'room', since);
-    expect(ack).toEqual({ type: 'ack', id: ack.id, recovered: false, position: { seq: '0', epoch: expect.any(String) } });
+    expect(ack).toEqual({ type: 'ack', id: ack.id, recovered: false, reason: 'epoch', position: { seq: '0', epoch: expect.any(String) } });
     expect((ack.position as { epoch: string }).epoch).not.toBe(since.epoch);
     await publishAll(back, 'room', ['after']);
     expect(await back.waitForMessages(1)).toEqual([
@@ -140,9 +140,9 @@ describe('recovery through Redis', () => {
     const small = await relays.start(env(redis, 'small', { RELAY_HISTORY_SIZE: '10', RELAY_HISTORY_REPLAY_MAX: '15' }));
     const capped = await relays.start(env(redis, 'capped', { RELAY_HISTORY_SIZE: '100', RELAY_HISTORY_REPLAY_MAX: '8' }));
     await Promise.all([small.waitHealthy(20_000), capped.waitHealthy(20_000)]);
-    for (const [relay, refused, accepted, replayed] of [
-      [small, '9', '10', 10],
-      [capped, '11', '12', 8],
+    for (const [relay, refused, accepted, replayed, reason] of [
+      [small, '9', '10', 10, 'trimmed'],
+      [capped, '11', '12', 8, 'cap'],
     ] as const) {
       const c = await clients.connect(relay);
       const first = await join(c, 'room');
@@ -151,10 +151,10 @@ describe('recovery through Redis', () => {
       await c.waitForMessages(20);
       const probe = await clients.connect(relay);
       const no = await join(probe, 'room', { seq: refused, epoch });
-      expect(no).toEqual({ type: 'ack', id: no.id, recovered: false, position: { seq: '20', epoch } });
+      expect(no).toEqual({ type: 'ack', id: no.id, recovered: false, reason, position: { seq: '20', epoch } });
       expect(probe.messages()).toEqual([]);
       const future = await join(probe, 'room', { seq: '21', epoch });
-      expect(future).toEqual({ type: 'ack', id: future.id, recovered: false, position: { seq: '20', epoch } });
+      expect(future).toEqual({ type: 'ack', id: future.id, recovered: false, reason: 'future', position: { seq: '20', epoch } });
       const yes = await join(probe, 'room', { seq: accepted, epoch });
       expect(yes).toEqual({ type: 'ack', id: yes.id, recovered: true, replayed, position: { seq: '20', epoch } });
       expectConsecutive(probe.messages(), 20 - replayed, epoch);
@@ -171,7 +171,7 @@ describe('recovery through Redis', () => {
     await redis.kill();
     await waitUntil(async () => (await r1.health()).status === 503, 20_000, 'the relay to report 503');
     const ack = await join(c, 'other', first.position as { seq: string; epoch: string });
-    expect(ack).toEqual({ type: 'ack', id: ack.id, recovered: false });
+    expect(ack).toEqual({ type: 'ack', id: ack.id, recovered: false, reason: 'unavailable' });
     expect(await publish(c, 'room', 'lost')).toEqual({
       type: 'error',
       id: expect.any(String),
@@ -193,7 +193,7 @@ describe('recovery through Redis', () => {
     expect(await b.waitForMessages(1)).toEqual([expected]);
     expect(await a.waitForMessages(1)).toEqual([expected]);
     const ack = await join(b, 'room', { seq: '1', epoch: 'e' });
-    expect(ack).toEqual({ type: 'ack', id: ack.id, recovered: false });
+    expect(ack).toEqual({ type: 'ack', id: ack.id, recovered: false, reason: 'disabled' });
     expect((await redis.cli('KEYS', 'off:*')).trim()).toBe('');
   });
 });

@@ -87,6 +87,7 @@ describe('hub: frames and acks', () => {
       type: 'ack',
       id: 's1',
       recovered: false,
+      reason: 'disabled',
     });
     expect(await c.request({ type: 'join', room: 'r', id: 's2', since: 'yesterday' })).toEqual({
       type: 'error',
