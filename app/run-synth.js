@@ -8,6 +8,10 @@ const { dirname, join } = require('node:path');
 const root = join(__dirname, '..');
 const outfile = join(root, '.build', 'synth-main.js');
 
+// Node 22 keeps the bytecode of every module it compiles (cdktf, the provider modules, zod) in this folder, so a
+// synth after the first skips compiling them; Node checks each entry against its source. Node 20 has no such cache.
+require('node:module').enableCompileCache?.(join(root, '.build', 'compile-cache'));
+
 /** Newest modification time of the program's own sources and the installed dependency set. */
 function newestSource() {
   let newest = statSync(join(root, 'package-lock.json')).mtimeMs;
