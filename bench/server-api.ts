@@ -106,6 +106,7 @@ export const SERVER_API_P99_TARGET_MS = 25;
 
 export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<ServerApiBenchResult> {
   const { log } = opts;
+  const warmupMs = opts.warmupMs ?? WARMUP_MS;
   const pinning = opts.pinning ?? null;
   const redis = await startBenchRedis(pinning?.servers);
   // The publisher, forked below, inherits this CPU affinity.
@@ -120,7 +121,7 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
     const sink = new DeliverySink();
     for (let i = 0; i < opts.members; i++) members.push(await connectRawMember(relays[i % relays.length].wsUrl, ROOM, sink.onFrame));
     log(`server API: ${opts.members} members over ${relays.length} relays, ${opts.rate} requests/s for ${opts.durationMs / 1000} s`);
-    const warm = Math.round((opts.rate * (opts.warmupMs ?? WARMUP_MS)) / 1000);
+    const warm = Math.round((opts.rate * warmupMs) / 1000);
     const total = warm + Math.round((opts.rate * opts.durationMs) / 1000);
     const plan: PublisherPlan = {
       ports: relays.map((r) => r.port),
@@ -138,7 +139,7 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
     const loop = monitorEventLoopDelay({ resolution: 1 });
     let window: { readonly at: number; readonly own: NodeJS.CpuUsage; readonly relays: number; readonly redis: number } | undefined;
     let countsBefore: Promise<{ scripts: number; commands: number }> | undefined;
-    const limitMs = opts.durationMs + (opts.warmupMs ?? WARMUP_MS) + DRAIN_TIMEOUT_MS + PUBLISHER_START_MS;
+    const limitMs = opts.durationMs + warmupMs + DRAIN_TIMEOUT_MS + PUBLISHER_START_MS;
     const done = new Promise<PublisherResult>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`the API publisher did not finish within ${Math.round(limitMs / 1000)} s`)), limitMs);
       publisher.on('message', (m: PublisherMessage) => {
@@ -177,7 +178,7 @@ export async function runServerApiBench(opts: ServerApiBenchOptions): Promise<Se
       members: opts.members,
       rate: opts.rate,
       durationSec: opts.durationMs / 1000,
-      warmupSec: (opts.warmupMs ?? WARMUP_MS) / 1000,
+      warmupSec: warmupMs / 1000,
       requests: total - warm,
       errors: p.errors,
       errorSamples: p.errorSamples,

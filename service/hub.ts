@@ -91,10 +91,13 @@ export class Hub {
   private pingTimer: NodeJS.Timeout | undefined;
   private readonly heartbeat: HeartbeatPasses<Session>;
   private readonly closeGraceMs: number;
+  /** One heartbeat tick: a pass of HEARTBEAT_SLICES ticks spans a ping interval. */
+  private readonly heartbeatTickMs: number;
   private backplaneState: BackplaneState;
 
   constructor(private readonly opts: HubOptions) {
     this.closeGraceMs = opts.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS;
+    this.heartbeatTickMs = Math.max(1, Math.floor(opts.config.pingIntervalMs / HEARTBEAT_SLICES));
     const { config, backplane, metrics, logger } = opts;
     this.outbound = new Outbound({
       capBytes: config.sendBufferBytes,
@@ -140,8 +143,11 @@ export class Hub {
     backplane.onStateChange((status) => {
       const was = this.backplaneState;
       this.backplaneState = status.state;
+      if (status.state !== 'ready' || was !== 'down') return;
       // Frames published while the subscription was down are only in the history: every room reads them.
-      if (status.state === 'ready' && was === 'down' && backplane.historyEnabled) this.registry.catchUpAll();
+      if (backplane.historyEnabled) this.registry.catchUpAll();
+      // A presence start (`track`) sent meanwhile never arrived: presence reads the markers of its rooms.
+      void this.core.presence?.resync();
     });
   }
 
@@ -156,7 +162,7 @@ export class Hub {
   /** Starts the heartbeat: one timer for every socket, visiting a slice of them per tick. */
   start(): void {
     if (this.pingTimer) return;
-    this.pingTimer = setInterval(() => this.heartbeat.tick(), this.heartbeatTickMs());
+    this.pingTimer = setInterval(() => this.heartbeat.tick(), this.heartbeatTickMs);
     this.pingTimer.unref();
     this.core.presence?.start();
   }
@@ -323,17 +329,13 @@ export class Hub {
     session.closeTimer = this.later(graceMs, check);
   }
 
-  private heartbeatTickMs(): number {
-    return Math.max(1, Math.floor(this.opts.config.pingIntervalMs / HEARTBEAT_SLICES));
-  }
-
   private ping(session: Session): void {
     if (session.closing) return;
     // A backstop: a connection sits earlier in the next pass when connections before it closed, so a visit can come
     // well before its ping is an interval old. One tick of slack: passes start an interval apart give or take the
     // clocks' rounding, and a visit a millisecond early must not skip a whole pass.
     const now = Date.now();
-    if (now - session.pingedAt < this.opts.config.pingIntervalMs - this.heartbeatTickMs()) return;
+    if (now - session.pingedAt < this.opts.config.pingIntervalMs - this.heartbeatTickMs) return;
     if (!session.alive) {
       session.log.info('terminating connection: no pong since the last ping');
       session.closing = true;

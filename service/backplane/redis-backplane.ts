@@ -15,7 +15,7 @@
  *   `roomExtraChannel(prefix, kind, room)` / `roomKey` are a per-room channel / key on the room's slot (types.ts).
  * - The control channel (`<prefix>:control`, the server API's): `publishControl(message, once?)` / `onControl`.
  * - After a reconnect the hub catches rooms up from the history when the state goes down → ready
- *   (hub.ts, registry.catchUpAll), and presence adopts the rooms whose tracking started meanwhile (core/presence.ts,
+ *   (hub.ts, registry.catchUpAll) and has presence adopt the rooms whose tracking started meanwhile (core/presence.ts,
  *   resync); listeners of extra channels see the same `onStateChange`.
  */
 import { PRESENCE_SCRIPTS, RedisPresenceStore } from './presence-store';
@@ -231,13 +231,7 @@ export class TransportBackplane implements Backplane {
   async runScript(script: LuaScript, keys: readonly string[], args: Array<string | Buffer>): Promise<unknown> {
     this.#assertReady();
     if (keys.length === 0) throw new Error('runScript needs at least one key: the first key routes the script to its node');
-    try {
-      return await withTimeout(evalScript(this.#sendTo(keys[0]), script, keys, args), COMMAND_TIMEOUT_MS, () => new Error(`no reply within ${COMMAND_TIMEOUT_MS} ms`));
-    } catch (err) {
-      // Redis answered with an error: the script (or its arguments) is at fault, and retrying will not help.
-      if (err instanceof ErrorReply) throw new Error(`script ${script.sha.slice(0, 12)} failed on ${this.#transport.store}: ${err.message}`, { cause: err });
-      throw new BackplaneUnavailableError(`running a script on ${this.#transport.store} failed (${describeError(err)}); retry shortly`);
-    }
+    return this.#bounded(`script ${script.sha.slice(0, 12)}`, 'running a script', () => evalScript(this.#sendTo(keys[0]), script, keys, args));
   }
 
   /**
@@ -247,11 +241,19 @@ export class TransportBackplane implements Backplane {
    */
   async command(key: string, args: Array<string | Buffer>): Promise<unknown> {
     this.#assertReady();
+    return this.#bounded(String(args[0]), String(args[0]), () => this.#transport.send(key, args));
+  }
+
+  /**
+   * A reply within COMMAND_TIMEOUT_MS. Redis answering with an error rejects with a plain Error (the command or its
+   * arguments are at fault, and retrying will not help); no reply, or none in time, with BackplaneUnavailableError.
+   */
+  async #bounded(what: string, doing: string, send: () => Promise<unknown>): Promise<unknown> {
     try {
-      return await withTimeout(this.#transport.send(key, args), COMMAND_TIMEOUT_MS, () => new Error(`no reply within ${COMMAND_TIMEOUT_MS} ms`));
+      return await withTimeout(send(), COMMAND_TIMEOUT_MS, () => new Error(`no reply within ${COMMAND_TIMEOUT_MS} ms`));
     } catch (err) {
-      if (err instanceof ErrorReply) throw new Error(`${String(args[0])} failed on ${this.#transport.store}: ${err.message}`, { cause: err });
-      throw new BackplaneUnavailableError(`${String(args[0])} on ${this.#transport.store} failed (${describeError(err)}); retry shortly`);
+      if (err instanceof ErrorReply) throw new Error(`${what} failed on ${this.#transport.store}: ${err.message}`, { cause: err });
+      throw new BackplaneUnavailableError(`${doing} on ${this.#transport.store} failed (${describeError(err)}); retry shortly`);
     }
   }
 

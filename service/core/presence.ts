@@ -67,13 +67,6 @@ export class Presence<P extends PresencePeer> {
   constructor(private readonly opts: PresenceOptions<P>) {
     this.timing = presenceTiming(opts.config.presenceTtlMs);
     opts.backplane.onPresence((room, frame) => this.deliver(room, frame));
-    // Like the hub's catch-up from the history: what the subscription missed while down is read back once it is up.
-    let backplaneState = opts.backplane.status().state;
-    opts.backplane.onStateChange((status) => {
-      const was = backplaneState;
-      backplaneState = status.state;
-      if (status.state === 'ready' && was === 'down') void this.resync();
-    });
   }
 
   start(): void {
@@ -207,11 +200,12 @@ export class Presence<P extends PresencePeer> {
   }
 
   /**
-   * The subscription is back after an outage: a `track` sent meanwhile never reached this instance. Reads the marker
-   * of every room with local members not known to be tracked (one read per room, sent together) and records the
-   * members of those that are. Never rejects: a failed read is logged, and the next reconnect reads again.
+   * The subscription is back after an outage (the hub calls it on down → ready, beside the history catch-up): a
+   * `track` sent meanwhile never reached this instance. Reads the marker of every room with local members not known to
+   * be tracked (one read per room, sent together) and records the members of those that are. Never rejects: a failed
+   * read is logged, and the next reconnect reads again.
    */
-  private async resync(): Promise<void> {
+  async resync(): Promise<void> {
     const rooms = [...this.local].filter(([, state]) => state.tracked !== true && state.probe === undefined).map(([room]) => room);
     if (rooms.length === 0) return;
     let tracked: boolean[];
